@@ -1,0 +1,57 @@
+//! The catalogue the metadata group replicates: nodes and keyspaces with their placement.
+//!
+//! Records are stored as JSON values under string keys in the metadata group's key-value state
+//! machine (`node/<id>`, `keyspace/<name>`), so the metadata group is an ordinary group.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{GroupId, KeyspaceId, NodeId};
+use crate::policy::KeyspacePolicy;
+
+pub const NODE_PREFIX: &str = "node/";
+pub const KEYSPACE_PREFIX: &str = "keyspace/";
+
+pub fn node_key(id: NodeId) -> String {
+    format!("{NODE_PREFIX}{id:020}")
+}
+
+pub fn keyspace_key(name: &str) -> String {
+    format!("{KEYSPACE_PREFIX}{name}")
+}
+
+/// A node as the cluster knows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub id: NodeId,
+    pub region: String,
+    pub zone: String,
+    /// Where peers reach the node's transport.
+    pub peer_addr: String,
+    pub http_addr: String,
+    pub grpc_addr: String,
+}
+
+/// Where one shard's replicas live.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardPlacement {
+    pub shard: u16,
+    pub group: GroupId,
+    /// Voters, the first of which initialises the group. The leader is kept in the home region.
+    pub voters: Vec<NodeId>,
+    /// Non-voting replicas, for local reads in other allowed regions.
+    pub learners: Vec<NodeId>,
+}
+
+impl ShardPlacement {
+    pub fn replicas(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().chain(self.learners.iter()).copied()
+    }
+}
+
+/// A keyspace and where its shards live.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyspaceRecord {
+    pub id: KeyspaceId,
+    pub policy: KeyspacePolicy,
+    pub shards: Vec<ShardPlacement>,
+}
