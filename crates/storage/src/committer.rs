@@ -1,0 +1,87 @@
+//! Group commit: many writers, one fsync.
+//!
+//! Writers submit batches to a bounded queue. One writer thread takes everything queued (up to
+//! [`COMMIT_BATCHES_MAX`] batches), commits it as one engine transaction, and then completes
+//! every submitter in submission order. While one commit is being fsynced the next batches
+//! accumulate, so the commit rate adapts to the load with no timer.
+
+use std::time::Instant;
+
+use meridian_types::limits::{COMMIT_BATCHES_MAX, COMMIT_QUEUE_MAX};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Result, SharedEngine, StorageError, WriteBatch};
+
+/// Called with the outcome once the batch is durable (or failed).
+pub type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+
+struct Job {
+    batch: WriteBatch,
+    done: Completion,
+}
+
+/// A handle to a node's group-commit writer. Cloning shares the writer.
+#[derive(Clone)]
+pub struct GroupCommitter {
+    queue: mpsc::Sender<Job>,
+    engine: SharedEngine,
+}
+
+impl GroupCommitter {
+    /// Starts the writer thread for `engine`. The thread ends when every handle is dropped.
+    pub fn start(engine: SharedEngine, node_label: String) -> GroupCommitter {
+        let (queue, rx) = mpsc::channel(COMMIT_QUEUE_MAX);
+        let writer_engine = engine.clone();
+        std::thread::Builder::new()
+            .name(format!("group-commit-{node_label}"))
+            .spawn(move || writer_loop(writer_engine, rx, node_label))
+            .expect("spawn the group-commit thread");
+        GroupCommitter { queue, engine }
+    }
+
+    pub fn engine(&self) -> &SharedEngine {
+        &self.engine
+    }
+
+    /// Queues `batch`; `done` runs on the writer thread once the batch is durable. Completions
+    /// run in submission order.
+    pub async fn submit(&self, batch: WriteBatch, done: Completion) -> Result<()> {
+        self.queue.send(Job { batch, done }).await.map_err(|_| StorageError::Closed)
+    }
+
+    /// Commits `batch` durably, sharing the fsync with concurrent submitters.
+    pub async fn commit(&self, batch: WriteBatch) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        let done: Completion = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        self.submit(batch, done).await?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+}
+
+fn writer_loop(engine: SharedEngine, mut rx: mpsc::Receiver<Job>, node_label: String) {
+    let fsync_seconds = metrics::histogram!("meridian_fsync_seconds", "node" => node_label.clone());
+    let batch_size = metrics::histogram!("meridian_group_commit_batch_size", "node" => node_label);
+    let mut jobs: Vec<Job> = Vec::with_capacity(COMMIT_BATCHES_MAX);
+    while let Some(first) = rx.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < COMMIT_BATCHES_MAX {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let batches: Vec<WriteBatch> = jobs.iter_mut().map(|j| std::mem::take(&mut j.batch)).collect();
+        let started = Instant::now();
+        let result = engine.commit(&batches);
+        fsync_seconds.record(started.elapsed().as_secs_f64());
+        batch_size.record(batches.len() as f64);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, batches = batches.len(), "group commit failed; no write in it is acknowledged");
+        }
+        for job in jobs.drain(..) {
+            (job.done)(result.clone());
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The storage conformance suite: every engine runs it (see `tests/conformance.rs`).
+//!
+//! `open(dir)` must open the engine's state in `dir`, creating it when absent. Engines without
+//! durable files (the memory engine) pass `reopens = false` and skip the reopen checks.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::{prefix_end, Engine, Table, WriteBatch};
+
+/// Runs every check against engines made by `open`.
+pub fn run_all(dir: &Path, reopens: bool, open: &dyn Fn(&Path) -> Arc<dyn Engine>) {
+    put_get_delete(&*open(&dir.join("a")));
+    tables_are_separate(&*open(&dir.join("b")));
+    scan_is_ordered_bounded_and_limited(&*open(&dir.join("c")));
+    delete_range_removes_exactly_the_range(&*open(&dir.join("d")));
+    batches_apply_in_order(&*open(&dir.join("e")));
+    last_finds_greatest_key_in_range(&*open(&dir.join("f")));
+    if reopens {
+        commits_survive_reopen(&dir.join("g"), open);
+    }
+}
+
+fn put(engine: &dyn Engine, table: Table, key: &[u8], value: &[u8]) {
+    let mut b = WriteBatch::default();
+    b.put(table, key.to_vec(), value.to_vec());
+    engine.commit(&[b]).unwrap();
+}
+
+fn put_get_delete(engine: &dyn Engine) {
+    assert_eq!(engine.get(Table::Data, b"k").unwrap(), None);
+    put(engine, Table::Data, b"k", b"v1");
+    assert_eq!(engine.get(Table::Data, b"k").unwrap(), Some(b"v1".to_vec()));
+    put(engine, Table::Data, b"k", b"v2");
+    assert_eq!(engine.get(Table::Data, b"k").unwrap(), Some(b"v2".to_vec()));
+    let mut b = WriteBatch::default();
+    b.delete(Table::Data, b"k".to_vec());
+    engine.commit(&[b]).unwrap();
+    assert_eq!(engine.get(Table::Data, b"k").unwrap(), None);
+    // An empty value is a value, not an absence.
+    put(engine, Table::Data, b"empty", b"");
+    assert_eq!(engine.get(Table::Data, b"empty").unwrap(), Some(Vec::new()));
+}
+
+fn tables_are_separate(engine: &dyn Engine) {
+    put(engine, Table::Log, b"k", b"log");
+    put(engine, Table::Meta, b"k", b"meta");
+    assert_eq!(engine.get(Table::Data, b"k").unwrap(), None);
+    assert_eq!(engine.get(Table::Log, b"k").unwrap(), Some(b"log".to_vec()));
+    assert_eq!(engine.get(Table::Meta, b"k").unwrap(), Some(b"meta".to_vec()));
+}
+
+fn scan_is_ordered_bounded_and_limited(engine: &dyn Engine) {
+    let mut b = WriteBatch::default();
+    for k in ["b2", "a1", "b1", "b3", "c1"] {
+        b.put(Table::Data, k.as_bytes().to_vec(), k.as_bytes().to_vec());
+    }
+    engine.commit(&[b]).unwrap();
+    let end = prefix_end(b"b").unwrap();
+    let keys: Vec<Vec<u8>> = engine.scan(Table::Data, b"b", &end, 10).unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, vec![b"b1".to_vec(), b"b2".to_vec(), b"b3".to_vec()]);
+    assert_eq!(engine.scan(Table::Data, b"b", &end, 2).unwrap().len(), 2);
+    assert!(engine.scan(Table::Data, b"z", b"a", 10).unwrap().is_empty());
+}
+
+fn delete_range_removes_exactly_the_range(engine: &dyn Engine) {
+    let mut b = WriteBatch::default();
+    for i in 0u8..10 {
+        b.put(Table::Log, vec![i], vec![i]);
+    }
+    engine.commit(&[b]).unwrap();
+    let mut d = WriteBatch::default();
+    d.delete_range(Table::Log, vec![3], vec![7]);
+    engine.commit(&[d]).unwrap();
+    let left: Vec<u8> = engine.scan(Table::Log, &[0], &[10], 100).unwrap().into_iter().map(|(k, _)| k[0]).collect();
+    assert_eq!(left, vec![0, 1, 2, 7, 8, 9]);
+}
+
+fn batches_apply_in_order(engine: &dyn Engine) {
+    let mut first = WriteBatch::default();
+    first.put(Table::Data, b"x".to_vec(), b"1".to_vec());
+    let mut second = WriteBatch::default();
+    second.put(Table::Data, b"x".to_vec(), b"2".to_vec());
+    second.put(Table::Data, b"y".to_vec(), b"2".to_vec());
+    engine.commit(&[first, second]).unwrap();
+    assert_eq!(engine.get(Table::Data, b"x").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(engine.get(Table::Data, b"y").unwrap(), Some(b"2".to_vec()));
+}
+
+fn last_finds_greatest_key_in_range(engine: &dyn Engine) {
+    assert_eq!(engine.last(Table::Log, b"a", b"z").unwrap(), None);
+    for k in ["a1", "a5", "a3", "b1"] {
+        put(engine, Table::Log, k.as_bytes(), b"");
+    }
+    let (k, _) = engine.last(Table::Log, b"a", b"b").unwrap().unwrap();
+    assert_eq!(k, b"a5".to_vec());
+}
+
+fn commits_survive_reopen(dir: &Path, open: &dyn Fn(&Path) -> Arc<dyn Engine>) {
+    {
+        let engine = open(dir);
+        let mut b = WriteBatch::default();
+        for i in 0u32..100 {
+            b.put(Table::Data, i.to_be_bytes().to_vec(), vec![7; 100]);
+        }
+        engine.commit(&[b]).unwrap();
+    }
+    let engine = open(dir);
+    assert_eq!(engine.scan(Table::Data, &[0; 4], &[0xff; 4], 1000).unwrap().len(), 100);
+}

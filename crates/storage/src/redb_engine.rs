@@ -1,0 +1,113 @@
+//! The redb engine: one database file per node, one table per [`Table`], fsync on every commit.
+
+use std::path::Path;
+
+use redb::{Database, Durability, TableDefinition};
+
+use crate::{Engine, Op, Result, StorageError, Table, WriteBatch};
+
+const LOG: TableDefinition<&[u8], &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
+const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
+
+fn definition(table: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+    match table {
+        Table::Log => LOG,
+        Table::Meta => META,
+        Table::Data => DATA,
+    }
+}
+
+fn io<E: std::fmt::Display>(e: E) -> StorageError {
+    StorageError::Io(e.to_string())
+}
+
+pub struct RedbEngine {
+    db: Database,
+}
+
+impl RedbEngine {
+    /// Opens or creates the database file at `path`, creating every table.
+    pub fn open(path: &Path) -> Result<RedbEngine> {
+        let db = Database::create(path).map_err(|e| StorageError::Io(format!("open {}: {e}", path.display())))?;
+        let tx = db.begin_write().map_err(io)?;
+        for table in Table::ALL {
+            tx.open_table(definition(table)).map_err(io)?;
+        }
+        tx.commit().map_err(io)?;
+        Ok(RedbEngine { db })
+    }
+}
+
+impl Engine for RedbEngine {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let t = tx.open_table(definition(table)).map_err(io)?;
+        Ok(t.get(key).map_err(io)?.map(|v| v.value().to_vec()))
+    }
+
+    fn scan(&self, table: Table, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let tx = self.db.begin_read().map_err(io)?;
+        let t = tx.open_table(definition(table)).map_err(io)?;
+        let mut out = Vec::new();
+        for item in t.range(start..end).map_err(io)?.take(limit) {
+            let (k, v) = item.map_err(io)?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn last(&self, table: Table, start: &[u8], end: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        if start >= end {
+            return Ok(None);
+        }
+        let tx = self.db.begin_read().map_err(io)?;
+        let t = tx.open_table(definition(table)).map_err(io)?;
+        let mut range = t.range(start..end).map_err(io)?;
+        match range.next_back() {
+            Some(item) => {
+                let (k, v) = item.map_err(io)?;
+                Ok(Some((k.value().to_vec(), v.value().to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn commit(&self, batches: &[WriteBatch]) -> Result<()> {
+        let mut tx = self.db.begin_write().map_err(io)?;
+        tx.set_durability(Durability::Immediate);
+        {
+            let mut tables = [
+                tx.open_table(LOG).map_err(io)?,
+                tx.open_table(META).map_err(io)?,
+                tx.open_table(DATA).map_err(io)?,
+            ];
+            let index = |t: Table| match t {
+                Table::Log => 0,
+                Table::Meta => 1,
+                Table::Data => 2,
+            };
+            for op in batches.iter().flat_map(|b| b.ops.iter()) {
+                match op {
+                    Op::Put { table, key, value } => {
+                        tables[index(*table)].insert(key.as_slice(), value.as_slice()).map_err(io)?;
+                    }
+                    Op::Delete { table, key } => {
+                        tables[index(*table)].remove(key.as_slice()).map_err(io)?;
+                    }
+                    Op::DeleteRange { table, start, end } => {
+                        if start < end {
+                            tables[index(*table)]
+                                .retain_in(start.as_slice()..end.as_slice(), |_, _| false)
+                                .map_err(io)?;
+                        }
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(io)
+    }
+}
