@@ -16,6 +16,7 @@ pub fn run_all(dir: &Path, reopens: bool, open: &dyn Fn(&Path) -> Arc<dyn Engine
     delete_range_removes_exactly_the_range(&*open(&dir.join("d")));
     batches_apply_in_order(&*open(&dir.join("e")));
     last_finds_greatest_key_in_range(&*open(&dir.join("f")));
+    scan_consistent_reads_every_range(&*open(&dir.join("h")));
     if reopens {
         commits_survive_reopen(&dir.join("g"), open);
     }
@@ -107,4 +108,23 @@ fn commits_survive_reopen(dir: &Path, open: &dyn Fn(&Path) -> Arc<dyn Engine>) {
     }
     let engine = open(dir);
     assert_eq!(engine.scan(Table::Data, &[0; 4], &[0xff; 4], 1000).unwrap().len(), 100);
+}
+
+fn scan_consistent_reads_every_range(engine: &dyn Engine) {
+    let mut b = WriteBatch::default();
+    b.put(Table::Meta, b"m1".to_vec(), b"x".to_vec());
+    for k in ["d1", "d2", "e1"] {
+        b.put(Table::Data, k.as_bytes().to_vec(), b"y".to_vec());
+    }
+    engine.commit(&[b]).unwrap();
+    let views = engine
+        .scan_consistent(&[
+            (Table::Meta, b"m".to_vec(), b"n".to_vec()),
+            (Table::Data, b"d".to_vec(), b"e".to_vec()),
+            (Table::Data, b"z".to_vec(), b"a".to_vec()),
+        ])
+        .unwrap();
+    assert_eq!(views[0].len(), 1);
+    assert_eq!(views[1].len(), 2);
+    assert!(views[2].is_empty());
 }

@@ -88,6 +88,10 @@ pub trait Engine: Send + Sync + 'static {
     /// The last entry with a key in `[start, end)`.
     fn last(&self, table: Table, start: &[u8], end: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
 
+    /// Every entry in each of `ranges` (`[start, end)` per table), all read from one consistent
+    /// view: a commit is either wholly visible in the result or not at all.
+    fn scan_consistent(&self, ranges: &[(Table, Vec<u8>, Vec<u8>)]) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>>;
+
     /// Applies all `batches`, in order, as one atomic transaction, and returns after it is
     /// durable. One call is one fsync, however many batches it carries.
     fn commit(&self, batches: &[WriteBatch]) -> Result<()>;

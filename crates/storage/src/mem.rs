@@ -46,6 +46,11 @@ impl Engine for MemEngine {
         Ok(Self::range(&tables, table, start, end).pop())
     }
 
+    fn scan_consistent(&self, ranges: &[(Table, Vec<u8>, Vec<u8>)]) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>> {
+        let tables = self.tables.lock().unwrap();
+        Ok(ranges.iter().map(|(t, start, end)| Self::range(&tables, *t, start, end)).collect())
+    }
+
     fn commit(&self, batches: &[WriteBatch]) -> Result<()> {
         let mut tables = self.tables.lock().unwrap();
         for op in batches.iter().flat_map(|b| b.ops.iter()) {

@@ -76,6 +76,23 @@ impl Engine for RedbEngine {
         }
     }
 
+    fn scan_consistent(&self, ranges: &[(Table, Vec<u8>, Vec<u8>)]) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let mut out = Vec::with_capacity(ranges.len());
+        for (table, start, end) in ranges {
+            let mut rows = Vec::new();
+            if start < end {
+                let t = tx.open_table(definition(*table)).map_err(io)?;
+                for item in t.range(start.as_slice()..end.as_slice()).map_err(io)? {
+                    let (k, v) = item.map_err(io)?;
+                    rows.push((k.value().to_vec(), v.value().to_vec()));
+                }
+            }
+            out.push(rows);
+        }
+        Ok(out)
+    }
+
     fn commit(&self, batches: &[WriteBatch]) -> Result<()> {
         let mut tx = self.db.begin_write().map_err(io)?;
         tx.set_durability(Durability::Immediate);

@@ -5,6 +5,7 @@
 //! and randomness arrive as arguments.
 
 pub mod catalog;
+pub mod clock;
 pub mod error;
 pub mod ids;
 pub mod limits;
@@ -12,6 +13,7 @@ pub mod policy;
 pub mod wan;
 pub mod wire;
 
+pub use clock::Clock;
 pub use error::KvError;
 pub use ids::{shard_for_key, GroupId, KeyspaceId, NodeId, META_GROUP};
 pub use limits::Limits;

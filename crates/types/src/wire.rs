@@ -42,3 +42,20 @@ pub struct ServedBy {
     /// For a non-linearizable read: how stale the served state was, at most, in milliseconds.
     pub staleness_ms: Option<u64>,
 }
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = String::from_utf8_lossy(self.key());
+        match self {
+            Command::Put { value, .. } => write!(f, "put {key:?} ({} bytes)", value.len()),
+            Command::Delete { .. } => write!(f, "delete {key:?}"),
+            Command::Cas { .. } => write!(f, "cas {key:?}"),
+        }
+    }
+}
+
+impl std::fmt::Display for CommandResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "existed={} succeeded={}", self.existed, self.succeeded)
+    }
+}

@@ -1,0 +1,46 @@
+//! Key layout in the shared engine: every key starts with its group id (8 bytes, big endian), so
+//! one group's log, metadata and data are contiguous ranges.
+
+use meridian_types::GroupId;
+
+pub const META_VOTE: &[u8] = b"vote";
+pub const META_COMMITTED: &[u8] = b"committed";
+pub const META_PURGED: &[u8] = b"purged";
+pub const META_APPLIED: &[u8] = b"applied";
+pub const META_SNAPSHOT: &[u8] = b"snapshot";
+
+pub fn group_prefix(group: GroupId) -> Vec<u8> {
+    group.to_be_bytes().to_vec()
+}
+
+/// The first key after every key of `group`.
+pub fn group_end(group: GroupId) -> Vec<u8> {
+    match group.checked_add(1) {
+        Some(next) => next.to_be_bytes().to_vec(),
+        None => vec![0xff; 9],
+    }
+}
+
+pub fn log_key(group: GroupId, index: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16);
+    k.extend_from_slice(&group.to_be_bytes());
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+pub fn log_index_of(key: &[u8]) -> u64 {
+    u64::from_be_bytes(key[8..16].try_into().expect("log keys are 16 bytes"))
+}
+
+pub fn meta_key(group: GroupId, tag: &[u8]) -> Vec<u8> {
+    [group.to_be_bytes().as_slice(), tag].concat()
+}
+
+pub fn data_key(group: GroupId, key: &[u8]) -> Vec<u8> {
+    [group.to_be_bytes().as_slice(), key].concat()
+}
+
+/// The user key of a data key.
+pub fn user_key(data_key: &[u8]) -> &[u8] {
+    &data_key[8..]
+}

@@ -1,0 +1,220 @@
+//! The network adapter: openraft's network traits over a [`RaftRpc`] the composition root
+//! provides, and the receiving side that hands a request to the local group.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use meridian_types::{Clock, GroupId, NodeId};
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{AnyError, RPCTypes};
+use serde::{Deserialize, Serialize};
+
+use crate::typ::{MRaft, PeerNode, Snapshot, SnapshotMeta, TypeConfig, Vote};
+
+/// A consensus message for one group on another node.
+#[derive(Serialize, Deserialize)]
+pub enum RaftRequest {
+    /// An append (or heartbeat), stamped with the sender's clock for follower staleness.
+    Append { req: AppendEntriesRequest<TypeConfig>, sent_at_ms: u64 },
+    Vote(VoteRequest<TypeConfig>),
+    PreVote(VoteRequest<TypeConfig>),
+    Snapshot { vote: Vote, meta: SnapshotMeta, data: Vec<u8> },
+    TransferLeader(TransferLeaderRequest<TypeConfig>),
+}
+
+impl RaftRequest {
+    fn rpc_type(&self) -> RPCTypes {
+        match self {
+            RaftRequest::Append { .. } => RPCTypes::AppendEntries,
+            RaftRequest::Vote(_) | RaftRequest::PreVote(_) => RPCTypes::Vote,
+            RaftRequest::Snapshot { .. } => RPCTypes::InstallSnapshot,
+            RaftRequest::TransferLeader(_) => RPCTypes::TransferLeader,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub enum RaftResponse {
+    Append(AppendEntriesResponse<TypeConfig>),
+    Vote(VoteResponse<TypeConfig>),
+    Snapshot(SnapshotResponse<TypeConfig>),
+    TransferLeader(TransferLeaderResponse<TypeConfig>),
+    /// The receiving node does not (yet) host the group, or the group has stopped.
+    NoGroup(String),
+}
+
+/// Why a message got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcFailure {
+    /// The peer could not be reached (connection refused, link cut by a fault).
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+    /// No answer within the deadline.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Sends one consensus message to a group on another node and waits for the answer. The server
+/// implements it with real sockets; the simulator with simulated ones.
+pub trait RaftRpc: Send + Sync + 'static {
+    fn call(
+        &self,
+        target: NodeId,
+        node: &PeerNode,
+        group: GroupId,
+        req: RaftRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<RaftResponse, RpcFailure>>;
+}
+
+/// Creates one [`Network`] per peer of a group.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    pub node_id: NodeId,
+    pub group: GroupId,
+    pub rpc: Arc<dyn RaftRpc>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = Network;
+
+    async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> Network {
+        Network { factory: self.clone(), target, node: node.clone() }
+    }
+}
+
+pub struct Network {
+    factory: NetworkFactory,
+    target: NodeId,
+    node: PeerNode,
+}
+
+impl Network {
+    async fn send(&self, req: RaftRequest, timeout: Duration) -> Result<RaftResponse, RPCError<TypeConfig>> {
+        let action = req.rpc_type();
+        let f = &self.factory;
+        match f.rpc.call(self.target, &self.node, f.group, req, timeout).await {
+            Ok(RaftResponse::NoGroup(why)) => Err(RPCError::Unreachable(Unreachable::from_string(why))),
+            Ok(resp) => Ok(resp),
+            Err(RpcFailure::Unreachable(why)) => Err(RPCError::Unreachable(Unreachable::from_string(why))),
+            Err(RpcFailure::Timeout(timeout)) => {
+                Err(RPCError::Timeout(Timeout { action, id: f.node_id, target: self.target, timeout }))
+            }
+        }
+    }
+}
+
+fn unexpected() -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::new(&AnyError::error("peer answered with the wrong message type")))
+}
+
+impl RaftNetworkV2<TypeConfig> for Network {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        req: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let sent_at_ms = self.factory.clock.now_ms();
+        match self.send(RaftRequest::Append { req, sent_at_ms }, option.soft_ttl()).await? {
+            RaftResponse::Append(r) => Ok(r),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        req: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.send(RaftRequest::Vote(req), option.soft_ttl()).await? {
+            RaftResponse::Vote(r) => Ok(r),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn pre_vote(
+        &mut self,
+        req: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.send(RaftRequest::PreVote(req), option.soft_ttl()).await? {
+            RaftResponse::Vote(r) => Ok(r),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let req = RaftRequest::Snapshot { vote, meta: snapshot.meta, data: snapshot.snapshot };
+        match self.send(req, option.hard_ttl()).await {
+            Ok(RaftResponse::Snapshot(r)) => Ok(r),
+            Ok(_) => Err(StreamingError::Network(NetworkError::new(&AnyError::error("wrong answer to a snapshot")))),
+            Err(RPCError::Timeout(t)) => Err(StreamingError::Timeout(t)),
+            Err(RPCError::Unreachable(u)) => Err(StreamingError::Unreachable(u)),
+            Err(e) => Err(StreamingError::Network(NetworkError::new(&e))),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.send(RaftRequest::TransferLeader(req), option.soft_ttl()).await? {
+            RaftResponse::TransferLeader(r) => Ok(r),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+/// Hands a received consensus message to the local group and returns its answer.
+pub async fn handle_raft_request(raft: &MRaft, freshness: &crate::Freshness, req: RaftRequest) -> RaftResponse {
+    let stopped = |e: &dyn std::fmt::Display| RaftResponse::NoGroup(format!("group stopped: {e}"));
+    match req {
+        RaftRequest::Append { req, sent_at_ms } => {
+            let commit = req.leader_commit.as_ref().map(|l| l.index());
+            match raft.append_entries(req).await {
+                Ok(resp) => {
+                    if let Some(commit) = commit {
+                        freshness.record(commit, sent_at_ms);
+                    }
+                    RaftResponse::Append(resp)
+                }
+                Err(e) => stopped(&e),
+            }
+        }
+        RaftRequest::Vote(req) => match raft.vote(req).await {
+            Ok(r) => RaftResponse::Vote(r),
+            Err(e) => stopped(&e),
+        },
+        RaftRequest::PreVote(req) => match raft.pre_vote(req).await {
+            Ok(r) => RaftResponse::Vote(r),
+            Err(e) => stopped(&e),
+        },
+        RaftRequest::Snapshot { vote, meta, data } => {
+            match raft.install_full_snapshot(vote, Snapshot { meta, snapshot: data }).await {
+                Ok(r) => RaftResponse::Snapshot(r),
+                Err(e) => stopped(&e),
+            }
+        }
+        RaftRequest::TransferLeader(req) => match raft.handle_transfer_leader(req).await {
+            Ok(r) => RaftResponse::TransferLeader(r),
+            Err(e) => stopped(&e),
+        },
+    }
+}
