@@ -1,1 +1,12 @@
+//! Control: where replicas go and where leaders should be. Pure functions of observations and
+//! time, so every decision can be tested step by step.
+//!
+//! Architecture Invariant: nothing here does I/O or reads a clock; `now_ms` is an argument.
 
+pub mod leadership;
+pub mod meta_voters;
+pub mod placement;
+
+pub use leadership::{LeaderObservation, LeaderPlacement};
+pub use meta_voters::meta_voters_to_add;
+pub use placement::place_keyspace;

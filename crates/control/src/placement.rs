@@ -1,0 +1,174 @@
+//! Replica placement for a new keyspace.
+//!
+//! survive = "region": voters in the home region and the two regions nearest to it (2, 2 and 1
+//! voters where nodes allow), so a home-region write waits for one round trip to the nearest
+//! region and the loss of any one region leaves a majority. Every other node in `regions` holds
+//! a learner, so each allowed region can serve bounded-staleness reads locally.
+//! survive = "zone": up to 3 voters in the home region (distinct zones first); learners elsewhere.
+//! Nodes outside `regions` get nothing: residency is enforced here.
+
+use std::collections::BTreeMap;
+
+use meridian_types::catalog::{NodeRecord, ShardPlacement};
+use meridian_types::ids::{group_id, keyspace_id};
+use meridian_types::wan::LatencyMatrix;
+use meridian_types::{KeyspacePolicy, KvError, NodeId, Survive};
+
+const REGION_VOTERS: [usize; 3] = [2, 2, 1];
+const ZONE_VOTERS: usize = 3;
+
+/// Places every shard of `policy` on `nodes`. Fails when a required region has no node.
+pub fn place_keyspace(
+    policy: &KeyspacePolicy,
+    nodes: &[NodeRecord],
+    matrix: &LatencyMatrix,
+) -> Result<Vec<ShardPlacement>, KvError> {
+    let home = policy.home_region.as_deref().ok_or_else(|| KvError::InvalidArgument("home_region is required".into()))?;
+    let mut by_region: BTreeMap<&str, Vec<&NodeRecord>> = BTreeMap::new();
+    for n in nodes.iter().filter(|n| policy.regions.contains(&n.region)) {
+        by_region.entry(n.region.as_str()).or_default().push(n);
+    }
+    for list in by_region.values_mut() {
+        list.sort_by_key(|n| (n.zone.clone(), n.id));
+    }
+    let mut regions: Vec<&str> = policy.regions.iter().map(String::as_str).collect();
+    regions.sort_by(|a, b| {
+        let key = |r: &str| (r != home, (matrix.rtt_ms(home, r) * 1000.0) as u64, r.to_string());
+        key(a).cmp(&key(b))
+    });
+    let voter_regions = match policy.survive {
+        Survive::Region => 3,
+        Survive::Zone => 1,
+    };
+    for r in regions.iter().take(voter_regions) {
+        if by_region.get(r).is_none_or(|l| l.is_empty()) {
+            return Err(KvError::FailedPrecondition(format!(
+                "region {r:?} has no live node to hold a voter; start a node there or choose other `regions`"
+            )));
+        }
+    }
+    let id = keyspace_id(&policy.name);
+    let placements = (0..policy.shards)
+        .map(|shard| {
+            let mut voters = Vec::new();
+            let mut learners = Vec::new();
+            for (i, region) in regions.iter().enumerate() {
+                let list = by_region.get(region).cloned().unwrap_or_default();
+                let want = match policy.survive {
+                    Survive::Region => REGION_VOTERS.get(i).copied().unwrap_or(0),
+                    Survive::Zone if i == 0 => ZONE_VOTERS,
+                    Survive::Zone => 0,
+                };
+                // Rotate the start per shard so leaders and load spread over a region's nodes.
+                let rotated = rotate(&list, shard as usize);
+                let ordered = distinct_zones_first(&rotated);
+                for (j, n) in ordered.iter().enumerate() {
+                    if j < want {
+                        voters.push(n.id);
+                    } else {
+                        learners.push(n.id);
+                    }
+                }
+            }
+            ShardPlacement { shard, group: group_id(id, shard), voters, learners }
+        })
+        .collect();
+    Ok(placements)
+}
+
+fn rotate<'a>(list: &[&'a NodeRecord], by: usize) -> Vec<&'a NodeRecord> {
+    if list.is_empty() {
+        return Vec::new();
+    }
+    let k = by % list.len();
+    list[k..].iter().chain(list[..k].iter()).copied().collect()
+}
+
+/// Orders nodes so the first of each zone comes before a second node of any zone.
+fn distinct_zones_first<'a>(list: &[&'a NodeRecord]) -> Vec<&'a NodeRecord> {
+    let mut seen = std::collections::BTreeSet::new();
+    let (first, rest): (Vec<&NodeRecord>, Vec<&NodeRecord>) = list.iter().partition(|n| seen.insert(n.zone.clone()));
+    first.into_iter().chain(rest).collect()
+}
+
+/// The region of each node id, for callers that check placements.
+pub fn regions_of(nodes: &[NodeRecord]) -> BTreeMap<NodeId, String> {
+    nodes.iter().map(|n| (n.id, n.region.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meridian_types::{ReadConsistency, Replication};
+
+    fn nodes(regions: &[&str], per_region: u64) -> Vec<NodeRecord> {
+        let mut out = Vec::new();
+        for (r, region) in regions.iter().enumerate() {
+            for i in 0..per_region {
+                let id = r as u64 * 10 + i + 1;
+                out.push(NodeRecord {
+                    id,
+                    region: region.to_string(),
+                    zone: format!("{region}{}", (b'a' + i as u8) as char),
+                    peer_addr: String::new(),
+                    http_addr: String::new(),
+                    grpc_addr: String::new(),
+                });
+            }
+        }
+        out
+    }
+
+    fn policy(survive: Survive, regions: &[&str]) -> KeyspacePolicy {
+        KeyspacePolicy {
+            name: "ks".into(),
+            replication: Replication::Sync,
+            survive,
+            home_region: Some("us-east-1".into()),
+            regions: regions.iter().map(|s| s.to_string()).collect(),
+            shards: 4,
+            read: ReadConsistency::Linearizable,
+        }
+    }
+
+    // Goal: survive=region puts 2/2/1 voters in home, nearest and next region, learners on the
+    // rest of the allowed nodes, and nothing outside `regions`.
+    #[test]
+    fn region_survival_spreads_voters_by_distance() {
+        let all = nodes(&["us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1"], 3);
+        let p = policy(Survive::Region, &["us-east-1", "us-west-2", "eu-west-1"]);
+        let shards = place_keyspace(&p, &all, &LatencyMatrix::aws_default()).unwrap();
+        let regions = regions_of(&all);
+        for s in &shards {
+            let count = |r: &str| s.voters.iter().filter(|v| regions[v] == r).count();
+            assert_eq!((count("us-east-1"), count("us-west-2"), count("eu-west-1")), (2, 2, 1));
+            assert_eq!(regions[&s.voters[0]], "us-east-1", "the initialiser is in the home region");
+            assert_eq!(s.voters.len() + s.learners.len(), 9);
+            assert!(s.replicas().all(|n| regions[&n] != "ap-northeast-1"), "residency violated");
+        }
+        assert_ne!(shards[0].voters[0], shards[1].voters[0], "shards start on different home nodes");
+    }
+
+    // Goal: survive=zone keeps every voter in the home region, in distinct zones.
+    #[test]
+    fn zone_survival_keeps_voters_home() {
+        let all = nodes(&["us-east-1", "us-west-2"], 3);
+        let p = policy(Survive::Zone, &["us-east-1", "us-west-2"]);
+        let shards = place_keyspace(&p, &all, &LatencyMatrix::aws_default()).unwrap();
+        let regions = regions_of(&all);
+        for s in &shards {
+            assert_eq!(s.voters.len(), 3);
+            assert!(s.voters.iter().all(|v| regions[v] == "us-east-1"));
+            assert_eq!(s.learners.len(), 3);
+        }
+    }
+
+    // Goal: a voter region without nodes is a clear precondition failure.
+    #[test]
+    fn missing_region_nodes_fail() {
+        let all = nodes(&["us-east-1", "us-west-2"], 2);
+        let p = policy(Survive::Region, &["us-east-1", "us-west-2", "eu-west-1"]);
+        let e = place_keyspace(&p, &all, &LatencyMatrix::aws_default()).unwrap_err().to_string();
+        assert!(e.contains("eu-west-1"), "{e}");
+    }
+}
