@@ -1,1 +1,101 @@
+//! The server: the production composition root. It reads a node's config, opens redb, binds
+//! the peer, HTTP and gRPC listeners, and wires the node together with the real clock and
+//! sockets.
+//!
+//! Architecture Invariant: only this crate knows HTTP/JSON and protobuf; inner crates exchange
+//! Rust types.
 
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod console;
+pub mod grpc;
+pub mod http;
+pub mod metrics;
+pub mod node;
+pub mod peer;
+pub mod reconcile;
+pub mod transport;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use meridian_consensus::PeerNode;
+use meridian_storage::{GroupCommitter, RedbEngine, SharedEngine};
+use meridian_types::{Clock, META_GROUP};
+use tokio::net::TcpListener;
+
+pub use config::NodeConfig;
+pub use node::Node;
+
+use crate::node::NodeHandler;
+use crate::transport::{Endpoint, Transport, WanModel};
+
+/// How long a restarting node waits for a previous instance in this process to release the
+/// database file.
+const DB_OPEN_PATIENCE: Duration = Duration::from_secs(10);
+
+/// A started node. Its tasks run on the runtime that called [`start`]; dropping that runtime
+/// stops the node as abruptly as a crash.
+pub struct RunningNode {
+    pub node: Arc<Node>,
+}
+
+async fn bind(name: &str, addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {name} = {addr:?}; is another process using it?"))
+}
+
+async fn open_engine(cfg: &NodeConfig) -> anyhow::Result<SharedEngine> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
+    let path = cfg.data_dir.join("meridian.redb");
+    let started = tokio::time::Instant::now();
+    loop {
+        match RedbEngine::open(&path) {
+            Ok(e) => return Ok(Arc::new(e)),
+            Err(e) if started.elapsed() < DB_OPEN_PATIENCE && e.to_string().contains("already open") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(anyhow::anyhow!("{e}")).context("opening the node's database"),
+        }
+    }
+}
+
+/// Starts a node: storage, listeners, the metadata group, joining, and the control loop.
+pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<RunningNode> {
+    metrics::install();
+    let engine = open_engine(&cfg).await?;
+    let committer = GroupCommitter::start(engine, cfg.node_id.to_string());
+    let peer_listener = bind("listen_peer", &cfg.listen_peer).await?;
+    let http_listener = bind("listen_http", &cfg.listen_http).await?;
+    let grpc_listener = bind("listen_grpc", &cfg.listen_grpc).await?;
+    let wan = WanModel { enabled: cfg.wan.enabled, matrix: cfg.wan.matrix().map_err(anyhow::Error::msg)?, jitter_pct: cfg.wan.jitter_pct };
+    let me = Endpoint { node: cfg.node_id, region: cfg.region.clone() };
+    let transport = Transport::new(me, wan, cfg.wan.seed ^ cfg.node_id);
+    let node = Arc::new(Node::new(cfg.clone(), committer, transport.clone(), clock));
+    let meta = node.ensure_group(META_GROUP).await.map_err(anyhow::Error::msg)?;
+
+    tokio::spawn(transport.serve(peer_listener, Arc::new(NodeHandler(node.clone()))));
+    let router = http::router(node.clone());
+    tokio::spawn(async move { axum::serve(http_listener, router).await });
+    let grpc = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(grpc::KvServer::new(grpc::KvService { node: node.clone() }))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener));
+    tokio::spawn(grpc);
+
+    if cfg.bootstrap && !meta.raft.is_initialized().await.unwrap_or(true) {
+        let me = PeerNode { addr: cfg.listen_peer.clone(), region: cfg.region.clone() };
+        meta.raft
+            .initialize(BTreeMap::from([(cfg.node_id, me)]))
+            .await
+            .map_err(|e| anyhow::anyhow!("initialising the metadata group: {e}"))?;
+        tracing::info!(node = cfg.node_id, "bootstrapped a new cluster");
+    }
+    tokio::spawn(reconcile::join(node.clone()));
+    tokio::spawn(reconcile::run(node.clone()));
+    tracing::info!(node = cfg.node_id, region = %cfg.region, http = %cfg.listen_http, grpc = %cfg.listen_grpc, peer = %cfg.listen_peer, "node started");
+    Ok(RunningNode { node })
+}

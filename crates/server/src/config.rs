@@ -1,0 +1,179 @@
+//! A node's configuration file (`meridian server --config node.toml`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use meridian_types::wan::LatencyMatrix;
+use meridian_types::{Limits, NodeId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Unique, stable, non-zero.
+    pub node_id: NodeId,
+    pub region: String,
+    /// Defaults to `<region>a`.
+    #[serde(default)]
+    pub zone: String,
+    pub data_dir: PathBuf,
+    /// Node-to-node transport; also the address other nodes list as a seed.
+    pub listen_peer: String,
+    pub listen_http: String,
+    pub listen_grpc: String,
+    /// Peer addresses of nodes already in the cluster, for joining.
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    /// Set on exactly one node of a new cluster: it initialises the metadata group.
+    #[serde(default)]
+    pub bootstrap: bool,
+    #[serde(default)]
+    pub wan: WanConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub raft: RaftTiming,
+    /// How long a home-region voter must stay caught up before leadership returns to it.
+    #[serde(default = "default_return_delay")]
+    pub leader_return_delay_ms: u64,
+}
+
+fn default_return_delay() -> u64 {
+    3000
+}
+
+/// The emulated WAN between regions, applied to every frame this node sends.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WanConfig {
+    pub enabled: bool,
+    /// Each delay is scaled by a uniform factor in `1 ± jitter_pct/100`.
+    pub jitter_pct: f64,
+    pub intra_region_rtt_ms: f64,
+    /// Overrides of the compiled-in matrix: `"region-a:region-b" = rtt_ms`.
+    pub rtt_ms: BTreeMap<String, f64>,
+    /// Seed of the jitter draws.
+    pub seed: u64,
+}
+
+impl Default for WanConfig {
+    fn default() -> Self {
+        WanConfig { enabled: true, jitter_pct: 5.0, intra_region_rtt_ms: 1.0, rtt_ms: BTreeMap::new(), seed: 1 }
+    }
+}
+
+impl WanConfig {
+    pub fn matrix(&self) -> Result<LatencyMatrix, String> {
+        let mut m = LatencyMatrix::aws_default();
+        m.override_with(&LatencyMatrix::from_pairs(self.rtt_ms.clone())?);
+        m.intra_region_rtt_ms = self.intra_region_rtt_ms;
+        Ok(m)
+    }
+}
+
+/// Consensus timing; the defaults suit inter-region round trips up to ~250 ms.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTiming {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        let d = meridian_consensus::GroupOptions::default();
+        RaftTiming {
+            heartbeat_interval_ms: d.heartbeat_interval_ms,
+            election_timeout_min_ms: d.election_timeout_min_ms,
+            election_timeout_max_ms: d.election_timeout_max_ms,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads and validates a config file; the error names the file and the problem.
+    pub fn load(path: &Path) -> Result<NodeConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let cfg: NodeConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        cfg.validated().map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Fills defaults and checks every field.
+    pub fn validated(mut self) -> Result<NodeConfig, String> {
+        if self.node_id == 0 {
+            return Err("node_id must be a positive integer, unique in the cluster".into());
+        }
+        if self.region.is_empty() {
+            return Err("region is empty; name the node's region, e.g. \"us-east-1\"".into());
+        }
+        if self.zone.is_empty() {
+            self.zone = format!("{}a", self.region);
+        }
+        for (name, addr) in [("listen_peer", &self.listen_peer), ("listen_http", &self.listen_http), ("listen_grpc", &self.listen_grpc)] {
+            let parsed: SocketAddr =
+                addr.parse().map_err(|_| format!("{name} = {addr:?} is not an address like \"127.0.0.1:7001\""))?;
+            if parsed.ip().is_unspecified() {
+                return Err(format!("{name} = {addr:?}: use the address peers and clients reach, not 0.0.0.0"));
+            }
+        }
+        if !self.bootstrap && self.seeds.is_empty() {
+            return Err("a node needs `seeds` (peer addresses of cluster members) unless it has `bootstrap = true`".into());
+        }
+        if self.raft.election_timeout_min_ms >= self.raft.election_timeout_max_ms
+            || self.raft.heartbeat_interval_ms * 3 > self.raft.election_timeout_min_ms
+        {
+            return Err("[raft] needs heartbeat_interval_ms * 3 <= election_timeout_min_ms < election_timeout_max_ms".into());
+        }
+        self.wan.matrix()?;
+        Ok(self)
+    }
+
+    pub fn group_options(&self) -> meridian_consensus::GroupOptions {
+        meridian_consensus::GroupOptions {
+            heartbeat_interval_ms: self.raft.heartbeat_interval_ms,
+            election_timeout_min_ms: self.raft.election_timeout_min_ms,
+            election_timeout_max_ms: self.raft.election_timeout_max_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node_id = 1
+region = "us-east-1"
+data_dir = "/tmp/x"
+listen_peer = "127.0.0.1:7001"
+listen_http = "127.0.0.1:8001"
+listen_grpc = "127.0.0.1:9001"
+bootstrap = true
+[wan]
+jitter_pct = 2.0
+[wan.rtt_ms]
+"us-east-1:us-west-2" = 70.0
+"#;
+
+    // Goal: a minimal config parses, fills the zone and applies matrix overrides.
+    #[test]
+    fn config_parses_with_defaults() {
+        let cfg: NodeConfig = toml::from_str(GOOD).unwrap();
+        let cfg = cfg.validated().unwrap();
+        assert_eq!(cfg.zone, "us-east-1a");
+        assert_eq!(cfg.wan.matrix().unwrap().rtt_ms("us-west-2", "us-east-1"), 70.0);
+    }
+
+    // Goal: bad configs are rejected with the field named.
+    #[test]
+    fn bad_configs_name_the_field() {
+        let unknown = toml::from_str::<NodeConfig>(&format!("{GOOD}\n[extra]\nx=1\n")).unwrap_err().to_string();
+        assert!(unknown.contains("extra"), "{unknown}");
+        let cfg: NodeConfig = toml::from_str(&GOOD.replace("127.0.0.1:8001", "0.0.0.0:8001")).unwrap();
+        assert!(cfg.validated().unwrap_err().contains("listen_http"));
+        let cfg: NodeConfig = toml::from_str(&GOOD.replace("bootstrap = true", "")).unwrap();
+        assert!(cfg.validated().unwrap_err().contains("seeds"));
+    }
+}

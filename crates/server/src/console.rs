@@ -1,0 +1,44 @@
+//! The web console at `GET /`: one self-contained page (no external assets, works offline)
+//! that polls `/v1/cluster` and draws the topology, shard leaders and the leader timeline.
+
+use axum::response::Html;
+
+pub async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+const PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Meridian console</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
+h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:1.5rem}
+.regions{display:flex;gap:1rem;flex-wrap:wrap}
+.region{border:1px solid #bbb;border-radius:6px;padding:.6rem 1rem;min-width:14rem}
+.up{color:#197a2e}.down{color:#b3261e}
+table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:left}
+.away{background:#fff3cd}
+</style></head>
+<body>
+<h1>Meridian console <small id="observer"></small></h1>
+<h2>Topology</h2><div class="regions" id="regions">loading…</div>
+<h2>Shard leaders</h2><table id="shards"><thead><tr><th>keyspace</th><th>shard</th><th>home region</th><th>leader</th><th>leader region</th></tr></thead><tbody></tbody></table>
+<h2>Leader timeline</h2><table id="events"><thead><tr><th>time</th><th>keyspace</th><th>shard</th><th>leader</th><th>region</th><th>reason</th></tr></thead><tbody></tbody></table>
+<script>
+function esc(s){return String(s??'').replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]))}
+async function refresh(){
+  try{
+    const c=await (await fetch('/v1/cluster')).json();
+    document.getElementById('observer').textContent='(as seen by node '+c.observed_by.node+' in '+c.observed_by.region+')';
+    const byRegion={};for(const n of c.nodes){(byRegion[n.region]=byRegion[n.region]||[]).push(n)}
+    const leaders={};for(const s of c.shards){if(s.leader!=null)leaders[s.leader]=(leaders[s.leader]||0)+1}
+    document.getElementById('regions').innerHTML=Object.keys(byRegion).sort().map(r=>
+      '<div class="region" data-region="'+esc(r)+'"><b>'+esc(r)+'</b><br>'+byRegion[r].map(n=>
+        '<span class="'+(n.healthy?'up':'down')+'">● node '+n.id+'</span> '+esc(n.zone)+' — leads '+(leaders[n.id]||0)+' shard(s)'+(c.meta_leader===n.id?' · catalogue leader':'')).join('<br>')+'</div>').join('');
+    document.querySelector('#shards tbody').innerHTML=c.shards.map(s=>
+      '<tr class="'+(s.leader_region&&s.leader_region!==s.home_region?'away':'')+'"><td>'+esc(s.keyspace)+'</td><td>'+s.shard+'</td><td>'+esc(s.home_region)+'</td><td>'+esc(s.leader??'none')+'</td><td>'+esc(s.leader_region??'none')+'</td></tr>').join('');
+    document.querySelector('#events tbody').innerHTML=c.events.slice(-50).reverse().map(e=>
+      '<tr><td>'+new Date(e.at_ms).toISOString().substr(11,12)+'</td><td>'+esc(e.keyspace)+'</td><td>'+e.shard+'</td><td>'+esc(e.to)+'</td><td>'+esc(e.to_region)+'</td><td>'+esc(e.reason)+'</td></tr>').join('');
+  }catch(err){document.getElementById('regions').textContent='cannot reach the node: '+err}
+}
+refresh();setInterval(refresh,1000);
+</script></body></html>"#;

@@ -1,0 +1,72 @@
+//! The gRPC service `meridian.v1.Kv`, over the same operations as the HTTP mirror.
+
+use std::sync::Arc;
+
+use meridian_types::wire::ServedBy;
+use meridian_types::KvError;
+use tonic::{Request, Response, Status};
+
+use crate::api;
+use crate::node::Node;
+
+pub mod pb {
+    tonic::include_proto!("meridian.v1");
+}
+
+pub use pb::kv_server::KvServer;
+
+pub struct KvService {
+    pub node: Arc<Node>,
+}
+
+fn status(e: KvError) -> Status {
+    match e {
+        KvError::InvalidArgument(m) => Status::invalid_argument(m),
+        KvError::NotFound(m) => Status::not_found(m),
+        KvError::FailedPrecondition(m) => Status::failed_precondition(m),
+        KvError::Unavailable(m) => Status::unavailable(m),
+        KvError::Internal(m) => Status::internal(m),
+    }
+}
+
+fn served(s: ServedBy) -> Option<pb::ServedBy> {
+    Some(pb::ServedBy { region: s.region, node: s.node, staleness_ms: s.staleness_ms })
+}
+
+#[tonic::async_trait]
+impl pb::kv_server::Kv for KvService {
+    async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        let r = req.into_inner();
+        let (res, s) = api::put(&self.node, &r.keyspace, r.key, r.value).await.map_err(status)?;
+        Ok(Response::new(pb::PutResponse { existed: res.existed, served_by: served(s) }))
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        let r = req.into_inner();
+        let (value, s) = api::get(&self.node, &r.keyspace, r.key, Some(&r.consistency)).await.map_err(status)?;
+        Ok(Response::new(pb::GetResponse { found: value.is_some(), value: value.unwrap_or_default(), served_by: served(s) }))
+    }
+
+    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        let r = req.into_inner();
+        let (res, s) = api::delete(&self.node, &r.keyspace, r.key).await.map_err(status)?;
+        Ok(Response::new(pb::DeleteResponse { existed: res.existed, served_by: served(s) }))
+    }
+
+    async fn scan(&self, req: Request<pb::ScanRequest>) -> Result<Response<pb::ScanResponse>, Status> {
+        let r = req.into_inner();
+        let limit = Some(r.limit as usize);
+        let (rows, s) = api::scan(&self.node, &r.keyspace, r.prefix, limit, Some(&r.consistency)).await.map_err(status)?;
+        let items = rows.into_iter().map(|(key, value)| pb::KeyValue { key, value }).collect();
+        Ok(Response::new(pb::ScanResponse { items, served_by: served(s) }))
+    }
+
+    async fn compare_and_swap(
+        &self,
+        req: Request<pb::CompareAndSwapRequest>,
+    ) -> Result<Response<pb::CompareAndSwapResponse>, Status> {
+        let r = req.into_inner();
+        let (res, s) = api::cas(&self.node, &r.keyspace, r.key, r.expected, r.value).await.map_err(status)?;
+        Ok(Response::new(pb::CompareAndSwapResponse { succeeded: res.succeeded, current: res.current, served_by: served(s) }))
+    }
+}

@@ -1,0 +1,273 @@
+//! The HTTP/JSON API: the key-value mirror of the gRPC service, keyspaces, cluster state,
+//! metrics, health, and fault injection.
+
+use openraft::async_runtime::WatchReceiver;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use meridian_types::limits::HTTP_BODY_BYTES_MAX;
+use meridian_types::wire::ServedBy;
+use meridian_types::{KeyspacePolicy, KvError, META_GROUP};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api;
+use crate::node::Node;
+use crate::transport::Faults;
+
+type AppState = Arc<Node>;
+
+/// A JSON error with its status: `{"error": {"code": "...", "message": "..."}}`.
+pub struct ApiError(StatusCode, &'static str, String);
+
+impl From<KvError> for ApiError {
+    fn from(e: KvError) -> Self {
+        let (status, code) = match &e {
+            KvError::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            KvError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            KvError::FailedPrecondition(_) => (StatusCode::CONFLICT, "failed_precondition"),
+            KvError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            KvError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError(status, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": {"code": self.1, "message": self.2}}))).into_response()
+    }
+}
+
+fn bad_json(rejection: JsonRejection, what: &str) -> ApiError {
+    ApiError(
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+        format!("the request body is not a valid {what}: {}", rejection.body_text()),
+    )
+}
+
+fn served_headers(s: &ServedBy) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("x-meridian-region", HeaderValue::from_str(&s.region).unwrap_or(HeaderValue::from_static("?")));
+    h.insert("x-meridian-node", HeaderValue::from(s.node));
+    if let Some(ms) = s.staleness_ms {
+        h.insert("x-meridian-staleness-ms", HeaderValue::from(ms));
+    }
+    h
+}
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/cluster", get(cluster))
+        .route("/v1/keyspaces", post(create_keyspace).get(list_keyspaces))
+        .route("/v1/keyspaces/{name}", get(describe_keyspace))
+        .route("/v1/kv/{keyspace}", get(scan))
+        .route("/v1/kv/{keyspace}/{key}", get(get_key).put(put_key).delete(delete_key))
+        .route("/v1/kv/{keyspace}/{key}/cas", post(cas))
+        .route("/v1/admin/faults", post(set_faults).get(get_faults))
+        .route("/v1/admin/failback", post(set_failback))
+        .route("/", get(crate::console::page))
+        .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
+        .with_state(node)
+}
+
+async fn not_found() -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see README.md for the HTTP API".into())
+}
+
+async fn wrong_method(method: axum::http::Method) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on this endpoint; see README.md for the methods it accepts"),
+    )
+}
+
+async fn healthz(State(node): State<AppState>) -> impl IntoResponse {
+    Json(json!({"status": "ok", "node": node.id(), "region": node.cfg.region}))
+}
+
+async fn metrics_text() -> impl IntoResponse {
+    ([("content-type", "text/plain; version=0.0.4")], crate::metrics::render())
+}
+
+#[derive(Deserialize)]
+struct ReadParams {
+    consistency: Option<String>,
+    prefix: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn get_key(
+    State(node): State<AppState>,
+    Path((keyspace, key)): Path<(String, String)>,
+    Query(q): Query<ReadParams>,
+) -> Result<Response, ApiError> {
+    let (value, served) = api::get(&node, &keyspace, key.into_bytes(), q.consistency.as_deref()).await?;
+    let headers = served_headers(&served);
+    Ok(match value {
+        Some(v) => (headers, v).into_response(),
+        None => {
+            let e = ApiError(StatusCode::NOT_FOUND, "not_found", format!("key not found in keyspace {keyspace:?}"));
+            (headers, e).into_response()
+        }
+    })
+}
+
+async fn put_key(
+    State(node): State<AppState>,
+    Path((keyspace, key)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (r, served) = api::put(&node, &keyspace, key.into_bytes(), body.to_vec()).await?;
+    Ok((served_headers(&served), Json(json!({"existed": r.existed}))).into_response())
+}
+
+async fn delete_key(
+    State(node): State<AppState>,
+    Path((keyspace, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (r, served) = api::delete(&node, &keyspace, key.into_bytes()).await?;
+    Ok((served_headers(&served), Json(json!({"existed": r.existed}))).into_response())
+}
+
+fn text_or_hex(bytes: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => json!(s),
+        Err(_) => json!({"hex": bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()}),
+    }
+}
+
+async fn scan(
+    State(node): State<AppState>,
+    Path(keyspace): Path<String>,
+    Query(q): Query<ReadParams>,
+) -> Result<Response, ApiError> {
+    let prefix = q.prefix.unwrap_or_default().into_bytes();
+    let (rows, served) = api::scan(&node, &keyspace, prefix, q.limit, q.consistency.as_deref()).await?;
+    let items: Vec<_> = rows.iter().map(|(k, v)| json!({"key": text_or_hex(k), "value": text_or_hex(v)})).collect();
+    Ok((served_headers(&served), Json(json!({"items": items}))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CasBody {
+    expected: Option<String>,
+    value: Option<String>,
+}
+
+async fn cas(
+    State(node): State<AppState>,
+    Path((keyspace, key)): Path<(String, String)>,
+    body: Result<Json<CasBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(b) = body.map_err(|r| bad_json(r, r#"compare-and-swap body {"expected": ..., "value": ...}"#))?;
+    let (r, served) =
+        api::cas(&node, &keyspace, key.into_bytes(), b.expected.map(String::into_bytes), b.value.map(String::into_bytes))
+            .await?;
+    let current = r.current.as_deref().map(text_or_hex);
+    Ok((served_headers(&served), Json(json!({"succeeded": r.succeeded, "current": current}))).into_response())
+}
+
+async fn create_keyspace(
+    State(node): State<AppState>,
+    body: Result<Json<KeyspacePolicy>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(policy) = body.map_err(|r| bad_json(r, "keyspace policy"))?;
+    let record = node.create_keyspace(policy).await?;
+    Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+async fn list_keyspaces(State(node): State<AppState>) -> Result<Response, ApiError> {
+    let list = node.list_keyspaces().await?;
+    Ok(Json(json!({"keyspaces": list})).into_response())
+}
+
+async fn describe_keyspace(State(node): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let record = node.keyspace(&name).await?;
+    let leaders: Vec<_> = record
+        .shards
+        .iter()
+        .map(|s| {
+            let leader = node.group(s.group).and_then(|g| g.raft.metrics().borrow_watched().current_leader);
+            json!({"shard": s.shard, "group": s.group, "leader": leader, "voters": s.voters, "learners": s.learners})
+        })
+        .collect();
+    Ok(Json(json!({"keyspace": &*record, "shards": leaders})).into_response())
+}
+
+/// Nodes with health, and the leader of every group this node runs.
+pub fn cluster_state(node: &Node) -> serde_json::Value {
+    let regions = node.regions_by_node();
+    let nodes: Vec<_> = node
+        .catalog_nodes()
+        .into_iter()
+        .map(|n| {
+            let healthy = n.id == node.id()
+                || node.transport.last_heard(n.id).is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(3));
+            json!({"id": n.id, "region": n.region, "zone": n.zone, "http_addr": n.http_addr,
+                   "grpc_addr": n.grpc_addr, "peer_addr": n.peer_addr, "healthy": healthy})
+        })
+        .collect();
+    let mut shards = Vec::new();
+    for ks in node.catalog_keyspaces() {
+        for s in &ks.shards {
+            let leader = node.group(s.group).and_then(|g| g.raft.metrics().borrow_watched().current_leader);
+            shards.push(json!({
+                "keyspace": ks.policy.name, "shard": s.shard, "group": s.group,
+                "home_region": ks.policy.home_region,
+                "leader": leader, "leader_region": leader.and_then(|l| regions.get(&l).cloned()),
+            }));
+        }
+    }
+    let meta_leader = node.group(META_GROUP).and_then(|g| g.raft.metrics().borrow_watched().current_leader);
+    json!({
+        "observed_by": {"node": node.id(), "region": node.cfg.region},
+        "regions": node.cluster_regions(),
+        "nodes": nodes,
+        "meta_leader": meta_leader,
+        "shards": shards,
+        "events": node.events(),
+        "failback_paused": node.failback_paused.load(Ordering::Relaxed),
+    })
+}
+
+async fn cluster(State(node): State<AppState>) -> impl IntoResponse {
+    Json(cluster_state(&node))
+}
+
+async fn set_faults(State(node): State<AppState>, body: Result<Json<Faults>, JsonRejection>) -> Result<Response, ApiError> {
+    let Json(faults) = body.map_err(|r| bad_json(r, r#"fault set {"cut_regions": [["a","b"]], "isolate_nodes": [1]}"#))?;
+    tracing::warn!(?faults, "fault injection changed");
+    node.transport.set_faults(faults.clone());
+    Ok(Json(faults).into_response())
+}
+
+async fn get_faults(State(node): State<AppState>) -> impl IntoResponse {
+    Json(node.transport.faults())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Failback {
+    paused: bool,
+}
+
+async fn set_failback(State(node): State<AppState>, body: Result<Json<Failback>, JsonRejection>) -> Result<Response, ApiError> {
+    let Json(f) = body.map_err(|r| bad_json(r, r#"failback setting {"paused": true}"#))?;
+    node.failback_paused.store(f.paused, Ordering::Relaxed);
+    tracing::warn!(paused = f.paused, "leader failback to home regions changed by operator");
+    Ok(Json(json!({"paused": f.paused})).into_response())
+}

@@ -1,0 +1,487 @@
+//! The node: its groups, the catalogue view, and the execution of client operations, locally
+//! or forwarded to the node that can serve them.
+
+use openraft::async_runtime::WatchReceiver;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use meridian_consensus::state_machine;
+use meridian_consensus::{
+    handle_raft_request, raft_config, Group, MRaft, PeerNode, RaftRequest, RaftResponse, RaftRpc, RpcFailure,
+};
+use meridian_control::LeaderPlacement;
+use meridian_storage::GroupCommitter;
+use meridian_types::catalog::{self, KeyspaceRecord, NodeRecord};
+use meridian_types::limits::FORWARD_HOPS_MAX;
+use meridian_types::wan::LatencyMatrix;
+use meridian_types::wire::{Command, ServedBy};
+use meridian_types::{Clock, GroupId, KeyspacePolicy, KvError, NodeId, ReadConsistency, META_GROUP};
+use openraft::errors::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
+use openraft::ReadPolicy;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::config::NodeConfig;
+use crate::peer::{Op, OpReply, PeerRequest, PeerResponse, ReadConsistencyWire};
+use crate::transport::{CallError, Endpoint, Handler, Transport};
+
+/// How long one client request may take, forwarding and elections included, before it fails
+/// as unavailable.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause before retrying when no leader is known (an election is running).
+const NO_LEADER_BACKOFF: Duration = Duration::from_millis(50);
+/// Leader-change events kept for the console and `/v1/cluster`.
+const EVENTS_MAX: usize = 512;
+
+/// A leadership change seen by this node.
+#[derive(Clone, Debug, Serialize)]
+pub struct LeaderEvent {
+    pub at_ms: u64,
+    pub keyspace: String,
+    pub shard: u16,
+    pub group: GroupId,
+    pub from: Option<NodeId>,
+    pub to: Option<NodeId>,
+    pub to_region: Option<String>,
+    pub reason: String,
+}
+
+pub struct Node {
+    pub cfg: NodeConfig,
+    pub me: Endpoint,
+    pub committer: GroupCommitter,
+    pub transport: Arc<Transport>,
+    pub clock: Arc<dyn Clock>,
+    pub matrix: LatencyMatrix,
+    raft_config: Arc<openraft::Config>,
+    groups: RwLock<HashMap<GroupId, Group>>,
+    keyspaces: RwLock<HashMap<String, Arc<KeyspaceRecord>>>,
+    pub(crate) placement: Mutex<LeaderPlacement>,
+    pub(crate) events: Mutex<VecDeque<LeaderEvent>>,
+    pub(crate) last_leaders: Mutex<HashMap<GroupId, Option<NodeId>>>,
+    /// Paused: leaders are not moved back to their home region (operator control).
+    pub(crate) failback_paused: std::sync::atomic::AtomicBool,
+}
+
+/// What a local attempt at an operation concluded.
+enum Attempt {
+    Done(Result<OpReply, KvError>),
+    /// Forward to this node (id, peer address, region), or wait when no leader is known.
+    Forward(Option<(NodeId, String, String)>),
+}
+
+impl Node {
+    pub fn new(cfg: NodeConfig, committer: GroupCommitter, transport: Arc<Transport>, clock: Arc<dyn Clock>) -> Node {
+        let matrix = cfg.wan.matrix().expect("validated config");
+        let raft_config = raft_config(&cfg.group_options());
+        let placement = LeaderPlacement::new(cfg.leader_return_delay_ms);
+        Node {
+            me: transport.me.clone(),
+            cfg,
+            committer,
+            transport,
+            clock,
+            matrix,
+            raft_config,
+            groups: RwLock::new(HashMap::new()),
+            keyspaces: RwLock::new(HashMap::new()),
+            placement: Mutex::new(placement),
+            events: Mutex::new(VecDeque::new()),
+            last_leaders: Mutex::new(HashMap::new()),
+            failback_paused: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.cfg.node_id
+    }
+
+    pub fn record(&self) -> NodeRecord {
+        NodeRecord {
+            id: self.cfg.node_id,
+            region: self.cfg.region.clone(),
+            zone: self.cfg.zone.clone(),
+            peer_addr: self.cfg.listen_peer.clone(),
+            http_addr: self.cfg.listen_http.clone(),
+            grpc_addr: self.cfg.listen_grpc.clone(),
+        }
+    }
+
+    pub fn group(&self, id: GroupId) -> Option<Group> {
+        self.groups.read().unwrap().get(&id).cloned()
+    }
+
+    pub fn groups(&self) -> Vec<Group> {
+        self.groups.read().unwrap().values().cloned().collect()
+    }
+
+    /// Opens group `id` if this node does not run it yet.
+    pub async fn ensure_group(self: &Arc<Self>, id: GroupId) -> Result<Group, String> {
+        if let Some(g) = self.group(id) {
+            return Ok(g);
+        }
+        let rpc: Arc<dyn RaftRpc> = Arc::new(Rpc { transport: self.transport.clone() });
+        let g = Group::open(self.id(), id, self.raft_config.clone(), self.committer.clone(), rpc, self.clock.clone())
+            .await?;
+        let mut groups = self.groups.write().unwrap();
+        Ok(groups.entry(id).or_insert(g).clone())
+    }
+
+    pub fn served(&self, staleness_ms: Option<u64>) -> ServedBy {
+        ServedBy { region: self.cfg.region.clone(), node: self.cfg.node_id, staleness_ms }
+    }
+
+    // ---- catalogue ----
+
+    /// Every node in the local copy of the catalogue.
+    pub fn catalog_nodes(&self) -> Vec<NodeRecord> {
+        let engine = self.committer.engine();
+        let rows = state_machine::scan(engine, META_GROUP, catalog::NODE_PREFIX.as_bytes(), usize::MAX).unwrap_or_default();
+        rows.iter().filter_map(|(_, v)| serde_json::from_slice(v).ok()).collect()
+    }
+
+    /// Every keyspace in the local copy of the catalogue.
+    pub fn catalog_keyspaces(&self) -> Vec<KeyspaceRecord> {
+        let engine = self.committer.engine();
+        let rows =
+            state_machine::scan(engine, META_GROUP, catalog::KEYSPACE_PREFIX.as_bytes(), usize::MAX).unwrap_or_default();
+        rows.iter().filter_map(|(_, v)| serde_json::from_slice(v).ok()).collect()
+    }
+
+    pub fn cluster_regions(&self) -> BTreeSet<String> {
+        self.catalog_nodes().into_iter().map(|n| n.region).collect()
+    }
+
+    fn node_addr(&self, id: NodeId) -> Option<(String, String)> {
+        self.catalog_nodes().into_iter().find(|n| n.id == id).map(|n| (n.peer_addr, n.region))
+    }
+
+    /// The keyspace named `name`. Keyspaces never change once created, so a found record is
+    /// cached; a miss is confirmed with a linearizable read of the catalogue before it is an error.
+    pub async fn keyspace(self: &Arc<Self>, name: &str) -> Result<Arc<KeyspaceRecord>, KvError> {
+        if let Some(k) = self.keyspaces.read().unwrap().get(name) {
+            return Ok(k.clone());
+        }
+        let key = catalog::keyspace_key(name).into_bytes();
+        let local = state_machine::read(self.committer.engine(), META_GROUP, &key).ok().flatten();
+        let bytes = match local {
+            Some(b) => Some(b),
+            None => {
+                let op = Op::Get { key, consistency: ReadConsistencyWire::Linearizable };
+                self.execute(META_GROUP, op, 0).await?.value
+            }
+        };
+        let Some(bytes) = bytes else {
+            return Err(KvError::NotFound(format!(
+                "keyspace {name:?} does not exist; create it with POST /v1/keyspaces or `meridian keyspace create`"
+            )));
+        };
+        let record: KeyspaceRecord =
+            serde_json::from_slice(&bytes).map_err(|e| KvError::Internal(format!("catalogue record of {name:?}: {e}")))?;
+        let record = Arc::new(record);
+        self.keyspaces.write().unwrap().insert(name.to_string(), record.clone());
+        Ok(record)
+    }
+
+    /// Validates, places and records a new keyspace through the metadata group.
+    pub async fn create_keyspace(self: &Arc<Self>, policy: KeyspacePolicy) -> Result<KeyspaceRecord, KvError> {
+        let nodes = self.catalog_nodes();
+        let regions: BTreeSet<String> = nodes.iter().map(|n| n.region.clone()).collect();
+        policy.validate(&regions)?;
+        let shards = meridian_control::place_keyspace(&policy, &nodes, &self.matrix)?;
+        let record = KeyspaceRecord { id: meridian_types::ids::keyspace_id(&policy.name), policy, shards };
+        let value = serde_json::to_vec(&record).expect("records encode");
+        let cmd = Command::Cas {
+            key: catalog::keyspace_key(&record.policy.name).into_bytes(),
+            expected: None,
+            value: Some(value),
+        };
+        let reply = self.execute(META_GROUP, Op::Write(cmd), 0).await?;
+        if !reply.result.succeeded {
+            return Err(KvError::FailedPrecondition(format!(
+                "keyspace {:?} already exists; choose another name (policies cannot be changed yet)",
+                record.policy.name
+            )));
+        }
+        Ok(record)
+    }
+
+    /// Every keyspace, read linearizably from the metadata group.
+    pub async fn list_keyspaces(self: &Arc<Self>) -> Result<Vec<KeyspaceRecord>, KvError> {
+        let op = Op::Scan {
+            prefix: catalog::KEYSPACE_PREFIX.as_bytes().to_vec(),
+            limit: usize::MAX,
+            consistency: ReadConsistencyWire::Linearizable,
+        };
+        let reply = self.execute(META_GROUP, op, 0).await?;
+        Ok(reply.rows.iter().filter_map(|(_, v)| serde_json::from_slice(v).ok()).collect())
+    }
+
+    // ---- operations ----
+
+    /// Executes `op` on `group`: here when this node can serve it, otherwise on the node that
+    /// can, following leader hints, until it succeeds, fails for good, or times out.
+    pub async fn execute(self: &Arc<Self>, group: GroupId, op: Op, hops: u32) -> Result<OpReply, KvError> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let mut last_problem = String::from("no leader elected yet");
+        loop {
+            if Instant::now() >= deadline {
+                return Err(KvError::Unavailable(format!(
+                    "no replica could serve the request within {REQUEST_TIMEOUT:?} ({last_problem}); retry later"
+                )));
+            }
+            let target = match self.attempt_local(group, &op).await {
+                Attempt::Done(r) => return r,
+                Attempt::Forward(t) => t,
+            };
+            let Some((node, addr, region)) = target.filter(|(n, _, _)| *n != self.id()) else {
+                tokio::time::sleep(NO_LEADER_BACKOFF).await;
+                continue;
+            };
+            if hops >= FORWARD_HOPS_MAX {
+                return Err(KvError::Unavailable(format!(
+                    "request forwarded {FORWARD_HOPS_MAX} times without reaching a leader; retry later"
+                )));
+            }
+            let to = Endpoint { node, region };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let req = PeerRequest::Op { group, op: op.clone(), hops: hops + 1 };
+            match self.transport.call(&to, &addr, req, remaining).await {
+                Ok(PeerResponse::Op(r)) => return r,
+                Ok(_) => return Err(KvError::Internal("peer answered with the wrong message type".into())),
+                // Safe to retry: the request never left, or it is a read.
+                Err(e) if matches!(e, CallError::NotSent(..)) || !matches!(op, Op::Write(_)) => {
+                    last_problem = format!("node {node}: {e}");
+                    tokio::time::sleep(NO_LEADER_BACKOFF).await;
+                }
+                Err(e) => {
+                    return Err(KvError::Unavailable(format!(
+                        "lost contact with the leader ({e}); the write may or may not have been applied"
+                    )))
+                }
+            }
+        }
+    }
+
+    fn forward_target(&self, f: &ForwardToLeader<meridian_consensus::TypeConfig>) -> Attempt {
+        let target = match (&f.leader_id, &f.leader_node) {
+            (Some(id), Some(node)) => Some((*id, node.addr.clone(), node.region.clone())),
+            (Some(id), None) => self.node_addr(*id).map(|(a, r)| (*id, a, r)),
+            _ => None,
+        };
+        Attempt::Forward(target)
+    }
+
+    /// The best guess of a group's leader when this node has no replica of it.
+    fn remote_guess(&self, group: GroupId) -> Attempt {
+        let shard = self
+            .catalog_keyspaces()
+            .into_iter()
+            .flat_map(|k| k.shards.into_iter())
+            .find(|s| s.group == group);
+        let Some(shard) = shard else {
+            return Attempt::Done(Err(KvError::Unavailable(format!("group {group} is not in this node's catalogue yet"))));
+        };
+        let hinted = self.last_leaders.lock().unwrap().get(&group).copied().flatten();
+        let target = hinted.or_else(|| shard.voters.first().copied());
+        Attempt::Forward(target.and_then(|id| self.node_addr(id).map(|(a, r)| (id, a, r))))
+    }
+
+    async fn attempt_local(self: &Arc<Self>, group: GroupId, op: &Op) -> Attempt {
+        let Some(g) = self.group(group) else { return self.remote_guess(group) };
+        match op {
+            Op::Write(cmd) => match g.raft.client_write(cmd.clone()).await {
+                Ok(resp) => Attempt::Done(Ok(OpReply { result: resp.data, served_by: self.served(None), ..Default::default() })),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => self.forward_target(&f),
+                Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Attempt::Done(Err(KvError::Unavailable(
+                    "leadership changed while the write was in flight; it may or may not have been applied".into(),
+                ))),
+                Err(e) => Attempt::Done(Err(KvError::Unavailable(format!("write failed: {e}")))),
+            },
+            Op::Get { consistency, .. } | Op::Scan { consistency, .. } => {
+                let staleness = match ReadConsistency::from(*consistency) {
+                    ReadConsistency::Linearizable | ReadConsistency::Session => None,
+                    ReadConsistency::Bounded { staleness_ms_max } => Some(Some(staleness_ms_max)),
+                    ReadConsistency::Eventual => Some(None),
+                };
+                let served = match staleness {
+                    None => None,
+                    Some(bound) => self.follower_staleness(&g, bound),
+                };
+                let staleness_ms = match served {
+                    Some(s) => Some(s),
+                    None => match self.linearize(&g.raft).await {
+                        Ok(()) => staleness.map(|_| 0),
+                        Err(a) => return a,
+                    },
+                };
+                Attempt::Done(self.read_local(group, op, staleness_ms))
+            }
+        }
+    }
+
+    /// The staleness this replica can serve within `bound` (`None` bound: any), or `None` when
+    /// it cannot (unknown staleness, or too stale).
+    fn follower_staleness(&self, g: &Group, bound: Option<u64>) -> Option<u64> {
+        if g.raft.is_leader() {
+            return None;
+        }
+        let applied = g.raft.metrics().borrow_watched().last_applied.as_ref().map(|l| l.index())?;
+        let s = g.freshness.staleness_ms(applied, self.clock.now_ms())?;
+        match bound {
+            Some(b) if s > b => None,
+            _ => Some(s),
+        }
+    }
+
+    /// Confirms this node leads and its state machine reflects every acknowledged write: a
+    /// lease read when the lease is valid, otherwise a read-index round.
+    async fn linearize(&self, raft: &MRaft) -> Result<(), Attempt> {
+        let mut policy = ReadPolicy::LeaseRead;
+        loop {
+            match raft.ensure_linearizable(policy.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => return Err(self.forward_target(&f)),
+                Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q))) => {
+                    if policy == ReadPolicy::LeaseRead {
+                        policy = ReadPolicy::ReadIndex;
+                        continue;
+                    }
+                    return Err(Attempt::Done(Err(KvError::Unavailable(format!(
+                        "this leader cannot reach a quorum ({q}); retry later"
+                    )))));
+                }
+                Err(e) => return Err(Attempt::Done(Err(KvError::Unavailable(format!("read failed: {e}"))))),
+            }
+        }
+    }
+
+    fn read_local(&self, group: GroupId, op: &Op, staleness_ms: Option<u64>) -> Result<OpReply, KvError> {
+        let engine = self.committer.engine();
+        let internal = |e: meridian_storage::StorageError| KvError::Internal(format!("storage read failed: {e}"));
+        let mut reply = OpReply { served_by: self.served(staleness_ms), ..Default::default() };
+        match op {
+            Op::Get { key, .. } => reply.value = state_machine::read(engine, group, key).map_err(internal)?,
+            Op::Scan { prefix, limit, .. } => reply.rows = state_machine::scan(engine, group, prefix, *limit).map_err(internal)?,
+            Op::Write(_) => unreachable!("writes are not reads"),
+        }
+        Ok(reply)
+    }
+
+    // ---- joining ----
+
+    /// Records `rec` in the catalogue and adds it to the metadata group as a learner; forwarded
+    /// to the metadata leader when this node is not it.
+    pub async fn handle_join(self: &Arc<Self>, rec: NodeRecord) -> Result<(), KvError> {
+        let put = Command::Put { key: catalog::node_key(rec.id).into_bytes(), value: serde_json::to_vec(&rec).unwrap() };
+        let unchanged = state_machine::read(self.committer.engine(), META_GROUP, &catalog::node_key(rec.id).into_bytes())
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<NodeRecord>(&b).ok())
+            .is_some_and(|known| known == rec);
+        if !unchanged {
+            self.execute(META_GROUP, Op::Write(put), 0).await?;
+        }
+        let meta = self.group(META_GROUP).ok_or_else(|| KvError::Unavailable("metadata group not open".into()))?;
+        let member = meta.raft.metrics().borrow_watched().membership_config.membership().get_node(&rec.id).is_some();
+        if member {
+            return Ok(());
+        }
+        if meta.raft.is_leader() {
+            let node = PeerNode { addr: rec.peer_addr.clone(), region: rec.region.clone() };
+            meta.raft
+                .add_learner(rec.id, node, false)
+                .await
+                .map_err(|e| KvError::Unavailable(format!("adding node {} to the metadata group: {e}", rec.id)))?;
+            return Ok(());
+        }
+        let leader = meta.raft.metrics().borrow_watched().current_leader;
+        let Some(leader) = leader.filter(|l| *l != self.id()) else {
+            return Err(KvError::Unavailable("the metadata group has no leader yet; retry".into()));
+        };
+        let Some((addr, region)) = self.node_addr(leader) else {
+            return Err(KvError::Unavailable("the metadata leader's address is not known yet; retry".into()));
+        };
+        let to = Endpoint { node: leader, region };
+        match self.transport.call(&to, &addr, PeerRequest::Join(rec), REQUEST_TIMEOUT).await {
+            Ok(PeerResponse::Join(r)) => r,
+            Ok(_) => Err(KvError::Internal("wrong answer to a join".into())),
+            Err(e) => Err(KvError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Appends a leadership change to the bounded timeline.
+    pub(crate) fn push_event(&self, e: LeaderEvent) {
+        tracing::info!(keyspace = %e.keyspace, shard = e.shard, from = ?e.from, to = ?e.to, region = ?e.to_region, reason = %e.reason, "leader change");
+        let mut ev = self.events.lock().unwrap();
+        if ev.len() == EVENTS_MAX {
+            ev.pop_front();
+        }
+        ev.push_back(e);
+    }
+
+    pub fn events(&self) -> Vec<LeaderEvent> {
+        self.events.lock().unwrap().iter().cloned().collect()
+    }
+
+    /// Node id to region, for every catalogue node.
+    pub fn regions_by_node(&self) -> BTreeMap<NodeId, String> {
+        self.catalog_nodes().into_iter().map(|n| (n.id, n.region)).collect()
+    }
+}
+
+impl Handler for Node {
+    async fn handle(&self, _from: Endpoint, req: PeerRequest) -> PeerResponse {
+        match req {
+            PeerRequest::Raft { group, req } => match self.group(group) {
+                Some(g) => PeerResponse::Raft(handle_raft_request(&g.raft, &g.freshness, req).await),
+                None => PeerResponse::Raft(RaftResponse::NoGroup(format!("node {} does not run group {group}", self.id()))),
+            },
+            // Operations and joins need `Arc<Node>`; the server wraps the node (see `NodeHandler`).
+            PeerRequest::Op { .. } | PeerRequest::Join(_) => unreachable!("served by NodeHandler"),
+        }
+    }
+}
+
+/// The peer-request handler: the node behind an `Arc`, so forwarded work can re-enter it.
+pub struct NodeHandler(pub Arc<Node>);
+
+impl Handler for NodeHandler {
+    async fn handle(&self, from: Endpoint, req: PeerRequest) -> PeerResponse {
+        match req {
+            PeerRequest::Op { group, op, hops } => PeerResponse::Op(self.0.execute(group, op, hops).await),
+            PeerRequest::Join(rec) => PeerResponse::Join(self.0.handle_join(rec).await),
+            raft => self.0.handle(from, raft).await,
+        }
+    }
+}
+
+/// The consensus layer's view of the transport.
+struct Rpc {
+    transport: Arc<Transport>,
+}
+
+impl RaftRpc for Rpc {
+    fn call(
+        &self,
+        target: NodeId,
+        node: &PeerNode,
+        group: GroupId,
+        req: RaftRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<RaftResponse, RpcFailure>> {
+        let transport = self.transport.clone();
+        let to = Endpoint { node: target, region: node.region.clone() };
+        let addr = node.addr.clone();
+        Box::pin(async move {
+            match transport.call(&to, &addr, PeerRequest::Raft { group, req }, timeout).await {
+                Ok(PeerResponse::Raft(r)) => Ok(r),
+                Ok(_) => Err(RpcFailure::Unreachable("peer answered with the wrong message type".into())),
+                Err(CallError::Timeout(_, t)) => Err(RpcFailure::Timeout(t)),
+                Err(e) => Err(RpcFailure::Unreachable(e.to_string())),
+            }
+        })
+    }
+}

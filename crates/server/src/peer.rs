@@ -1,0 +1,69 @@
+//! Messages between nodes: consensus traffic, forwarded client operations, and joins.
+
+use meridian_consensus::{RaftRequest, RaftResponse};
+use meridian_types::catalog::NodeRecord;
+use meridian_types::wire::{Command, CommandResult, ServedBy};
+use meridian_types::{GroupId, KvError, ReadConsistency};
+use serde::{Deserialize, Serialize};
+
+/// One operation on one group, as forwarded between nodes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Op {
+    Write(Command),
+    Get { key: Vec<u8>, consistency: ReadConsistencyWire },
+    Scan { prefix: Vec<u8>, limit: usize, consistency: ReadConsistencyWire },
+}
+
+/// [`ReadConsistency`] in a form bincode carries (the type itself serializes as a string).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ReadConsistencyWire {
+    Linearizable,
+    Bounded(u64),
+    Session,
+    Eventual,
+}
+
+impl From<ReadConsistency> for ReadConsistencyWire {
+    fn from(c: ReadConsistency) -> Self {
+        match c {
+            ReadConsistency::Linearizable => ReadConsistencyWire::Linearizable,
+            ReadConsistency::Bounded { staleness_ms_max } => ReadConsistencyWire::Bounded(staleness_ms_max),
+            ReadConsistency::Session => ReadConsistencyWire::Session,
+            ReadConsistency::Eventual => ReadConsistencyWire::Eventual,
+        }
+    }
+}
+
+impl From<ReadConsistencyWire> for ReadConsistency {
+    fn from(c: ReadConsistencyWire) -> Self {
+        match c {
+            ReadConsistencyWire::Linearizable => ReadConsistency::Linearizable,
+            ReadConsistencyWire::Bounded(ms) => ReadConsistency::Bounded { staleness_ms_max: ms },
+            ReadConsistencyWire::Session => ReadConsistency::Session,
+            ReadConsistencyWire::Eventual => ReadConsistency::Eventual,
+        }
+    }
+}
+
+/// The answer to one [`Op`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct OpReply {
+    pub result: CommandResult,
+    pub value: Option<Vec<u8>>,
+    pub rows: Vec<(Vec<u8>, Vec<u8>)>,
+    pub served_by: ServedBy,
+}
+
+#[derive(Serialize, Deserialize)]
+pub enum PeerRequest {
+    Raft { group: GroupId, req: RaftRequest },
+    Op { group: GroupId, op: Op, hops: u32 },
+    Join(NodeRecord),
+}
+
+#[derive(Serialize, Deserialize)]
+pub enum PeerResponse {
+    Raft(RaftResponse),
+    Op(Result<OpReply, KvError>),
+    Join(Result<(), KvError>),
+}

@@ -1,0 +1,224 @@
+//! The node's background control loop: join the cluster, grow the metadata group, open the
+//! groups the catalogue places here, initialise and complete them, and keep leaders in their
+//! home regions. Every step is idempotent, so a tick that fails is simply repeated.
+
+use openraft::async_runtime::WatchReceiver;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_consensus::{Group, PeerNode};
+use meridian_control::{meta_voters_to_add, LeaderObservation};
+use meridian_types::catalog::{KeyspaceRecord, NodeRecord, ShardPlacement};
+use meridian_types::{NodeId, META_GROUP};
+use openraft::ChangeMembers;
+
+use crate::node::{LeaderEvent, Node, REQUEST_TIMEOUT};
+use crate::peer::{PeerRequest, PeerResponse};
+use crate::transport::Endpoint;
+
+pub const TICK: Duration = Duration::from_millis(200);
+const JOIN_RETRY: Duration = Duration::from_millis(300);
+
+/// Joins through the seeds (or, on the bootstrap node, records itself) until the node is in the
+/// catalogue and the metadata group. Repeated at every start, so changed addresses are recorded.
+pub async fn join(node: Arc<Node>) {
+    let rec = node.record();
+    loop {
+        let joined = if node.cfg.bootstrap {
+            node.handle_join(rec.clone()).await.is_ok()
+        } else {
+            join_via_seeds(&node, &rec).await
+        };
+        let in_catalog = node.catalog_nodes().iter().any(|n| *n == rec);
+        if joined && in_catalog {
+            tracing::info!(node = rec.id, region = %rec.region, "joined the cluster");
+            return;
+        }
+        tokio::time::sleep(JOIN_RETRY).await;
+    }
+}
+
+async fn join_via_seeds(node: &Arc<Node>, rec: &NodeRecord) -> bool {
+    for seed in node.cfg.seeds.iter().filter(|s| **s != rec.peer_addr) {
+        // The seed's id and region are unknown before joining; region "" means no WAN delay.
+        let to = Endpoint { node: 0, region: String::new() };
+        match node.transport.call(&to, seed, PeerRequest::Join(rec.clone()), REQUEST_TIMEOUT).await {
+            Ok(PeerResponse::Join(Ok(()))) => return true,
+            Ok(PeerResponse::Join(Err(e))) => tracing::debug!(%seed, error = %e, "join refused; retrying"),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(%seed, error = %e, "seed unreachable; retrying"),
+        }
+    }
+    false
+}
+
+/// Runs [`tick`] forever.
+pub async fn run(node: Arc<Node>) {
+    loop {
+        tick(&node).await;
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+pub async fn tick(node: &Arc<Node>) {
+    if let Some(meta) = node.group(META_GROUP) {
+        if meta.raft.is_leader() {
+            grow_meta_group(node, &meta).await;
+        }
+        observe_leader(node, &meta, "meta", 0);
+    }
+    for ks in node.catalog_keyspaces() {
+        for shard in &ks.shards {
+            if !shard.replicas().any(|n| n == node.id()) {
+                continue;
+            }
+            let g = match node.ensure_group(shard.group).await {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::error!(group = shard.group, error = %e, "cannot open group");
+                    continue;
+                }
+            };
+            if shard.voters.first() == Some(&node.id()) && !g.raft.is_initialized().await.unwrap_or(true) {
+                initialise(node, &g, shard).await;
+            }
+            if g.raft.is_leader() {
+                add_missing_learners(node, &g, shard).await;
+                keep_leader_home(node, &g, &ks).await;
+            }
+            observe_leader(node, &g, &ks.policy.name, shard.shard);
+        }
+    }
+    update_leader_gauges(node);
+}
+
+fn peer_nodes(node: &Node, ids: impl Iterator<Item = NodeId>) -> Option<BTreeMap<NodeId, PeerNode>> {
+    let nodes: BTreeMap<NodeId, NodeRecord> = node.catalog_nodes().into_iter().map(|n| (n.id, n)).collect();
+    ids.map(|id| nodes.get(&id).map(|n| (id, PeerNode { addr: n.peer_addr.clone(), region: n.region.clone() })))
+        .collect()
+}
+
+async fn initialise(node: &Node, g: &Group, shard: &ShardPlacement) {
+    let Some(voters) = peer_nodes(node, shard.voters.iter().copied()) else { return };
+    match g.raft.initialize(voters).await {
+        Ok(()) => tracing::info!(group = g.id, "initialised group"),
+        Err(e) => tracing::debug!(group = g.id, error = %e, "initialise skipped"),
+    }
+}
+
+async fn add_missing_learners(node: &Node, g: &Group, shard: &ShardPlacement) {
+    let membership = g.raft.metrics().borrow_watched().membership_config.clone();
+    let missing: Vec<NodeId> =
+        shard.learners.iter().copied().filter(|id| membership.membership().get_node(id).is_none()).collect();
+    let Some(learners) = peer_nodes(node, missing.into_iter()) else { return };
+    for (id, peer) in learners {
+        if let Err(e) = g.raft.add_learner(id, peer, false).await {
+            tracing::debug!(group = g.id, learner = id, error = %e, "add learner deferred");
+        }
+    }
+}
+
+/// On the metadata leader: every catalogue node becomes a learner, and caught-up learners are
+/// promoted until five voters span the regions.
+async fn grow_meta_group(node: &Node, meta: &Group) {
+    let metrics = meta.raft.metrics().borrow_watched().clone();
+    let membership = metrics.membership_config.membership().clone();
+    let nodes = node.catalog_nodes();
+    for n in &nodes {
+        if membership.get_node(&n.id).is_none() {
+            let peer = PeerNode { addr: n.peer_addr.clone(), region: n.region.clone() };
+            let _ = meta.raft.add_learner(n.id, peer, false).await;
+            return;
+        }
+    }
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let last = metrics.last_log_index.unwrap_or(0);
+    let matched = |id: &NodeId| {
+        metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(id).cloned().flatten())
+            .is_some_and(|m| m.index() + meridian_control::leadership::CAUGHT_UP_ENTRIES_MAX >= last)
+    };
+    let candidates: Vec<NodeRecord> = nodes.into_iter().filter(|n| voters.contains(&n.id) || matched(&n.id)).collect();
+    let add: BTreeSet<NodeId> = meta_voters_to_add(&voters, &candidates).into_iter().collect();
+    if add.is_empty() {
+        return;
+    }
+    match meta.raft.change_membership(ChangeMembers::AddVoterIds(add.clone()), true).await {
+        Ok(_) => tracing::info!(voters = ?add, "promoted metadata voters"),
+        Err(e) => tracing::debug!(error = %e, "metadata promotion deferred"),
+    }
+}
+
+/// On a leader outside the home region: hands leadership to a caught-up home voter once it has
+/// stayed caught up for the return delay (see `meridian_control::leadership`).
+async fn keep_leader_home(node: &Node, g: &Group, ks: &KeyspaceRecord) {
+    let Some(home) = ks.policy.home_region.clone() else { return };
+    if node.failback_paused.load(Ordering::Relaxed) {
+        return;
+    }
+    let metrics = g.raft.metrics().borrow_watched().clone();
+    let membership = metrics.membership_config.membership().clone();
+    let voters = membership
+        .voter_ids()
+        .filter(|id| *id != node.id())
+        .map(|id| {
+            let region = membership.get_node(&id).map(|n| n.region.clone()).unwrap_or_default();
+            let matched = metrics.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map(|l| l.index());
+            (id, region, matched)
+        })
+        .collect();
+    let obs = LeaderObservation {
+        group: g.id,
+        home_region: home,
+        my_region: node.cfg.region.clone(),
+        my_last_index: metrics.last_log_index.unwrap_or(0),
+        voters,
+    };
+    let target = node.placement.lock().unwrap().decide(&obs, node.clock.now_ms());
+    if let Some(target) = target {
+        tracing::info!(group = g.id, to = target, "returning leadership to the home region");
+        let _ = g.raft.trigger().transfer_leader(target).await;
+    }
+}
+
+fn observe_leader(node: &Node, g: &Group, keyspace: &str, shard: u16) {
+    let current = g.raft.metrics().borrow_watched().current_leader;
+    let previous = node.last_leaders.lock().unwrap().insert(g.id, current);
+    if previous == Some(current) || current.is_none() {
+        return;
+    }
+    let regions = node.regions_by_node();
+    let to_region = current.and_then(|c| regions.get(&c).cloned());
+    let from = previous.flatten();
+    let reason = match (from.and_then(|f| regions.get(&f)), &to_region) {
+        (None, _) => "first leader observed".to_string(),
+        (Some(a), Some(b)) if a == b => "leader changed within its region".to_string(),
+        (Some(a), Some(b)) => format!("leadership moved from {a} to {b}"),
+        _ => "leader changed".to_string(),
+    };
+    node.push_event(LeaderEvent {
+        at_ms: node.clock.now_ms(),
+        keyspace: keyspace.to_string(),
+        shard,
+        group: g.id,
+        from,
+        to: current,
+        to_region,
+        reason,
+    });
+}
+
+fn update_leader_gauges(node: &Node) {
+    let mut led = 0u64;
+    for g in node.groups() {
+        if g.id != META_GROUP && g.raft.is_leader() {
+            led += 1;
+        }
+    }
+    metrics::gauge!("meridian_leaders", "node" => node.id().to_string(), "region" => node.cfg.region.clone())
+        .set(led as f64);
+}

@@ -1,0 +1,304 @@
+//! The transport seam: every message between nodes goes through here.
+//!
+//! Frames are length-prefixed bincode over TCP; one multiplexed connection per peer address
+//! carries requests tagged with ids. The WAN model sits here: each frame waits its one-way
+//! delay (RTT/2 of the sender and receiver regions, plus jitter) in the sender's outbound queue
+//! before it is written, so a cluster on one machine sees the latencies of a real deployment.
+//! Fault injection sits here too: a cut link drops frames in the chosen direction.
+//!
+//! Architecture Invariant: no other module opens a socket to a peer.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use meridian_types::limits::{FRAME_BYTES_MAX, PEER_INFLIGHT_MAX, PEER_QUEUE_MAX};
+use meridian_types::wan::LatencyMatrix;
+use meridian_types::NodeId;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
+
+use crate::peer::{PeerRequest, PeerResponse};
+
+/// How long a dial may take before the peer counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// The WAN model applied at this node's outbound queue.
+#[derive(Clone, Debug)]
+pub struct WanModel {
+    pub enabled: bool,
+    pub matrix: LatencyMatrix,
+    pub jitter_pct: f64,
+}
+
+/// Links cut by an operator or a test (`POST /v1/admin/faults`). Directional: a cut from A to B
+/// drops frames A sends to B; B's frames to A still flow unless that direction is cut too.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// `[from_region, to_region]` pairs whose frames are dropped.
+    #[serde(default)]
+    pub cut_regions: Vec<[String; 2]>,
+    /// Nodes whose frames, in both directions, are dropped.
+    #[serde(default)]
+    pub isolate_nodes: Vec<NodeId>,
+}
+
+struct FaultSets {
+    cut_regions: HashSet<(String, String)>,
+    isolate_nodes: HashSet<NodeId>,
+}
+
+impl From<&Faults> for FaultSets {
+    fn from(f: &Faults) -> Self {
+        FaultSets {
+            cut_regions: f.cut_regions.iter().map(|[a, b]| (a.clone(), b.clone())).collect(),
+            isolate_nodes: f.isolate_nodes.iter().copied().collect(),
+        }
+    }
+}
+
+/// Who is at either end of a frame.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub node: NodeId,
+    pub region: String,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Body {
+    Request(PeerRequest),
+    Response(PeerResponse),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Frame {
+    id: u64,
+    from: Endpoint,
+    body: Body,
+}
+
+/// Why a call got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The request never left this node (link cut, connection refused): safe to retry.
+    #[error("peer {0} unreachable: {1}")]
+    NotSent(String, String),
+    /// The connection failed after the request was sent: it may or may not have been processed.
+    #[error("connection to {0} lost: {1}")]
+    Unreachable(String, String),
+    #[error("no answer from {0} within {1:?}")]
+    Timeout(String, Duration),
+}
+
+/// Handles requests arriving from peers.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, from: Endpoint, req: PeerRequest) -> impl Future<Output = PeerResponse> + Send;
+}
+
+struct Conn {
+    out: mpsc::Sender<(Instant, Vec<u8>)>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<PeerResponse>>>,
+}
+
+pub struct Transport {
+    pub me: Endpoint,
+    wan: WanModel,
+    faults: Mutex<FaultSets>,
+    faults_spec: Mutex<Faults>,
+    conns: tokio::sync::Mutex<HashMap<String, Arc<Conn>>>,
+    next_id: AtomicU64,
+    rng: Mutex<rand::rngs::StdRng>,
+    /// Last time each peer answered, in ms of the node clock, for health reports.
+    last_heard: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl Transport {
+    pub fn new(me: Endpoint, wan: WanModel, seed: u64) -> Arc<Transport> {
+        Arc::new(Transport {
+            me,
+            wan,
+            faults: Mutex::new(FaultSets::from(&Faults::default())),
+            faults_spec: Mutex::new(Faults::default()),
+            conns: tokio::sync::Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
+            last_heard: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.faults.lock().unwrap() = FaultSets::from(&faults);
+        *self.faults_spec.lock().unwrap() = faults;
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.faults_spec.lock().unwrap().clone()
+    }
+
+    /// Whether a frame from `from` to `to` is dropped by an injected fault.
+    fn is_cut(&self, from: &Endpoint, to: &Endpoint) -> bool {
+        let f = self.faults.lock().unwrap();
+        f.isolate_nodes.contains(&from.node)
+            || f.isolate_nodes.contains(&to.node)
+            || f.cut_regions.contains(&(from.region.clone(), to.region.clone()))
+    }
+
+    /// The moment a frame to `to_region` sent now may be written.
+    fn due(&self, to_region: &str) -> Instant {
+        if !self.wan.enabled {
+            return Instant::now();
+        }
+        let unit: f64 = self.rng.lock().unwrap().gen_range(-1.0..=1.0);
+        let ms = self.wan.matrix.one_way_delay_ms(&self.me.region, to_region, self.wan.jitter_pct, unit);
+        Instant::now() + Duration::from_micros((ms * 1000.0) as u64)
+    }
+
+    /// When `node` last answered a call from this node.
+    pub fn last_heard(&self, node: NodeId) -> Option<Instant> {
+        self.last_heard.lock().unwrap().get(&node).copied()
+    }
+
+    /// Sends `req` to the node at `addr` and waits up to `timeout` for its answer.
+    pub async fn call(
+        self: &Arc<Self>,
+        to: &Endpoint,
+        addr: &str,
+        req: PeerRequest,
+        timeout: Duration,
+    ) -> Result<PeerResponse, CallError> {
+        if self.is_cut(&self.me, to) {
+            return Err(CallError::NotSent(addr.to_string(), "link cut by an injected fault".into()));
+        }
+        let conn = self.connection(addr).await?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        conn.pending.lock().unwrap().insert(id, tx);
+        let frame = encode(&Frame { id, from: self.me.clone(), body: Body::Request(req) });
+        let sent = conn.out.send((self.due(&to.region), frame)).await;
+        if sent.is_err() {
+            conn.pending.lock().unwrap().remove(&id);
+            self.conns.lock().await.remove(addr);
+            return Err(CallError::NotSent(addr.to_string(), "connection closed".into()));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(resp)) => {
+                self.last_heard.lock().unwrap().insert(to.node, Instant::now());
+                Ok(resp)
+            }
+            Ok(Err(_)) => Err(CallError::Unreachable(addr.to_string(), "connection lost".into())),
+            Err(_) => {
+                conn.pending.lock().unwrap().remove(&id);
+                Err(CallError::Timeout(addr.to_string(), timeout))
+            }
+        }
+    }
+
+    async fn connection(self: &Arc<Self>, addr: &str) -> Result<Arc<Conn>, CallError> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(addr) {
+            if !c.out.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(CallError::NotSent(addr.to_string(), e.to_string())),
+            Err(_) => return Err(CallError::NotSent(addr.to_string(), "connect timed out".into())),
+        };
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let (out, out_rx) = mpsc::channel(PEER_QUEUE_MAX);
+        let conn = Arc::new(Conn { out, pending: Mutex::new(HashMap::new()) });
+        tokio::spawn(write_loop(write, out_rx));
+        let reader_conn = conn.clone();
+        tokio::spawn(async move {
+            let mut read = read;
+            while let Ok(frame) = read_frame(&mut read).await {
+                if let Body::Response(resp) = frame.body {
+                    if let Some(tx) = reader_conn.pending.lock().unwrap().remove(&frame.id) {
+                        let _ = tx.send(resp);
+                    }
+                }
+            }
+            // Dropping the senders fails every waiting call as "connection lost".
+            reader_conn.pending.lock().unwrap().clear();
+        });
+        conns.insert(addr.to_string(), conn.clone());
+        Ok(conn)
+    }
+
+    /// Accepts peer connections on `listener` and serves them with `handler` until dropped.
+    pub async fn serve<H: Handler>(self: Arc<Self>, listener: TcpListener, handler: Arc<H>) {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let _ = stream.set_nodelay(true);
+            let me = self.clone();
+            let handler = handler.clone();
+            tokio::spawn(async move { me.serve_conn(stream, handler).await });
+        }
+    }
+
+    async fn serve_conn<H: Handler>(self: Arc<Self>, stream: TcpStream, handler: Arc<H>) {
+        let (mut read, write) = stream.into_split();
+        let (out, out_rx) = mpsc::channel::<(Instant, Vec<u8>)>(PEER_QUEUE_MAX);
+        tokio::spawn(write_loop(write, out_rx));
+        let inflight = Arc::new(Semaphore::new(PEER_INFLIGHT_MAX));
+        while let Ok(frame) = read_frame(&mut read).await {
+            let Body::Request(req) = frame.body else { continue };
+            if self.is_cut(&frame.from, &self.me) {
+                continue;
+            }
+            self.last_heard.lock().unwrap().insert(frame.from.node, Instant::now());
+            let Ok(permit) = inflight.clone().acquire_owned().await else { return };
+            let (me, handler, out) = (self.clone(), handler.clone(), out.clone());
+            tokio::spawn(async move {
+                let from = frame.from;
+                let resp = handler.handle(from.clone(), req).await;
+                drop(permit);
+                if me.is_cut(&me.me, &from) {
+                    return;
+                }
+                let bytes = encode(&Frame { id: frame.id, from: me.me.clone(), body: Body::Response(resp) });
+                let _ = out.send((me.due(&from.region), bytes)).await;
+            });
+        }
+    }
+}
+
+fn encode(frame: &Frame) -> Vec<u8> {
+    let body = bincode::serialize(frame).expect("frames always encode");
+    let mut bytes = Vec::with_capacity(4 + body.len());
+    bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+async fn read_frame<R: AsyncReadExt + Unpin>(read: &mut R) -> io::Result<Frame> {
+    let mut len = [0u8; 4];
+    read.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > FRAME_BYTES_MAX {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes exceeds the limit")));
+    }
+    let mut body = vec![0u8; len];
+    read.read_exact(&mut body).await?;
+    bincode::deserialize(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Writes frames in order, each no earlier than its due time (the simulated one-way delay).
+async fn write_loop<W: AsyncWriteExt + Unpin>(mut write: W, mut rx: mpsc::Receiver<(Instant, Vec<u8>)>) {
+    while let Some((due, bytes)) = rx.recv().await {
+        tokio::time::sleep_until(due).await;
+        if write.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+}
