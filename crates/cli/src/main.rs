@@ -1,1 +1,214 @@
-fn main(){}
+//! `meridian`: run a node, run the demo, and talk to a running cluster.
+
+mod client;
+mod demo;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::client::Client;
+
+#[derive(Parser)]
+#[command(name = "meridian", version, about = "Multi-region replicated key-value data service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node from a config file.
+    Server {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Start a 3-region, 9-node cluster in this process, lose the home region, recover, report.
+    Demo {
+        /// Seconds of client load (the whole demo takes about this plus 20 s).
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Create, list and describe keyspaces.
+    Keyspace {
+        /// A node's HTTP address.
+        #[arg(long, env = "MERIDIAN_NODE", default_value = "127.0.0.1:8101", global = true)]
+        node: String,
+        #[command(subcommand)]
+        command: KeyspaceCommand,
+    },
+    /// Put, get, delete and scan keys.
+    Kv {
+        /// A node's HTTP address.
+        #[arg(long, env = "MERIDIAN_NODE", default_value = "127.0.0.1:8101", global = true)]
+        node: String,
+        #[command(subcommand)]
+        command: KvCommand,
+    },
+    /// Show the cluster: nodes, health, and shard leaders.
+    Cluster {
+        #[arg(long, env = "MERIDIAN_NODE", default_value = "127.0.0.1:8101")]
+        node: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyspaceCommand {
+    /// Create a keyspace.
+    Create {
+        name: String,
+        /// Regions where the data may live, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        regions: Vec<String>,
+        #[arg(long)]
+        home_region: String,
+        /// "region" (voters in 3 regions) or "zone" (voters in the home region).
+        #[arg(long, default_value = "region")]
+        survive: String,
+        #[arg(long, default_value = "sync")]
+        replication: String,
+        #[arg(long, default_value_t = 4)]
+        shards: u16,
+        /// Default read consistency: linearizable, bounded:<ms> or eventual.
+        #[arg(long, default_value = "linearizable")]
+        read: String,
+    },
+    List,
+    Describe { name: String },
+}
+
+#[derive(Subcommand)]
+enum KvCommand {
+    Put { keyspace: String, key: String, value: String },
+    Get {
+        keyspace: String,
+        key: String,
+        /// linearizable, bounded:<ms> or eventual; default: the keyspace's.
+        #[arg(long)]
+        consistency: Option<String>,
+    },
+    Delete { keyspace: String, key: String },
+    Scan {
+        keyspace: String,
+        #[arg(long, default_value = "")]
+        prefix: String,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        consistency: Option<String>,
+    },
+    /// Compare-and-swap: set VALUE only if the key holds EXPECTED (omit --expected for "absent").
+    Cas {
+        keyspace: String,
+        key: String,
+        value: String,
+        #[arg(long)]
+        expected: Option<String>,
+    },
+}
+
+fn print_served(s: &client::Served) {
+    let staleness = s.staleness_ms.map(|ms| format!(", staleness {ms} ms")).unwrap_or_default();
+    eprintln!("(served by node {} in {}{staleness})", s.node, s.region);
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| match cli.command {
+        Command::Server { .. } => "info,openraft=warn".into(),
+        _ => "warn,openraft=error".into(),
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match cli.command {
+        Command::Server { config } => run_server(config),
+        Command::Demo { duration, report } => demo::run(duration, report),
+        Command::Keyspace { node, command } => runtime()?.block_on(keyspace(Client::new(&node), command)),
+        Command::Kv { node, command } => runtime()?.block_on(kv(Client::new(&node), command)),
+        Command::Cluster { node } => runtime()?.block_on(async {
+            let c = Client::new(&node).get_json("/v1/cluster").await?;
+            println!("{}", serde_json::to_string_pretty(&c)?);
+            Ok(())
+        }),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn run_server(config: PathBuf) -> Result<()> {
+    let cfg = meridian_server::NodeConfig::load(&config).map_err(anyhow::Error::msg)?;
+    runtime()?.block_on(async move {
+        let clock = Arc::new(meridian_server::clock::SystemClock);
+        let _node = meridian_server::start(cfg, clock).await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        Ok(())
+    })
+}
+
+async fn keyspace(client: Client, command: KeyspaceCommand) -> Result<()> {
+    match command {
+        KeyspaceCommand::Create { name, regions, home_region, survive, replication, shards, read } => {
+            let policy = json!({"name": name, "regions": regions, "home_region": home_region, "survive": survive,
+                                "replication": replication, "shards": shards, "read": read});
+            let r = client.create_keyspace(&policy).await.context("create keyspace")?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        KeyspaceCommand::List => {
+            let r = client.get_json("/v1/keyspaces").await?;
+            for k in r["keyspaces"].as_array().into_iter().flatten() {
+                let p = &k["policy"];
+                println!("{}\treplication={} survive={} home={} regions={} shards={} read={}",
+                    p["name"].as_str().unwrap_or(""), p["replication"], p["survive"], p["home_region"], p["regions"], p["shards"], p["read"]);
+            }
+        }
+        KeyspaceCommand::Describe { name } => {
+            let r = client.get_json(&format!("/v1/keyspaces/{}", client::enc(&name))).await?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+    }
+    Ok(())
+}
+
+async fn kv(client: Client, command: KvCommand) -> Result<()> {
+    match command {
+        KvCommand::Put { keyspace, key, value } => print_served(&client.put(&keyspace, &key, value.into_bytes()).await?),
+        KvCommand::Get { keyspace, key, consistency } => {
+            let (value, served) = client.get(&keyspace, &key, consistency.as_deref()).await?;
+            print_served(&served);
+            match value {
+                Some(v) => println!("{}", String::from_utf8_lossy(&v)),
+                None => anyhow::bail!("key {key:?} not found in keyspace {keyspace:?}"),
+            }
+        }
+        KvCommand::Delete { keyspace, key } => {
+            let (r, served) = client.delete(&keyspace, &key).await?;
+            print_served(&served);
+            println!("existed: {}", r["existed"]);
+        }
+        KvCommand::Scan { keyspace, prefix, limit, consistency } => {
+            let (r, served) = client.scan(&keyspace, &prefix, limit, consistency.as_deref()).await?;
+            print_served(&served);
+            for item in r["items"].as_array().into_iter().flatten() {
+                println!("{}\t{}", item["key"].as_str().unwrap_or(""), item["value"].as_str().unwrap_or(""));
+            }
+        }
+        KvCommand::Cas { keyspace, key, value, expected } => {
+            let (r, served) = client.cas(&keyspace, &key, expected.as_deref(), Some(&value)).await?;
+            print_served(&served);
+            println!("{}", serde_json::to_string(&r)?);
+        }
+    }
+    Ok(())
+}

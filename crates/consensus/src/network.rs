@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::{Stream, StreamExt};
+use openraft::base::BoxStream;
+use openraft::raft::StreamAppendResult;
 use meridian_types::{Clock, GroupId, NodeId};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
@@ -16,7 +19,7 @@ use openraft::raft::{
 use openraft::{AnyError, RPCTypes};
 use serde::{Deserialize, Serialize};
 
-use crate::typ::{MRaft, PeerNode, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::typ::{LogId, MRaft, PeerNode, Snapshot, SnapshotMeta, TypeConfig, Vote};
 
 /// A consensus message for one group on another node.
 #[derive(Serialize, Deserialize)]
@@ -61,18 +64,27 @@ pub enum RpcFailure {
     Timeout(Duration),
 }
 
-/// Sends one consensus message to a group on another node and waits for the answer. The server
-/// implements it with real sockets; the simulator with simulated ones.
+/// The answer to a message already on the wire.
+pub type PendingReply = BoxFuture<'static, Result<RaftResponse, RpcFailure>>;
+
+/// Sends consensus messages to groups on other nodes. The server implements it with real
+/// sockets; the simulator with simulated ones.
 pub trait RaftRpc: Send + Sync + 'static {
-    fn call(
+    /// Queues `req` behind every earlier message to the same node and resolves once it is
+    /// queued; the returned reply resolves with the answer, or fails after `timeout`. Splitting
+    /// the two lets appends be pipelined while staying in order.
+    fn send(
         &self,
         target: NodeId,
         node: &PeerNode,
         group: GroupId,
         req: RaftRequest,
         timeout: Duration,
-    ) -> BoxFuture<'static, Result<RaftResponse, RpcFailure>>;
+    ) -> BoxFuture<'static, Result<PendingReply, RpcFailure>>;
 }
+
+/// Appends in flight to one follower at once.
+const APPEND_PIPELINE_MAX: usize = 64;
 
 /// Creates one [`Network`] per peer of a group.
 #[derive(Clone)]
@@ -101,14 +113,25 @@ impl Network {
     async fn send(&self, req: RaftRequest, timeout: Duration) -> Result<RaftResponse, RPCError<TypeConfig>> {
         let action = req.rpc_type();
         let f = &self.factory;
-        match f.rpc.call(self.target, &self.node, f.group, req, timeout).await {
-            Ok(RaftResponse::NoGroup(why)) => Err(RPCError::Unreachable(Unreachable::from_string(why))),
-            Ok(resp) => Ok(resp),
-            Err(RpcFailure::Unreachable(why)) => Err(RPCError::Unreachable(Unreachable::from_string(why))),
-            Err(RpcFailure::Timeout(timeout)) => {
-                Err(RPCError::Timeout(Timeout { action, id: f.node_id, target: self.target, timeout }))
-            }
-        }
+        let reply = match f.rpc.send(self.target, &self.node, f.group, req, timeout).await {
+            Ok(pending) => pending.await,
+            Err(e) => Err(e),
+        };
+        rpc_result(reply, action, f.node_id, self.target)
+    }
+}
+
+fn rpc_result(
+    reply: Result<RaftResponse, RpcFailure>,
+    action: RPCTypes,
+    id: NodeId,
+    target: NodeId,
+) -> Result<RaftResponse, RPCError<TypeConfig>> {
+    match reply {
+        Ok(RaftResponse::NoGroup(why)) => Err(RPCError::Unreachable(Unreachable::from_string(why))),
+        Ok(resp) => Ok(resp),
+        Err(RpcFailure::Unreachable(why)) => Err(RPCError::Unreachable(Unreachable::from_string(why))),
+        Err(RpcFailure::Timeout(timeout)) => Err(RPCError::Timeout(Timeout { action, id, target, timeout })),
     }
 }
 
@@ -129,6 +152,63 @@ impl RaftNetworkV2<TypeConfig> for Network {
             RaftResponse::Append(r) => Ok(r),
             _ => Err(unexpected()),
         }
+    }
+
+    /// Pipelined appends: each request is put on the wire as soon as openraft produces it, and
+    /// answers are matched in order, so a follower one WAN round trip away keeps receiving new
+    /// entries while earlier ones are still being acknowledged. The receiver handles one group's
+    /// appends in arrival order (see the transport's lanes), so order is kept end to end.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        let factory = self.factory.clone();
+        let (target, node) = (self.target, self.node.clone());
+        let timeout = option.soft_ttl();
+        Box::pin(async move {
+            type InFlight = (Option<LogId>, Option<LogId>, Result<PendingReply, RpcFailure>);
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<InFlight>(APPEND_PIPELINE_MAX);
+            let id = factory.node_id;
+            tokio::spawn(async move {
+                let mut input = input;
+                while let Some(req) = input.next().await {
+                    let prev = req.prev_log_id.clone();
+                    let last = req.entries.last().map(|e| e.log_id.clone()).or_else(|| prev.clone());
+                    let sent_at_ms = factory.clock.now_ms();
+                    let msg = RaftRequest::Append { req, sent_at_ms };
+                    let pending = factory.rpc.send(target, &node, factory.group, msg, timeout).await;
+                    let failed = pending.is_err();
+                    if tx.send((prev, last, pending)).await.is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            let strm = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).then(move |(prev, last, pending)| async move {
+                let reply = match pending {
+                    Ok(p) => p.await,
+                    Err(e) => Err(e),
+                };
+                match rpc_result(reply, RPCTypes::AppendEntries, id, target)? {
+                    RaftResponse::Append(r) => Ok(r.into_stream_result(prev, last)),
+                    _ => Err(unexpected()),
+                }
+            });
+            // End the stream after the first answer that is not a full success: openraft then
+            // restarts replication from what the follower reported.
+            let strm = strm.scan(false, |stopped, item| {
+                if *stopped {
+                    return futures::future::ready(None);
+                }
+                *stopped = !matches!(item, Ok(Ok(_)));
+                futures::future::ready(Some(item))
+            });
+            let strm: BoxStream<'s, _> = Box::pin(strm);
+            Ok(strm)
+        })
     }
 
     async fn vote(

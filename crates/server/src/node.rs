@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use meridian_consensus::state_machine;
 use meridian_consensus::{
-    handle_raft_request, raft_config, Group, MRaft, PeerNode, RaftRequest, RaftResponse, RaftRpc, RpcFailure,
+    handle_raft_request, raft_config, Group, MRaft, PeerNode, PendingReply, RaftRequest, RaftResponse, RaftRpc, RpcFailure,
 };
 use meridian_control::LeaderPlacement;
 use meridian_storage::GroupCommitter;
@@ -443,6 +443,13 @@ impl Handler for Node {
             PeerRequest::Op { .. } | PeerRequest::Join(_) => unreachable!("served by NodeHandler"),
         }
     }
+
+    fn lane(&self, req: &PeerRequest) -> Option<u64> {
+        match req {
+            PeerRequest::Raft { group, req: RaftRequest::Append { .. } } => Some(*group),
+            _ => None,
+        }
+    }
 }
 
 /// The peer-request handler: the node behind an `Arc`, so forwarded work can re-enter it.
@@ -456,6 +463,10 @@ impl Handler for NodeHandler {
             raft => self.0.handle(from, raft).await,
         }
     }
+
+    fn lane(&self, req: &PeerRequest) -> Option<u64> {
+        self.0.lane(req)
+    }
 }
 
 /// The consensus layer's view of the transport.
@@ -464,24 +475,33 @@ struct Rpc {
 }
 
 impl RaftRpc for Rpc {
-    fn call(
+    fn send(
         &self,
         target: NodeId,
         node: &PeerNode,
         group: GroupId,
         req: RaftRequest,
         timeout: Duration,
-    ) -> BoxFuture<'static, Result<RaftResponse, RpcFailure>> {
+    ) -> BoxFuture<'static, Result<PendingReply, RpcFailure>> {
         let transport = self.transport.clone();
         let to = Endpoint { node: target, region: node.region.clone() };
         let addr = node.addr.clone();
         Box::pin(async move {
-            match transport.call(&to, &addr, PeerRequest::Raft { group, req }, timeout).await {
-                Ok(PeerResponse::Raft(r)) => Ok(r),
-                Ok(_) => Err(RpcFailure::Unreachable("peer answered with the wrong message type".into())),
-                Err(CallError::Timeout(_, t)) => Err(RpcFailure::Timeout(t)),
-                Err(e) => Err(RpcFailure::Unreachable(e.to_string())),
-            }
+            let pending = transport.send(&to, &addr, PeerRequest::Raft { group, req }).await.map_err(rpc_failure)?;
+            let reply: PendingReply = Box::pin(async move {
+                match pending.wait(timeout).await.map_err(rpc_failure)? {
+                    PeerResponse::Raft(r) => Ok(r),
+                    _ => Err(RpcFailure::Unreachable("peer answered with the wrong message type".into())),
+                }
+            });
+            Ok(reply)
         })
+    }
+}
+
+fn rpc_failure(e: CallError) -> RpcFailure {
+    match e {
+        CallError::Timeout(_, t) => RpcFailure::Timeout(t),
+        e => RpcFailure::Unreachable(e.to_string()),
     }
 }

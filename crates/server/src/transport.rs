@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -101,11 +101,44 @@ pub enum CallError {
 /// Handles requests arriving from peers.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, from: Endpoint, req: PeerRequest) -> impl Future<Output = PeerResponse> + Send;
+
+    /// Requests that must be handled in arrival order share a lane (e.g. one group's appends);
+    /// `None` lets a request run concurrently with everything else.
+    fn lane(&self, req: &PeerRequest) -> Option<u64>;
 }
 
 struct Conn {
     out: mpsc::Sender<(Instant, Vec<u8>)>,
     pending: Mutex<HashMap<u64, oneshot::Sender<PeerResponse>>>,
+    /// Set when the reader saw the connection end; no answer will arrive on it any more.
+    dead: AtomicBool,
+}
+
+/// A request on the wire, waiting for its answer.
+pub struct PendingCall {
+    transport: Arc<Transport>,
+    conn: Arc<Conn>,
+    id: u64,
+    rx: oneshot::Receiver<PeerResponse>,
+    addr: String,
+    node: NodeId,
+}
+
+impl PendingCall {
+    /// Waits up to `timeout` for the answer.
+    pub async fn wait(self, timeout: Duration) -> Result<PeerResponse, CallError> {
+        match tokio::time::timeout(timeout, self.rx).await {
+            Ok(Ok(resp)) => {
+                self.transport.last_heard.lock().unwrap().insert(self.node, Instant::now());
+                Ok(resp)
+            }
+            Ok(Err(_)) => Err(CallError::Unreachable(self.addr, "connection lost".into())),
+            Err(_) => {
+                self.conn.pending.lock().unwrap().remove(&self.id);
+                Err(CallError::Timeout(self.addr, timeout))
+            }
+        }
+    }
 }
 
 pub struct Transport {
@@ -174,6 +207,12 @@ impl Transport {
         req: PeerRequest,
         timeout: Duration,
     ) -> Result<PeerResponse, CallError> {
+        self.send(to, addr, req).await?.wait(timeout).await
+    }
+
+    /// Queues `req` for the node at `addr` and returns once it is queued, in order behind every
+    /// earlier frame to that address; the answer is awaited separately, so callers can pipeline.
+    pub async fn send(self: &Arc<Self>, to: &Endpoint, addr: &str, req: PeerRequest) -> Result<PendingCall, CallError> {
         if self.is_cut(&self.me, to) {
             return Err(CallError::NotSent(addr.to_string(), "link cut by an injected fault".into()));
         }
@@ -181,30 +220,24 @@ impl Transport {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         conn.pending.lock().unwrap().insert(id, tx);
-        let frame = encode(&Frame { id, from: self.me.clone(), body: Body::Request(req) });
-        let sent = conn.out.send((self.due(&to.region), frame)).await;
-        if sent.is_err() {
+        if conn.dead.load(Ordering::SeqCst) {
             conn.pending.lock().unwrap().remove(&id);
             self.conns.lock().await.remove(addr);
             return Err(CallError::NotSent(addr.to_string(), "connection closed".into()));
         }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(resp)) => {
-                self.last_heard.lock().unwrap().insert(to.node, Instant::now());
-                Ok(resp)
-            }
-            Ok(Err(_)) => Err(CallError::Unreachable(addr.to_string(), "connection lost".into())),
-            Err(_) => {
-                conn.pending.lock().unwrap().remove(&id);
-                Err(CallError::Timeout(addr.to_string(), timeout))
-            }
+        let frame = encode(&Frame { id, from: self.me.clone(), body: Body::Request(req) });
+        if conn.out.send((self.due(&to.region), frame)).await.is_err() {
+            conn.pending.lock().unwrap().remove(&id);
+            self.conns.lock().await.remove(addr);
+            return Err(CallError::NotSent(addr.to_string(), "connection closed".into()));
         }
+        Ok(PendingCall { transport: self.clone(), conn, id, rx, addr: addr.to_string(), node: to.node })
     }
 
     async fn connection(self: &Arc<Self>, addr: &str) -> Result<Arc<Conn>, CallError> {
         let mut conns = self.conns.lock().await;
         if let Some(c) = conns.get(addr) {
-            if !c.out.is_closed() {
+            if !c.out.is_closed() && !c.dead.load(Ordering::SeqCst) {
                 return Ok(c.clone());
             }
         }
@@ -216,7 +249,7 @@ impl Transport {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         let (out, out_rx) = mpsc::channel(PEER_QUEUE_MAX);
-        let conn = Arc::new(Conn { out, pending: Mutex::new(HashMap::new()) });
+        let conn = Arc::new(Conn { out, pending: Mutex::new(HashMap::new()), dead: AtomicBool::new(false) });
         tokio::spawn(write_loop(write, out_rx));
         let reader_conn = conn.clone();
         tokio::spawn(async move {
@@ -228,7 +261,9 @@ impl Transport {
                     }
                 }
             }
-            // Dropping the senders fails every waiting call as "connection lost".
+            // Dropping the senders fails every waiting call as "connection lost"; marking the
+            // connection dead first makes a call racing with this see it and not wait forever.
+            reader_conn.dead.store(true, Ordering::SeqCst);
             reader_conn.pending.lock().unwrap().clear();
         });
         conns.insert(addr.to_string(), conn.clone());
@@ -251,25 +286,47 @@ impl Transport {
         let (out, out_rx) = mpsc::channel::<(Instant, Vec<u8>)>(PEER_QUEUE_MAX);
         tokio::spawn(write_loop(write, out_rx));
         let inflight = Arc::new(Semaphore::new(PEER_INFLIGHT_MAX));
+        let mut lanes: HashMap<u64, mpsc::Sender<(u64, Endpoint, PeerRequest)>> = HashMap::new();
         while let Ok(frame) = read_frame(&mut read).await {
             let Body::Request(req) = frame.body else { continue };
             if self.is_cut(&frame.from, &self.me) {
                 continue;
             }
             self.last_heard.lock().unwrap().insert(frame.from.node, Instant::now());
+            if let Some(lane) = handler.lane(&req) {
+                // Requests of one lane are handled one at a time, in arrival order.
+                let tx = lanes.entry(lane).or_insert_with(|| {
+                    let (tx, mut rx) = mpsc::channel::<(u64, Endpoint, PeerRequest)>(PEER_QUEUE_MAX);
+                    let (me, handler, out) = (self.clone(), handler.clone(), out.clone());
+                    tokio::spawn(async move {
+                        while let Some((id, from, req)) = rx.recv().await {
+                            let resp = handler.handle(from.clone(), req).await;
+                            me.respond(&out, id, &from, resp).await;
+                        }
+                    });
+                    tx
+                });
+                if tx.send((frame.id, frame.from, req)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             let Ok(permit) = inflight.clone().acquire_owned().await else { return };
             let (me, handler, out) = (self.clone(), handler.clone(), out.clone());
             tokio::spawn(async move {
-                let from = frame.from;
-                let resp = handler.handle(from.clone(), req).await;
+                let resp = handler.handle(frame.from.clone(), req).await;
                 drop(permit);
-                if me.is_cut(&me.me, &from) {
-                    return;
-                }
-                let bytes = encode(&Frame { id: frame.id, from: me.me.clone(), body: Body::Response(resp) });
-                let _ = out.send((me.due(&from.region), bytes)).await;
+                me.respond(&out, frame.id, &frame.from, resp).await;
             });
         }
+    }
+
+    async fn respond(&self, out: &mpsc::Sender<(Instant, Vec<u8>)>, id: u64, to: &Endpoint, resp: PeerResponse) {
+        if self.is_cut(&self.me, to) {
+            return;
+        }
+        let bytes = encode(&Frame { id, from: self.me.clone(), body: Body::Response(resp) });
+        let _ = out.send((self.due(&to.region), bytes)).await;
     }
 }
 

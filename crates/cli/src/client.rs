@@ -1,0 +1,132 @@
+//! A small HTTP client for the node API, used by the `keyspace` and `kv` commands and the demo.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::Value;
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    pub base: String,
+}
+
+/// Where a response was served, from its headers.
+#[derive(Clone, Debug, Default)]
+pub struct Served {
+    pub region: String,
+    pub node: String,
+    pub staleness_ms: Option<u64>,
+}
+
+impl Served {
+    fn from_headers(h: &reqwest::header::HeaderMap) -> Served {
+        let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        Served {
+            region: get("x-meridian-region"),
+            node: get("x-meridian-node"),
+            staleness_ms: get("x-meridian-staleness-ms").parse().ok(),
+        }
+    }
+}
+
+fn api_error(status: reqwest::StatusCode, body: &str) -> anyhow::Error {
+    let message = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.to_string());
+    anyhow!("{status}: {message}")
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        let base = if base.starts_with("http") { base.to_string() } else { format!("http://{base}") };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("HTTP client builds");
+        Client { http, base: base.trim_end_matches('/').to_string() }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn json(&self, req: reqwest::RequestBuilder) -> Result<(Value, Served)> {
+        let resp = req.send().await.with_context(|| format!("cannot reach the node at {}", self.base))?;
+        let status = resp.status();
+        let served = Served::from_headers(resp.headers());
+        let body = resp.text().await?;
+        if !status.is_success() {
+            return Err(api_error(status, &body));
+        }
+        Ok((serde_json::from_str(&body).unwrap_or(Value::Null), served))
+    }
+
+    pub async fn put(&self, keyspace: &str, key: &str, value: Vec<u8>) -> Result<Served> {
+        let req = self.http.put(self.url(&format!("/v1/kv/{keyspace}/{}", enc(key)))).body(value);
+        Ok(self.json(req).await?.1)
+    }
+
+    /// The value (None when absent) and where it was served.
+    pub async fn get(&self, keyspace: &str, key: &str, consistency: Option<&str>) -> Result<(Option<Vec<u8>>, Served)> {
+        let mut req = self.http.get(self.url(&format!("/v1/kv/{keyspace}/{}", enc(key))));
+        if let Some(c) = consistency {
+            req = req.query(&[("consistency", c)]);
+        }
+        let resp = req.send().await.with_context(|| format!("cannot reach the node at {}", self.base))?;
+        let status = resp.status();
+        let served = Served::from_headers(resp.headers());
+        let body = resp.bytes().await?;
+        if status == reqwest::StatusCode::NOT_FOUND && !served.region.is_empty() {
+            return Ok((None, served));
+        }
+        if !status.is_success() {
+            return Err(api_error(status, &String::from_utf8_lossy(&body)));
+        }
+        Ok((Some(body.to_vec()), served))
+    }
+
+    pub async fn delete(&self, keyspace: &str, key: &str) -> Result<(Value, Served)> {
+        self.json(self.http.delete(self.url(&format!("/v1/kv/{keyspace}/{}", enc(key))))).await
+    }
+
+    pub async fn scan(&self, keyspace: &str, prefix: &str, limit: usize, consistency: Option<&str>) -> Result<(Value, Served)> {
+        let mut q = vec![("prefix", prefix.to_string()), ("limit", limit.to_string())];
+        if let Some(c) = consistency {
+            q.push(("consistency", c.to_string()));
+        }
+        self.json(self.http.get(self.url(&format!("/v1/kv/{keyspace}"))).query(&q)).await
+    }
+
+    pub async fn cas(&self, keyspace: &str, key: &str, expected: Option<&str>, value: Option<&str>) -> Result<(Value, Served)> {
+        let body = serde_json::json!({"expected": expected, "value": value});
+        self.json(self.http.post(self.url(&format!("/v1/kv/{keyspace}/{}/cas", enc(key)))).json(&body)).await
+    }
+
+    pub async fn create_keyspace(&self, policy: &Value) -> Result<Value> {
+        Ok(self.json(self.http.post(self.url("/v1/keyspaces")).json(policy)).await?.0)
+    }
+
+    pub async fn get_json(&self, path: &str) -> Result<Value> {
+        Ok(self.json(self.http.get(self.url(path))).await?.0)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
+        Ok(self.json(self.http.post(self.url(path)).json(body)).await?.0)
+    }
+}
+
+/// Percent-encodes a key for a path segment.
+pub fn enc(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,486 @@
+//! `meridian demo`: three regions of three nodes in this process under the WAN model, clients
+//! in every region, the loss of the whole home region, its return, and a report.
+//!
+//! Each node runs on its own tokio runtime, so killing a node is dropping its runtime: its
+//! tasks stop mid-flight and its sockets close, as in a crash. Its data directory stays, and a
+//! restart recovers from it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use meridian_server::clock::SystemClock;
+use meridian_server::NodeConfig;
+use serde_json::{json, Value};
+use tokio::runtime::Runtime;
+
+use crate::client::Client;
+
+pub const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
+const HOME: usize = 0;
+const NODES_PER_REGION: usize = 3;
+const CLIENTS_PER_REGION: usize = 4;
+const KEYSPACE: &str = "demo";
+const SHARDS: u16 = 4;
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Phase {
+    Steady,
+    Outage,
+    Recovery,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Steady => "steady",
+            Phase::Outage => "home region down",
+            Phase::Recovery => "recovery",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Write,
+    Read,
+    BoundedRead,
+}
+
+struct Sample {
+    region: usize,
+    kind: Kind,
+    phase: Phase,
+    started: Instant,
+    ended: Instant,
+    ok: bool,
+    shard: u16,
+}
+
+/// When the home region was killed and restored.
+#[derive(Default)]
+struct Timeline {
+    killed: OnceLock<Instant>,
+    restored: OnceLock<Instant>,
+}
+
+impl Timeline {
+    fn phase(&self, at: Instant) -> Phase {
+        match (self.killed.get(), self.restored.get()) {
+            (_, Some(r)) if at >= *r => Phase::Recovery,
+            (Some(k), _) if at >= *k => Phase::Outage,
+            _ => Phase::Steady,
+        }
+    }
+}
+
+struct DemoNode {
+    cfg: NodeConfig,
+    region: usize,
+    runtime: Option<Runtime>,
+}
+
+impl DemoNode {
+    async fn start(&mut self) -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("node-{}", self.cfg.node_id))
+            .enable_all()
+            .build()?;
+        let cfg = self.cfg.clone();
+        runtime
+            .spawn(async move { meridian_server::start(cfg, Arc::new(SystemClock)).await.map(|_| ()) })
+            .await??;
+        self.runtime = Some(runtime);
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    fn http(&self) -> String {
+        self.cfg.listen_http.clone()
+    }
+}
+
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
+    Ok(listeners.iter().map(|l| l.local_addr().unwrap().port()).collect())
+}
+
+fn node_configs(dir: &std::path::Path) -> Result<Vec<NodeConfig>> {
+    let ports = free_ports(REGIONS.len() * NODES_PER_REGION * 3)?;
+    let mut cfgs = Vec::new();
+    for (r, region) in REGIONS.iter().enumerate() {
+        for z in 0..NODES_PER_REGION {
+            let i = r * NODES_PER_REGION + z;
+            let text = format!(
+                r#"
+node_id = {id}
+region = "{region}"
+zone = "{region}{zone}"
+data_dir = "{dir}"
+listen_peer = "127.0.0.1:{peer}"
+listen_http = "127.0.0.1:{http}"
+listen_grpc = "127.0.0.1:{grpc}"
+seeds = ["127.0.0.1:{seed}"]
+bootstrap = {bootstrap}
+[wan]
+jitter_pct = 5.0
+seed = {id}
+"#,
+                id = i + 1,
+                zone = (b'a' + z as u8) as char,
+                dir = dir.join(format!("node-{}", i + 1)).display(),
+                peer = ports[i * 3],
+                http = ports[i * 3 + 1],
+                grpc = ports[i * 3 + 2],
+                seed = ports[0],
+                bootstrap = i == 0,
+            );
+            let cfg: NodeConfig = toml::from_str(&text)?;
+            cfgs.push(cfg.validated().map_err(anyhow::Error::msg)?);
+        }
+    }
+    Ok(cfgs)
+}
+
+/// Polls `check` every 200 ms until it returns true or `timeout` passes.
+async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if check().await {
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("timed out after {timeout:?} waiting until {what}")
+}
+
+/// The region of each shard's leader, as `node` sees it.
+async fn leader_regions(node: &Client) -> BTreeMap<u16, Option<String>> {
+    let Ok(c) = node.get_json("/v1/cluster").await else { return BTreeMap::new() };
+    c["shards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["keyspace"] == KEYSPACE)
+        .map(|s| (s["shard"].as_u64().unwrap_or(0) as u16, s["leader_region"].as_str().map(str::to_string)))
+        .collect()
+}
+
+fn all_home(leaders: &BTreeMap<u16, Option<String>>) -> bool {
+    leaders.len() == SHARDS as usize && leaders.values().all(|r| r.as_deref() == Some(REGIONS[HOME]))
+}
+
+fn placement_summary(leaders: &BTreeMap<u16, Option<String>>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in leaders.values() {
+        *m.entry(r.clone().unwrap_or_else(|| "none".into())).or_insert(0) += 1;
+    }
+    m
+}
+
+struct Counters {
+    ok: [AtomicU64; 3],
+    err: [AtomicU64; 3],
+}
+
+struct ClientResult {
+    samples: Vec<Sample>,
+    acked: Vec<(String, String)>,
+    read_mismatches: u64,
+}
+
+async fn client_loop(
+    region: usize,
+    index: usize,
+    nodes: Vec<Client>,
+    stop: Arc<AtomicBool>,
+    timeline: Arc<Timeline>,
+    counters: Arc<Counters>,
+) -> ClientResult {
+    let mut out = ClientResult { samples: Vec::new(), acked: Vec::new(), read_mismatches: 0 };
+    let mut seq: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let key = format!("{}/c{index}/{seq:08}", REGIONS[region]);
+        let value = format!("v{seq}");
+        let shard = meridian_types::shard_for_key(key.as_bytes(), SHARDS);
+        let node = &nodes[(seq as usize + index) % nodes.len()];
+        let record = |out: &mut ClientResult, kind, started: Instant, ok: bool| {
+            out.samples.push(Sample { region, kind, phase: timeline.phase(started), started, ended: Instant::now(), ok, shard });
+            let c = if ok { &counters.ok[region] } else { &counters.err[region] };
+            c.fetch_add(1, Ordering::Relaxed);
+        };
+        let started = Instant::now();
+        let ok = node.put(KEYSPACE, &key, value.clone().into_bytes()).await.is_ok();
+        record(&mut out, Kind::Write, started, ok);
+        if !ok {
+            // The node (or its whole region) may be down: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            seq += 1;
+            continue;
+        }
+        out.acked.push((key.clone(), value.clone()));
+        let started = Instant::now();
+        let read = node.get(KEYSPACE, &key, Some("linearizable")).await;
+        if let Ok((v, _)) = &read {
+            if v.as_deref() != Some(value.as_bytes()) {
+                out.read_mismatches += 1;
+            }
+        }
+        record(&mut out, Kind::Read, started, read.is_ok());
+        let started = Instant::now();
+        let bounded = node.get(KEYSPACE, &key, Some("bounded:5000")).await;
+        record(&mut out, Kind::BoundedRead, started, bounded.is_ok());
+        seq += 1;
+    }
+    out
+}
+
+fn percentile_ms(h: &Histogram<u64>, q: f64) -> Option<f64> {
+    (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1000.0)
+}
+
+fn histogram(samples: &[&Sample]) -> Histogram<u64> {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("valid bounds");
+    for s in samples {
+        let us = s.ended.duration_since(s.started).as_micros().max(1) as u64;
+        let _ = h.record(us.min(120_000_000));
+    }
+    h
+}
+
+fn round1(v: Option<f64>) -> Value {
+    v.map(|x| json!((x * 10.0).round() / 10.0)).unwrap_or(Value::Null)
+}
+
+pub fn run(duration_s: u64, report: Option<PathBuf>) -> Result<()> {
+    if duration_s < 9 {
+        bail!("--duration {duration_s} is too short; use at least 9 seconds so each phase has load");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(demo(duration_s, report))
+}
+
+async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut nodes: Vec<DemoNode> = node_configs(dir.path())?
+        .into_iter()
+        .enumerate()
+        .map(|(i, cfg)| DemoNode { cfg, region: i / NODES_PER_REGION, runtime: None })
+        .collect();
+    println!("Meridian demo: {} regions x {NODES_PER_REGION} nodes in one process, WAN latency from the measured AWS matrix", REGIONS.len());
+    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+        println!("  {} <-> {}: {} ms RTT", REGIONS[a], REGIONS[b], nodes[0].cfg.wan.matrix().unwrap().rtt_ms(REGIONS[a], REGIONS[b]));
+    }
+    for n in nodes.iter_mut() {
+        n.start().await.with_context(|| format!("starting node {}", n.cfg.node_id))?;
+    }
+    let clients: Vec<Client> = nodes.iter().map(|n| Client::new(&n.http())).collect();
+    println!("console: http://{}  (survives the outage: http://{})", nodes[0].http(), nodes[NODES_PER_REGION].http());
+
+    let first = clients[0].clone();
+    let total = nodes.len();
+    let t = wait_for("every node has joined", SETTLE_TIMEOUT, || {
+        let first = first.clone();
+        async move { first.get_json("/v1/cluster").await.is_ok_and(|c| c["nodes"].as_array().is_some_and(|n| n.len() == total)) }
+    })
+    .await?;
+    println!("cluster formed: {total} nodes joined in {:.1} s", t.as_secs_f64());
+    let policy = json!({"name": KEYSPACE, "replication": "sync", "survive": "region", "home_region": REGIONS[HOME],
+                        "regions": REGIONS, "shards": SHARDS});
+    first.create_keyspace(&policy).await.context("creating the demo keyspace")?;
+    println!("created keyspace {KEYSPACE:?}: sync, survive = region, home = {}, {SHARDS} shards", REGIONS[HOME]);
+    let t = wait_for("every shard has a leader in the home region", SETTLE_TIMEOUT, || {
+        let first = first.clone();
+        async move { all_home(&leader_regions(&first).await) }
+    })
+    .await?;
+    println!("all {SHARDS} shard leaders in {} after {:.1} s", REGIONS[HOME], t.as_secs_f64());
+    let leaders_before = leader_regions(&first).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let timeline = Arc::new(Timeline::default());
+    let counters = Arc::new(Counters { ok: Default::default(), err: Default::default() });
+    let mut tasks = Vec::new();
+    for region in 0..REGIONS.len() {
+        let region_nodes: Vec<Client> =
+            nodes.iter().zip(&clients).filter(|(n, _)| n.region == region).map(|(_, c)| c.clone()).collect();
+        for index in 0..CLIENTS_PER_REGION {
+            tasks.push(tokio::spawn(client_loop(region, index, region_nodes.clone(), stop.clone(), timeline.clone(), counters.clone())));
+        }
+    }
+    let load_started = Instant::now();
+    let observer = clients[NODES_PER_REGION].clone();
+    let progress = tokio::spawn(progress_loop(load_started, stop.clone(), timeline.clone(), counters.clone(), observer.clone()));
+
+    let steady = Duration::from_secs_f64(duration_s as f64 * 0.35);
+    let outage = Duration::from_secs_f64(duration_s as f64 * 0.30);
+    let recovery = Duration::from_secs(duration_s).saturating_sub(steady + outage);
+    tokio::time::sleep(steady).await;
+
+    println!(">>> killing every node of {} (nodes {:?})", REGIONS[HOME], nodes.iter().filter(|n| n.region == HOME).map(|n| n.cfg.node_id).collect::<Vec<_>>());
+    let killed_at = Instant::now();
+    let _ = timeline.killed.set(killed_at);
+    for n in nodes.iter_mut().filter(|n| n.region == HOME) {
+        n.kill();
+    }
+    tokio::time::sleep(outage).await;
+    let leaders_during = leader_regions(&observer).await;
+
+    println!(">>> restoring {}", REGIONS[HOME]);
+    for n in nodes.iter_mut().filter(|n| n.region == HOME) {
+        n.start().await.with_context(|| format!("restarting node {}", n.cfg.node_id))?;
+    }
+    let restored_at = Instant::now();
+    let _ = timeline.restored.set(restored_at);
+    // Ask a node that stayed up: a restarted node may still report the leaders it knew before.
+    let failback = wait_for("leaders are back home", recovery.max(Duration::from_secs(1)), || {
+        let observer = observer.clone();
+        async move { all_home(&leader_regions(&observer).await) }
+    })
+    .await
+    .ok();
+    let elapsed = restored_at.elapsed();
+    if elapsed < recovery {
+        tokio::time::sleep(recovery - elapsed).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await?);
+    }
+    progress.await?;
+    let leaders_after = leader_regions(&observer).await;
+
+    println!("verifying every acknowledged write with linearizable scans ...");
+    let acked: BTreeMap<String, String> = results.iter().flat_map(|r| r.acked.iter().cloned()).collect();
+    let mut stored: BTreeMap<String, String> = BTreeMap::new();
+    for region in REGIONS {
+        for c in 0..CLIENTS_PER_REGION {
+            let prefix = format!("{region}/c{c}/");
+            let (r, _) = first.scan(KEYSPACE, &prefix, 10_000, Some("linearizable")).await.context("verification scan")?;
+            for item in r["items"].as_array().into_iter().flatten() {
+                stored.insert(item["key"].as_str().unwrap_or("").into(), item["value"].as_str().unwrap_or("").into());
+            }
+        }
+    }
+    let lost: Vec<&String> = acked.iter().filter(|(k, v)| stored.get(*k) != Some(*v)).map(|(k, _)| k).collect();
+    let samples: Vec<Sample> = results.iter_mut().flat_map(|r| std::mem::take(&mut r.samples)).collect();
+    let read_mismatches: u64 = results.iter().map(|r| r.read_mismatches).sum();
+
+    // RTO: per shard, the first write that started after the kill and succeeded; the service
+    // is back when every shard has accepted one.
+    let mut first_success: BTreeMap<u16, Instant> = BTreeMap::new();
+    for s in samples.iter().filter(|s| s.kind == Kind::Write && s.ok && s.started >= killed_at) {
+        let e = first_success.entry(s.shard).or_insert(s.ended);
+        *e = (*e).min(s.ended);
+    }
+    let rto_ms = (first_success.len() == SHARDS as usize)
+        .then(|| first_success.values().map(|t| t.duration_since(killed_at).as_secs_f64() * 1000.0).fold(0.0, f64::max));
+
+    let mut regions_json = Vec::new();
+    println!();
+    println!("=== Meridian demo report ===");
+    println!("steady-state latency per client region (ms; clients talk to a node in their own region):");
+    println!("{:<12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>9}", "region", "write p50", "write p99", "read p50", "read p99", "bounded p50", "requests");
+    for (r, name) in REGIONS.iter().enumerate() {
+        let pick = |kind: Kind| -> Vec<&Sample> {
+            samples.iter().filter(|s| s.region == r && s.kind == kind && s.ok && s.phase == Phase::Steady).collect()
+        };
+        let (w, rd, b) = (histogram(&pick(Kind::Write)), histogram(&pick(Kind::Read)), histogram(&pick(Kind::BoundedRead)));
+        let outage_writes: Vec<&Sample> =
+            samples.iter().filter(|s| s.region == r && s.kind == Kind::Write && s.phase == Phase::Outage).collect();
+        let outage_ok = outage_writes.iter().filter(|s| s.ok).count();
+        let ow = histogram(&outage_writes.iter().copied().filter(|s| s.ok).collect::<Vec<_>>());
+        let f = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
+        println!("{:<12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>9}", name, f(percentile_ms(&w, 0.5)), f(percentile_ms(&w, 0.99)),
+            f(percentile_ms(&rd, 0.5)), f(percentile_ms(&rd, 0.99)), f(percentile_ms(&b, 0.5)), w.len() + rd.len() + b.len());
+        regions_json.push(json!({
+            "region": name,
+            "write_p50_ms": round1(percentile_ms(&w, 0.5)), "write_p99_ms": round1(percentile_ms(&w, 0.99)),
+            "read_p50_ms": round1(percentile_ms(&rd, 0.5)), "read_p99_ms": round1(percentile_ms(&rd, 0.99)),
+            "bounded_read_p50_ms": round1(percentile_ms(&b, 0.5)),
+            "writes_steady": w.len(),
+            "writes_during_outage_ok": outage_ok, "writes_during_outage_failed": outage_writes.len() - outage_ok,
+            "write_p50_during_outage_ms": round1(percentile_ms(&ow, 0.5)),
+        }));
+    }
+    let bound = nodes[0].cfg.wan.matrix().unwrap().rtt_ms(REGIONS[0], REGIONS[1]);
+    let home_p50 = regions_json[HOME]["write_p50_ms"].as_f64();
+    println!();
+    println!("home-region strong write p50: {} ms; physical bound (RTT to the nearest other voter region): {bound} ms; goal <= {:.1} ms",
+        home_p50.map(|v| format!("{v:.1}")).unwrap_or("-".into()), bound * 1.1 + 4.0);
+    println!("leaders before: {:?}", placement_summary(&leaders_before));
+    println!("leaders while {} was down: {:?}", REGIONS[HOME], placement_summary(&leaders_during));
+    println!("leaders after recovery: {:?}", placement_summary(&leaders_after));
+    match rto_ms {
+        Some(ms) => println!("RTO: writes to every shard succeeded again {ms:.0} ms after the home region died"),
+        None => println!("RTO: some shard accepted no write after the home region died"),
+    }
+    if let Some(fb) = failback {
+        println!("failback: leaders returned home {:.1} s after the region was restored", fb.as_secs_f64());
+    }
+    println!("acknowledged writes: {}; lost: {}; linearizable reads that missed the client's own write: {read_mismatches}", acked.len(), lost.len());
+    for k in lost.iter().take(10) {
+        println!("  LOST: {k}");
+    }
+    let report = json!({
+        "acked_writes": acked.len(),
+        "acked_writes_lost": lost.len(),
+        "read_your_write_violations": read_mismatches,
+        "rto_ms": rto_ms.map(|v| v.round()),
+        "failback_ms": failback.map(|d| d.as_millis() as u64),
+        "physical_bound_ms": bound,
+        "home_region": REGIONS[HOME],
+        "regions": regions_json,
+        "leaders_before": placement_summary(&leaders_before),
+        "leaders_during_outage": placement_summary(&leaders_during),
+        "leaders_after": placement_summary(&leaders_after),
+        "duration_s": duration_s,
+    });
+    if let Some(path) = report_path {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        println!("report written to {}", path.display());
+    }
+    for n in nodes.iter_mut() {
+        n.kill();
+    }
+    if !lost.is_empty() {
+        bail!("{} acknowledged writes were lost", lost.len());
+    }
+    Ok(())
+}
+
+async fn progress_loop(started: Instant, stop: Arc<AtomicBool>, timeline: Arc<Timeline>, counters: Arc<Counters>, observer: Client) {
+    let last: Mutex<[u64; 3]> = Mutex::new([0; 3]);
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let leaders = leader_regions(&observer).await;
+        let mut line = format!("[{:>5.1}s] {:<17}", started.elapsed().as_secs_f64(), timeline.phase(Instant::now()).name());
+        let mut prev = last.lock().unwrap();
+        for (r, name) in REGIONS.iter().enumerate() {
+            let ok = counters.ok[r].load(Ordering::Relaxed);
+            let err = counters.err[r].load(Ordering::Relaxed);
+            line.push_str(&format!(" | {name}: {:>4} ok/s {:>5} err", ok - prev[r], err));
+            prev[r] = ok;
+        }
+        let regions: BTreeSet<String> = leaders.values().flatten().cloned().collect();
+        line.push_str(&format!(" | leaders in {regions:?}"));
+        println!("{line}");
+    }
+}
