@@ -1,8 +1,10 @@
 //! The raft log of one group, in the node's shared engine, written through the group committer.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex};
 
 use meridian_storage::{GroupCommitter, Table, WriteBatch};
 use meridian_types::GroupId;
@@ -26,15 +28,20 @@ pub(crate) fn io_err(e: meridian_storage::StorageError) -> io::Error {
 }
 
 /// A group's log. Cloning shares the same storage (the reader is a clone).
+///
+/// openraft reads entries back (to replicate them) as soon as `append` returns, before they are
+/// durable. Entries therefore sit in `unflushed` from `append` until their commit completes, and
+/// reads see them there; only the flush callback tells openraft they are durable.
 #[derive(Clone)]
 pub struct LogStore {
     group: GroupId,
     committer: GroupCommitter,
+    unflushed: Arc<Mutex<BTreeMap<u64, Entry>>>,
 }
 
 impl LogStore {
     pub fn new(group: GroupId, committer: GroupCommitter) -> LogStore {
-        LogStore { group, committer }
+        LogStore { group, committer, unflushed: Arc::new(Mutex::new(BTreeMap::new())) }
     }
 
     fn read_meta<T: DeserializeOwned>(&self, tag: &[u8]) -> io::Result<Option<T>> {
@@ -79,7 +86,15 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .engine()
             .scan(Table::Log, &start_key, &end_key, usize::MAX)
             .map_err(io_err)?;
-        rows.iter().map(|(_, v)| decode::<Entry>(v)).collect()
+        let mut entries = BTreeMap::new();
+        for (k, v) in &rows {
+            entries.insert(keys::log_index_of(k), decode::<Entry>(v)?);
+        }
+        let unflushed = self.unflushed.lock().unwrap();
+        for (index, entry) in unflushed.range(start..end.unwrap_or(u64::MAX)) {
+            entries.insert(*index, entry.clone());
+        }
+        Ok(entries.into_values().collect())
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
@@ -126,21 +141,43 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let mut batch = WriteBatch::default();
-        for entry in entries {
-            batch.put(Table::Log, keys::log_key(self.group, entry.log_id.index()), encode(&entry));
+        let mut appended = Vec::new();
+        {
+            let mut unflushed = self.unflushed.lock().unwrap();
+            for entry in entries {
+                let index = entry.log_id.index();
+                batch.put(Table::Log, keys::log_key(self.group, index), encode(&entry));
+                appended.push((index, entry.log_id.clone()));
+                unflushed.insert(index, entry);
+            }
         }
-        let done = Box::new(move |r: meridian_storage::Result<()>| callback.io_completed(r.map_err(io_err)));
+        let unflushed = self.unflushed.clone();
+        let done = Box::new(move |r: meridian_storage::Result<()>| {
+            if r.is_ok() {
+                // Now readable from the engine. An entry truncated and re-appended meanwhile
+                // has another log id and stays.
+                let mut unflushed = unflushed.lock().unwrap();
+                for (index, log_id) in appended {
+                    if unflushed.get(&index).is_some_and(|e| e.log_id == log_id) {
+                        unflushed.remove(&index);
+                    }
+                }
+            }
+            callback.io_completed(r.map_err(io_err))
+        });
         self.committer.submit(batch, done).await.map_err(io_err)
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         let from = last_log_id.map(|l| l.index() + 1).unwrap_or(0);
+        self.unflushed.lock().unwrap().split_off(&from);
         let mut batch = WriteBatch::default();
         batch.delete_range(Table::Log, keys::log_key(self.group, from), keys::group_end(self.group));
         self.committer.commit(batch).await.map_err(io_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
+        self.unflushed.lock().unwrap().retain(|index, _| *index > log_id.index());
         let mut batch = WriteBatch::default();
         batch.put(Table::Meta, keys::meta_key(self.group, keys::META_PURGED), encode(&log_id));
         batch.delete_range(Table::Log, keys::log_key(self.group, 0), keys::log_key(self.group, log_id.index() + 1));
