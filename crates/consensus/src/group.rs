@@ -11,8 +11,9 @@ use crate::state_machine::StateMachine;
 use crate::typ::MRaft;
 use crate::Freshness;
 
-/// Timing of every group, tuned for WAN links: heartbeats well under the election timeout and
-/// elections slower than the slowest inter-region round trip (~230 ms) many times over.
+/// Timing of every group, tuned for WAN links. openraft waits for a heartbeat's answer for one
+/// heartbeat interval, so the interval must exceed the slowest inter-region round trip (~230 ms
+/// in the default matrix); elections wait for four missed heartbeats.
 #[derive(Clone, Debug)]
 pub struct GroupOptions {
     pub heartbeat_interval_ms: u64,
@@ -22,7 +23,7 @@ pub struct GroupOptions {
 
 impl Default for GroupOptions {
     fn default() -> Self {
-        GroupOptions { heartbeat_interval_ms: 150, election_timeout_min_ms: 1000, election_timeout_max_ms: 1800 }
+        GroupOptions { heartbeat_interval_ms: 250, election_timeout_min_ms: 1000, election_timeout_max_ms: 1800 }
     }
 }
 

@@ -86,6 +86,11 @@ pub trait RaftRpc: Send + Sync + 'static {
 /// Appends in flight to one follower at once.
 const APPEND_PIPELINE_MAX: usize = 64;
 
+/// The least time a pipelined append waits for its answer. openraft derives its replication
+/// timeout from the heartbeat interval, which on a WAN link can be shorter than the round trip
+/// plus the follower's fsync; an append that always times out never commits.
+const APPEND_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+
 /// Creates one [`Network`] per peer of a group.
 #[derive(Clone)]
 pub struct NetworkFactory {
@@ -148,7 +153,8 @@ impl RaftNetworkV2<TypeConfig> for Network {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let sent_at_ms = self.factory.clock.now_ms();
-        match self.send(RaftRequest::Append { req, sent_at_ms }, option.soft_ttl()).await? {
+        // Heartbeats: openraft abandons the call after `hard_ttl` anyway, so wait that long.
+        match self.send(RaftRequest::Append { req, sent_at_ms }, option.hard_ttl()).await? {
             RaftResponse::Append(r) => Ok(r),
             _ => Err(unexpected()),
         }
@@ -168,7 +174,7 @@ impl RaftNetworkV2<TypeConfig> for Network {
     {
         let factory = self.factory.clone();
         let (target, node) = (self.target, self.node.clone());
-        let timeout = option.soft_ttl();
+        let timeout = option.soft_ttl().max(APPEND_TIMEOUT_MIN);
         Box::pin(async move {
             type InFlight = (Option<LogId>, Option<LogId>, Result<PendingReply, RpcFailure>);
             let (tx, mut rx) = tokio::sync::mpsc::channel::<InFlight>(APPEND_PIPELINE_MAX);
