@@ -21,7 +21,12 @@ pub struct Served {
 
 impl Served {
     fn from_headers(h: &reqwest::header::HeaderMap) -> Served {
-        let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let get = |k: &str| {
+            h.get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
         Served {
             region: get("x-meridian-region"),
             node: get("x-meridian-node"),
@@ -40,13 +45,20 @@ fn api_error(status: reqwest::StatusCode, body: &str) -> anyhow::Error {
 
 impl Client {
     pub fn new(base: &str) -> Client {
-        let base = if base.starts_with("http") { base.to_string() } else { format!("http://{base}") };
+        let base = if base.starts_with("http") {
+            base.to_string()
+        } else {
+            format!("http://{base}")
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .pool_max_idle_per_host(64)
             .build()
             .expect("HTTP client builds");
-        Client { http, base: base.trim_end_matches('/').to_string() }
+        Client {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -54,7 +66,10 @@ impl Client {
     }
 
     async fn json(&self, req: reqwest::RequestBuilder) -> Result<(Value, Served)> {
-        let resp = req.send().await.with_context(|| format!("cannot reach the node at {}", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
         let status = resp.status();
         let served = Served::from_headers(resp.headers());
         let body = resp.text().await?;
@@ -65,17 +80,30 @@ impl Client {
     }
 
     pub async fn put(&self, keyspace: &str, key: &str, value: Vec<u8>) -> Result<Served> {
-        let req = self.http.put(self.url(&format!("/v1/kv/{keyspace}/{}", enc(key)))).body(value);
+        let req = self
+            .http
+            .put(self.url(&format!("/v1/kv/{keyspace}/{}", enc(key))))
+            .body(value);
         Ok(self.json(req).await?.1)
     }
 
     /// The value (None when absent) and where it was served.
-    pub async fn get(&self, keyspace: &str, key: &str, consistency: Option<&str>) -> Result<(Option<Vec<u8>>, Served)> {
-        let mut req = self.http.get(self.url(&format!("/v1/kv/{keyspace}/{}", enc(key))));
+    pub async fn get(
+        &self,
+        keyspace: &str,
+        key: &str,
+        consistency: Option<&str>,
+    ) -> Result<(Option<Vec<u8>>, Served)> {
+        let mut req = self
+            .http
+            .get(self.url(&format!("/v1/kv/{keyspace}/{}", enc(key))));
         if let Some(c) = consistency {
             req = req.query(&[("consistency", c)]);
         }
-        let resp = req.send().await.with_context(|| format!("cannot reach the node at {}", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
         let status = resp.status();
         let served = Served::from_headers(resp.headers());
         let body = resp.bytes().await?;
@@ -89,24 +117,53 @@ impl Client {
     }
 
     pub async fn delete(&self, keyspace: &str, key: &str) -> Result<(Value, Served)> {
-        self.json(self.http.delete(self.url(&format!("/v1/kv/{keyspace}/{}", enc(key))))).await
+        self.json(
+            self.http
+                .delete(self.url(&format!("/v1/kv/{keyspace}/{}", enc(key)))),
+        )
+        .await
     }
 
-    pub async fn scan(&self, keyspace: &str, prefix: &str, limit: usize, consistency: Option<&str>) -> Result<(Value, Served)> {
+    pub async fn scan(
+        &self,
+        keyspace: &str,
+        prefix: &str,
+        limit: usize,
+        consistency: Option<&str>,
+    ) -> Result<(Value, Served)> {
         let mut q = vec![("prefix", prefix.to_string()), ("limit", limit.to_string())];
         if let Some(c) = consistency {
             q.push(("consistency", c.to_string()));
         }
-        self.json(self.http.get(self.url(&format!("/v1/kv/{keyspace}"))).query(&q)).await
+        self.json(
+            self.http
+                .get(self.url(&format!("/v1/kv/{keyspace}")))
+                .query(&q),
+        )
+        .await
     }
 
-    pub async fn cas(&self, keyspace: &str, key: &str, expected: Option<&str>, value: Option<&str>) -> Result<(Value, Served)> {
+    pub async fn cas(
+        &self,
+        keyspace: &str,
+        key: &str,
+        expected: Option<&str>,
+        value: Option<&str>,
+    ) -> Result<(Value, Served)> {
         let body = serde_json::json!({"expected": expected, "value": value});
-        self.json(self.http.post(self.url(&format!("/v1/kv/{keyspace}/{}/cas", enc(key)))).json(&body)).await
+        self.json(
+            self.http
+                .post(self.url(&format!("/v1/kv/{keyspace}/{}/cas", enc(key))))
+                .json(&body),
+        )
+        .await
     }
 
     pub async fn create_keyspace(&self, policy: &Value) -> Result<Value> {
-        Ok(self.json(self.http.post(self.url("/v1/keyspaces")).json(policy)).await?.0)
+        Ok(self
+            .json(self.http.post(self.url("/v1/keyspaces")).json(policy))
+            .await?
+            .0)
     }
 
     pub async fn get_json(&self, path: &str) -> Result<Value> {
@@ -114,7 +171,10 @@ impl Client {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
-        Ok(self.json(self.http.post(self.url(path)).json(body)).await?.0)
+        Ok(self
+            .json(self.http.post(self.url(path)).json(body))
+            .await?
+            .0)
     }
 }
 

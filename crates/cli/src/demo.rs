@@ -94,7 +94,11 @@ impl DemoNode {
             .build()?;
         let cfg = self.cfg.clone();
         runtime
-            .spawn(async move { meridian_server::start(cfg, Arc::new(SystemClock)).await.map(|_| ()) })
+            .spawn(async move {
+                meridian_server::start(cfg, Arc::new(SystemClock))
+                    .await
+                    .map(|_| ())
+            })
             .await??;
         self.runtime = Some(runtime);
         Ok(())
@@ -112,9 +116,13 @@ impl DemoNode {
 }
 
 fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
-    Ok(listeners.iter().map(|l| l.local_addr().unwrap().port()).collect())
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<_>>()?;
+    Ok(listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect())
 }
 
 fn node_configs(dir: &std::path::Path) -> Result<Vec<NodeConfig>> {
@@ -172,24 +180,35 @@ where
 
 /// The region of each shard's leader, as `node` sees it.
 async fn leader_regions(node: &Client) -> BTreeMap<u16, Option<String>> {
-    let Ok(c) = node.get_json("/v1/cluster").await else { return BTreeMap::new() };
+    let Ok(c) = node.get_json("/v1/cluster").await else {
+        return BTreeMap::new();
+    };
     c["shards"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|s| s["keyspace"] == KEYSPACE)
-        .map(|s| (s["shard"].as_u64().unwrap_or(0) as u16, s["leader_region"].as_str().map(str::to_string)))
+        .map(|s| {
+            (
+                s["shard"].as_u64().unwrap_or(0) as u16,
+                s["leader_region"].as_str().map(str::to_string),
+            )
+        })
         .collect()
 }
 
 fn all_home(leaders: &BTreeMap<u16, Option<String>>) -> bool {
-    leaders.len() == SHARDS as usize && leaders.values().all(|r| r.as_deref() == Some(REGIONS[HOME]))
+    leaders.len() == SHARDS as usize
+        && leaders
+            .values()
+            .all(|r| r.as_deref() == Some(REGIONS[HOME]))
 }
 
 fn placement_summary(leaders: &BTreeMap<u16, Option<String>>) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for r in leaders.values() {
-        *m.entry(r.clone().unwrap_or_else(|| "none".into())).or_insert(0) += 1;
+        *m.entry(r.clone().unwrap_or_else(|| "none".into()))
+            .or_insert(0) += 1;
     }
     m
 }
@@ -213,7 +232,11 @@ async fn client_loop(
     timeline: Arc<Timeline>,
     counters: Arc<Counters>,
 ) -> ClientResult {
-    let mut out = ClientResult { samples: Vec::new(), acked: Vec::new(), read_mismatches: 0 };
+    let mut out = ClientResult {
+        samples: Vec::new(),
+        acked: Vec::new(),
+        read_mismatches: 0,
+    };
     let mut seq: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         let key = format!("{}/c{index}/{seq:08}", REGIONS[region]);
@@ -221,12 +244,27 @@ async fn client_loop(
         let shard = meridian_types::shard_for_key(key.as_bytes(), SHARDS);
         let node = &nodes[(seq as usize + index) % nodes.len()];
         let record = |out: &mut ClientResult, kind, started: Instant, ok: bool| {
-            out.samples.push(Sample { region, kind, phase: timeline.phase(started), started, ended: Instant::now(), ok, shard });
-            let c = if ok { &counters.ok[region] } else { &counters.err[region] };
+            out.samples.push(Sample {
+                region,
+                kind,
+                phase: timeline.phase(started),
+                started,
+                ended: Instant::now(),
+                ok,
+                shard,
+            });
+            let c = if ok {
+                &counters.ok[region]
+            } else {
+                &counters.err[region]
+            };
             c.fetch_add(1, Ordering::Relaxed);
         };
         let started = Instant::now();
-        let ok = node.put(KEYSPACE, &key, value.clone().into_bytes()).await.is_ok();
+        let ok = node
+            .put(KEYSPACE, &key, value.clone().into_bytes())
+            .await
+            .is_ok();
         record(&mut out, Kind::Write, started, ok);
         if !ok {
             // The node (or its whole region) may be down: back off instead of spinning.
@@ -265,14 +303,20 @@ fn histogram(samples: &[&Sample]) -> Histogram<u64> {
 }
 
 fn round1(v: Option<f64>) -> Value {
-    v.map(|x| json!((x * 10.0).round() / 10.0)).unwrap_or(Value::Null)
+    v.map(|x| json!((x * 10.0).round() / 10.0))
+        .unwrap_or(Value::Null)
 }
 
 pub fn run(duration_s: u64, report: Option<PathBuf>) -> Result<()> {
     if duration_s < 9 {
-        bail!("--duration {duration_s} is too short; use at least 9 seconds so each phase has load");
+        bail!(
+            "--duration {duration_s} is too short; use at least 9 seconds so each phase has load"
+        );
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(demo(duration_s, report))
 }
 
@@ -281,59 +325,129 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
     let mut nodes: Vec<DemoNode> = node_configs(dir.path())?
         .into_iter()
         .enumerate()
-        .map(|(i, cfg)| DemoNode { cfg, region: i / NODES_PER_REGION, runtime: None })
+        .map(|(i, cfg)| DemoNode {
+            cfg,
+            region: i / NODES_PER_REGION,
+            runtime: None,
+        })
         .collect();
     println!("Meridian demo: {} regions x {NODES_PER_REGION} nodes in one process, WAN latency from the measured AWS matrix", REGIONS.len());
     for (a, b) in [(0, 1), (0, 2), (1, 2)] {
-        println!("  {} <-> {}: {} ms RTT", REGIONS[a], REGIONS[b], nodes[0].cfg.wan.matrix().unwrap().rtt_ms(REGIONS[a], REGIONS[b]));
+        println!(
+            "  {} <-> {}: {} ms RTT",
+            REGIONS[a],
+            REGIONS[b],
+            nodes[0]
+                .cfg
+                .wan
+                .matrix()
+                .unwrap()
+                .rtt_ms(REGIONS[a], REGIONS[b])
+        );
     }
     for n in nodes.iter_mut() {
-        n.start().await.with_context(|| format!("starting node {}", n.cfg.node_id))?;
+        n.start()
+            .await
+            .with_context(|| format!("starting node {}", n.cfg.node_id))?;
     }
     let clients: Vec<Client> = nodes.iter().map(|n| Client::new(&n.http())).collect();
-    println!("console: http://{}  (survives the outage: http://{})", nodes[0].http(), nodes[NODES_PER_REGION].http());
+    println!(
+        "console: http://{}  (survives the outage: http://{})",
+        nodes[0].http(),
+        nodes[NODES_PER_REGION].http()
+    );
 
     let first = clients[0].clone();
     let total = nodes.len();
     let t = wait_for("every node has joined", SETTLE_TIMEOUT, || {
         let first = first.clone();
-        async move { first.get_json("/v1/cluster").await.is_ok_and(|c| c["nodes"].as_array().is_some_and(|n| n.len() == total)) }
+        async move {
+            first
+                .get_json("/v1/cluster")
+                .await
+                .is_ok_and(|c| c["nodes"].as_array().is_some_and(|n| n.len() == total))
+        }
     })
     .await?;
-    println!("cluster formed: {total} nodes joined in {:.1} s", t.as_secs_f64());
+    println!(
+        "cluster formed: {total} nodes joined in {:.1} s",
+        t.as_secs_f64()
+    );
     let policy = json!({"name": KEYSPACE, "replication": "sync", "survive": "region", "home_region": REGIONS[HOME],
                         "regions": REGIONS, "shards": SHARDS});
-    first.create_keyspace(&policy).await.context("creating the demo keyspace")?;
-    println!("created keyspace {KEYSPACE:?}: sync, survive = region, home = {}, {SHARDS} shards", REGIONS[HOME]);
-    let t = wait_for("every shard has a leader in the home region", SETTLE_TIMEOUT, || {
-        let first = first.clone();
-        async move { all_home(&leader_regions(&first).await) }
-    })
+    first
+        .create_keyspace(&policy)
+        .await
+        .context("creating the demo keyspace")?;
+    println!(
+        "created keyspace {KEYSPACE:?}: sync, survive = region, home = {}, {SHARDS} shards",
+        REGIONS[HOME]
+    );
+    let t = wait_for(
+        "every shard has a leader in the home region",
+        SETTLE_TIMEOUT,
+        || {
+            let first = first.clone();
+            async move { all_home(&leader_regions(&first).await) }
+        },
+    )
     .await?;
-    println!("all {SHARDS} shard leaders in {} after {:.1} s", REGIONS[HOME], t.as_secs_f64());
+    println!(
+        "all {SHARDS} shard leaders in {} after {:.1} s",
+        REGIONS[HOME],
+        t.as_secs_f64()
+    );
     let leaders_before = leader_regions(&first).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let timeline = Arc::new(Timeline::default());
-    let counters = Arc::new(Counters { ok: Default::default(), err: Default::default() });
+    let counters = Arc::new(Counters {
+        ok: Default::default(),
+        err: Default::default(),
+    });
     let mut tasks = Vec::new();
     for region in 0..REGIONS.len() {
-        let region_nodes: Vec<Client> =
-            nodes.iter().zip(&clients).filter(|(n, _)| n.region == region).map(|(_, c)| c.clone()).collect();
+        let region_nodes: Vec<Client> = nodes
+            .iter()
+            .zip(&clients)
+            .filter(|(n, _)| n.region == region)
+            .map(|(_, c)| c.clone())
+            .collect();
         for index in 0..CLIENTS_PER_REGION {
-            tasks.push(tokio::spawn(client_loop(region, index, region_nodes.clone(), stop.clone(), timeline.clone(), counters.clone())));
+            tasks.push(tokio::spawn(client_loop(
+                region,
+                index,
+                region_nodes.clone(),
+                stop.clone(),
+                timeline.clone(),
+                counters.clone(),
+            )));
         }
     }
     let load_started = Instant::now();
     let observer = clients[NODES_PER_REGION].clone();
-    let progress = tokio::spawn(progress_loop(load_started, stop.clone(), timeline.clone(), counters.clone(), observer.clone()));
+    let progress = tokio::spawn(progress_loop(
+        load_started,
+        stop.clone(),
+        timeline.clone(),
+        counters.clone(),
+        observer.clone(),
+    ));
 
     let steady = Duration::from_secs_f64(duration_s as f64 * 0.35);
     let outage = Duration::from_secs_f64(duration_s as f64 * 0.30);
     let recovery = Duration::from_secs(duration_s).saturating_sub(steady + outage);
     tokio::time::sleep(steady).await;
 
-    println!(">>> killing every node of {} (nodes {:?})", REGIONS[HOME], nodes.iter().filter(|n| n.region == HOME).map(|n| n.cfg.node_id).collect::<Vec<_>>());
+    println!(
+        ">>> killing every node of {} (nodes {:?})",
+        REGIONS[HOME],
+        nodes
+            .iter()
+            .filter(|n| n.region == HOME)
+            .map(|n| n.cfg.node_id)
+            .collect::<Vec<_>>()
+    );
     let killed_at = Instant::now();
     let _ = timeline.killed.set(killed_at);
     for n in nodes.iter_mut().filter(|n| n.region == HOME) {
@@ -344,15 +458,21 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
 
     println!(">>> restoring {}", REGIONS[HOME]);
     for n in nodes.iter_mut().filter(|n| n.region == HOME) {
-        n.start().await.with_context(|| format!("restarting node {}", n.cfg.node_id))?;
+        n.start()
+            .await
+            .with_context(|| format!("restarting node {}", n.cfg.node_id))?;
     }
     let restored_at = Instant::now();
     let _ = timeline.restored.set(restored_at);
     // Ask a node that stayed up: a restarted node may still report the leaders it knew before.
-    let failback = wait_for("leaders are back home", recovery.max(Duration::from_secs(1)), || {
-        let observer = observer.clone();
-        async move { all_home(&leader_regions(&observer).await) }
-    })
+    let failback = wait_for(
+        "leaders are back home",
+        recovery.max(Duration::from_secs(1)),
+        || {
+            let observer = observer.clone();
+            async move { all_home(&leader_regions(&observer).await) }
+        },
+    )
     .await
     .ok();
     let elapsed = restored_at.elapsed();
@@ -368,48 +488,99 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
     let leaders_after = leader_regions(&observer).await;
 
     println!("verifying every acknowledged write with linearizable scans ...");
-    let acked: BTreeMap<String, String> = results.iter().flat_map(|r| r.acked.iter().cloned()).collect();
+    let acked: BTreeMap<String, String> = results
+        .iter()
+        .flat_map(|r| r.acked.iter().cloned())
+        .collect();
     let mut stored: BTreeMap<String, String> = BTreeMap::new();
     for region in REGIONS {
         for c in 0..CLIENTS_PER_REGION {
             let prefix = format!("{region}/c{c}/");
-            let (r, _) = first.scan(KEYSPACE, &prefix, 10_000, Some("linearizable")).await.context("verification scan")?;
+            let (r, _) = first
+                .scan(KEYSPACE, &prefix, 10_000, Some("linearizable"))
+                .await
+                .context("verification scan")?;
             for item in r["items"].as_array().into_iter().flatten() {
-                stored.insert(item["key"].as_str().unwrap_or("").into(), item["value"].as_str().unwrap_or("").into());
+                stored.insert(
+                    item["key"].as_str().unwrap_or("").into(),
+                    item["value"].as_str().unwrap_or("").into(),
+                );
             }
         }
     }
-    let lost: Vec<&String> = acked.iter().filter(|(k, v)| stored.get(*k) != Some(*v)).map(|(k, _)| k).collect();
-    let samples: Vec<Sample> = results.iter_mut().flat_map(|r| std::mem::take(&mut r.samples)).collect();
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|(k, v)| stored.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    let samples: Vec<Sample> = results
+        .iter_mut()
+        .flat_map(|r| std::mem::take(&mut r.samples))
+        .collect();
     let read_mismatches: u64 = results.iter().map(|r| r.read_mismatches).sum();
 
     // RTO: per shard, the first write that started after the kill and succeeded; the service
     // is back when every shard has accepted one.
     let mut first_success: BTreeMap<u16, Instant> = BTreeMap::new();
-    for s in samples.iter().filter(|s| s.kind == Kind::Write && s.ok && s.started >= killed_at) {
+    for s in samples
+        .iter()
+        .filter(|s| s.kind == Kind::Write && s.ok && s.started >= killed_at)
+    {
         let e = first_success.entry(s.shard).or_insert(s.ended);
         *e = (*e).min(s.ended);
     }
-    let rto_ms = (first_success.len() == SHARDS as usize)
-        .then(|| first_success.values().map(|t| t.duration_since(killed_at).as_secs_f64() * 1000.0).fold(0.0, f64::max));
+    let rto_ms = (first_success.len() == SHARDS as usize).then(|| {
+        first_success
+            .values()
+            .map(|t| t.duration_since(killed_at).as_secs_f64() * 1000.0)
+            .fold(0.0, f64::max)
+    });
 
     let mut regions_json = Vec::new();
     println!();
     println!("=== Meridian demo report ===");
-    println!("steady-state latency per client region (ms; clients talk to a node in their own region):");
-    println!("{:<12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>9}", "region", "write p50", "write p99", "read p50", "read p99", "bounded p50", "requests");
+    println!(
+        "steady-state latency per client region (ms; clients talk to a node in their own region):"
+    );
+    println!(
+        "{:<12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>9}",
+        "region", "write p50", "write p99", "read p50", "read p99", "bounded p50", "requests"
+    );
     for (r, name) in REGIONS.iter().enumerate() {
         let pick = |kind: Kind| -> Vec<&Sample> {
-            samples.iter().filter(|s| s.region == r && s.kind == kind && s.ok && s.phase == Phase::Steady).collect()
+            samples
+                .iter()
+                .filter(|s| s.region == r && s.kind == kind && s.ok && s.phase == Phase::Steady)
+                .collect()
         };
-        let (w, rd, b) = (histogram(&pick(Kind::Write)), histogram(&pick(Kind::Read)), histogram(&pick(Kind::BoundedRead)));
-        let outage_writes: Vec<&Sample> =
-            samples.iter().filter(|s| s.region == r && s.kind == Kind::Write && s.phase == Phase::Outage).collect();
+        let (w, rd, b) = (
+            histogram(&pick(Kind::Write)),
+            histogram(&pick(Kind::Read)),
+            histogram(&pick(Kind::BoundedRead)),
+        );
+        let outage_writes: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.region == r && s.kind == Kind::Write && s.phase == Phase::Outage)
+            .collect();
         let outage_ok = outage_writes.iter().filter(|s| s.ok).count();
-        let ow = histogram(&outage_writes.iter().copied().filter(|s| s.ok).collect::<Vec<_>>());
+        let ow = histogram(
+            &outage_writes
+                .iter()
+                .copied()
+                .filter(|s| s.ok)
+                .collect::<Vec<_>>(),
+        );
         let f = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
-        println!("{:<12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>9}", name, f(percentile_ms(&w, 0.5)), f(percentile_ms(&w, 0.99)),
-            f(percentile_ms(&rd, 0.5)), f(percentile_ms(&rd, 0.99)), f(percentile_ms(&b, 0.5)), w.len() + rd.len() + b.len());
+        println!(
+            "{:<12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>9}",
+            name,
+            f(percentile_ms(&w, 0.5)),
+            f(percentile_ms(&w, 0.99)),
+            f(percentile_ms(&rd, 0.5)),
+            f(percentile_ms(&rd, 0.99)),
+            f(percentile_ms(&b, 0.5)),
+            w.len() + rd.len() + b.len()
+        );
         regions_json.push(json!({
             "region": name,
             "write_p50_ms": round1(percentile_ms(&w, 0.5)), "write_p99_ms": round1(percentile_ms(&w, 0.99)),
@@ -420,20 +591,37 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
             "write_p50_during_outage_ms": round1(percentile_ms(&ow, 0.5)),
         }));
     }
-    let bound = nodes[0].cfg.wan.matrix().unwrap().rtt_ms(REGIONS[0], REGIONS[1]);
+    let bound = nodes[0]
+        .cfg
+        .wan
+        .matrix()
+        .unwrap()
+        .rtt_ms(REGIONS[0], REGIONS[1]);
     let home_p50 = regions_json[HOME]["write_p50_ms"].as_f64();
     println!();
     println!("home-region strong write p50: {} ms; physical bound (RTT to the nearest other voter region): {bound} ms; goal <= {:.1} ms",
         home_p50.map(|v| format!("{v:.1}")).unwrap_or("-".into()), bound * 1.1 + 4.0);
     println!("leaders before: {:?}", placement_summary(&leaders_before));
-    println!("leaders while {} was down: {:?}", REGIONS[HOME], placement_summary(&leaders_during));
-    println!("leaders after recovery: {:?}", placement_summary(&leaders_after));
+    println!(
+        "leaders while {} was down: {:?}",
+        REGIONS[HOME],
+        placement_summary(&leaders_during)
+    );
+    println!(
+        "leaders after recovery: {:?}",
+        placement_summary(&leaders_after)
+    );
     match rto_ms {
-        Some(ms) => println!("RTO: writes to every shard succeeded again {ms:.0} ms after the home region died"),
+        Some(ms) => println!(
+            "RTO: writes to every shard succeeded again {ms:.0} ms after the home region died"
+        ),
         None => println!("RTO: some shard accepted no write after the home region died"),
     }
     if let Some(fb) = failback {
-        println!("failback: leaders returned home {:.1} s after the region was restored", fb.as_secs_f64());
+        println!(
+            "failback: leaders returned home {:.1} s after the region was restored",
+            fb.as_secs_f64()
+        );
     }
     println!("acknowledged writes: {}; lost: {}; linearizable reads that missed the client's own write: {read_mismatches}", acked.len(), lost.len());
     for k in lost.iter().take(10) {
@@ -454,7 +642,8 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
         "duration_s": duration_s,
     });
     if let Some(path) = report_path {
-        std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         println!("report written to {}", path.display());
     }
     for n in nodes.iter_mut() {
@@ -466,17 +655,31 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-async fn progress_loop(started: Instant, stop: Arc<AtomicBool>, timeline: Arc<Timeline>, counters: Arc<Counters>, observer: Client) {
+async fn progress_loop(
+    started: Instant,
+    stop: Arc<AtomicBool>,
+    timeline: Arc<Timeline>,
+    counters: Arc<Counters>,
+    observer: Client,
+) {
     let last: Mutex<[u64; 3]> = Mutex::new([0; 3]);
     while !stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let leaders = leader_regions(&observer).await;
-        let mut line = format!("[{:>5.1}s] {:<17}", started.elapsed().as_secs_f64(), timeline.phase(Instant::now()).name());
+        let mut line = format!(
+            "[{:>5.1}s] {:<17}",
+            started.elapsed().as_secs_f64(),
+            timeline.phase(Instant::now()).name()
+        );
         let mut prev = last.lock().unwrap();
         for (r, name) in REGIONS.iter().enumerate() {
             let ok = counters.ok[r].load(Ordering::Relaxed);
             let err = counters.err[r].load(Ordering::Relaxed);
-            line.push_str(&format!(" | {name}: {:>4} ok/s {:>5} err", ok - prev[r], err));
+            line.push_str(&format!(
+                " | {name}: {:>4} ok/s {:>5} err",
+                ok - prev[r],
+                err
+            ));
             prev[r] = ok;
         }
         let regions: BTreeSet<String> = leaders.values().flatten().cloned().collect();

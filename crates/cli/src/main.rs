@@ -13,7 +13,11 @@ use serde_json::json;
 use crate::client::Client;
 
 #[derive(Parser)]
-#[command(name = "meridian", version, about = "Multi-region replicated key-value data service")]
+#[command(
+    name = "meridian",
+    version,
+    about = "Multi-region replicated key-value data service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +42,12 @@ enum Command {
     /// Create, list and describe keyspaces.
     Keyspace {
         /// A node's HTTP address.
-        #[arg(long, env = "MERIDIAN_NODE", default_value = "127.0.0.1:8101", global = true)]
+        #[arg(
+            long,
+            env = "MERIDIAN_NODE",
+            default_value = "127.0.0.1:8101",
+            global = true
+        )]
         node: String,
         #[command(subcommand)]
         command: KeyspaceCommand,
@@ -46,10 +55,27 @@ enum Command {
     /// Put, get, delete and scan keys.
     Kv {
         /// A node's HTTP address.
-        #[arg(long, env = "MERIDIAN_NODE", default_value = "127.0.0.1:8101", global = true)]
+        #[arg(
+            long,
+            env = "MERIDIAN_NODE",
+            default_value = "127.0.0.1:8101",
+            global = true
+        )]
         node: String,
         #[command(subcommand)]
         command: KvCommand,
+    },
+    /// Operator controls on one node: fault injection at its transport, and failback pause.
+    Admin {
+        #[arg(
+            long,
+            env = "MERIDIAN_NODE",
+            default_value = "127.0.0.1:8101",
+            global = true
+        )]
+        node: String,
+        #[command(subcommand)]
+        command: AdminCommand,
     },
     /// Show the cluster: nodes, health, and shard leaders.
     Cluster {
@@ -80,12 +106,36 @@ enum KeyspaceCommand {
         read: String,
     },
     List,
-    Describe { name: String },
+    Describe {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Replace this node's injected faults (no flags: heal everything).
+    Faults {
+        /// Drop frames this node sends from region A to region B: `A:B` (repeatable).
+        #[arg(long = "cut")]
+        cut: Vec<String>,
+        /// Drop every frame to or from this node id (repeatable).
+        #[arg(long = "isolate")]
+        isolate: Vec<u64>,
+    },
+    /// Stop (or resume) moving leaders back to their home region on this node.
+    Failback {
+        #[arg(long)]
+        paused: bool,
+    },
 }
 
 #[derive(Subcommand)]
 enum KvCommand {
-    Put { keyspace: String, key: String, value: String },
+    Put {
+        keyspace: String,
+        key: String,
+        value: String,
+    },
     Get {
         keyspace: String,
         key: String,
@@ -93,7 +143,10 @@ enum KvCommand {
         #[arg(long)]
         consistency: Option<String>,
     },
-    Delete { keyspace: String, key: String },
+    Delete {
+        keyspace: String,
+        key: String,
+    },
     Scan {
         keyspace: String,
         #[arg(long, default_value = "")]
@@ -114,7 +167,10 @@ enum KvCommand {
 }
 
 fn print_served(s: &client::Served) {
-    let staleness = s.staleness_ms.map(|ms| format!(", staleness {ms} ms")).unwrap_or_default();
+    let staleness = s
+        .staleness_ms
+        .map(|ms| format!(", staleness {ms} ms"))
+        .unwrap_or_default();
     eprintln!("(served by node {} in {}{staleness})", s.node, s.region);
 }
 
@@ -124,12 +180,18 @@ fn main() -> Result<()> {
         Command::Server { .. } => "info,openraft=warn".into(),
         _ => "warn,openraft=error".into(),
     });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
         Command::Server { config } => run_server(config),
         Command::Demo { duration, report } => demo::run(duration, report),
-        Command::Keyspace { node, command } => runtime()?.block_on(keyspace(Client::new(&node), command)),
+        Command::Keyspace { node, command } => {
+            runtime()?.block_on(keyspace(Client::new(&node), command))
+        }
         Command::Kv { node, command } => runtime()?.block_on(kv(Client::new(&node), command)),
+        Command::Admin { node, command } => runtime()?.block_on(admin(Client::new(&node), command)),
         Command::Cluster { node } => runtime()?.block_on(async {
             let c = Client::new(&node).get_json("/v1/cluster").await?;
             println!("{}", serde_json::to_string_pretty(&c)?);
@@ -139,7 +201,9 @@ fn main() -> Result<()> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn run_server(config: PathBuf) -> Result<()> {
@@ -159,32 +223,88 @@ fn run_server(config: PathBuf) -> Result<()> {
 
 async fn keyspace(client: Client, command: KeyspaceCommand) -> Result<()> {
     match command {
-        KeyspaceCommand::Create { name, regions, home_region, survive, replication, shards, read } => {
+        KeyspaceCommand::Create {
+            name,
+            regions,
+            home_region,
+            survive,
+            replication,
+            shards,
+            read,
+        } => {
             let policy = json!({"name": name, "regions": regions, "home_region": home_region, "survive": survive,
                                 "replication": replication, "shards": shards, "read": read});
-            let r = client.create_keyspace(&policy).await.context("create keyspace")?;
+            let r = client
+                .create_keyspace(&policy)
+                .await
+                .context("create keyspace")?;
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
         KeyspaceCommand::List => {
             let r = client.get_json("/v1/keyspaces").await?;
             for k in r["keyspaces"].as_array().into_iter().flatten() {
                 let p = &k["policy"];
-                println!("{}\treplication={} survive={} home={} regions={} shards={} read={}",
-                    p["name"].as_str().unwrap_or(""), p["replication"], p["survive"], p["home_region"], p["regions"], p["shards"], p["read"]);
+                println!(
+                    "{}\treplication={} survive={} home={} regions={} shards={} read={}",
+                    p["name"].as_str().unwrap_or(""),
+                    p["replication"],
+                    p["survive"],
+                    p["home_region"],
+                    p["regions"],
+                    p["shards"],
+                    p["read"]
+                );
             }
         }
         KeyspaceCommand::Describe { name } => {
-            let r = client.get_json(&format!("/v1/keyspaces/{}", client::enc(&name))).await?;
+            let r = client
+                .get_json(&format!("/v1/keyspaces/{}", client::enc(&name)))
+                .await?;
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
     }
     Ok(())
 }
 
+async fn admin(client: Client, command: AdminCommand) -> Result<()> {
+    let r = match command {
+        AdminCommand::Faults { cut, isolate } => {
+            let mut pairs = Vec::new();
+            for c in &cut {
+                let Some((a, b)) = c.split_once(':') else {
+                    anyhow::bail!("--cut {c:?} must look like from-region:to-region, e.g. us-east-1:eu-west-1");
+                };
+                pairs.push([a, b]);
+            }
+            client
+                .post_json(
+                    "/v1/admin/faults",
+                    &json!({"cut_regions": pairs, "isolate_nodes": isolate}),
+                )
+                .await?
+        }
+        AdminCommand::Failback { paused } => {
+            client
+                .post_json("/v1/admin/failback", &json!({"paused": paused}))
+                .await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&r)?);
+    Ok(())
+}
+
 async fn kv(client: Client, command: KvCommand) -> Result<()> {
     match command {
-        KvCommand::Put { keyspace, key, value } => print_served(&client.put(&keyspace, &key, value.into_bytes()).await?),
-        KvCommand::Get { keyspace, key, consistency } => {
+        KvCommand::Put {
+            keyspace,
+            key,
+            value,
+        } => print_served(&client.put(&keyspace, &key, value.into_bytes()).await?),
+        KvCommand::Get {
+            keyspace,
+            key,
+            consistency,
+        } => {
             let (value, served) = client.get(&keyspace, &key, consistency.as_deref()).await?;
             print_served(&served);
             match value {
@@ -197,15 +317,33 @@ async fn kv(client: Client, command: KvCommand) -> Result<()> {
             print_served(&served);
             println!("existed: {}", r["existed"]);
         }
-        KvCommand::Scan { keyspace, prefix, limit, consistency } => {
-            let (r, served) = client.scan(&keyspace, &prefix, limit, consistency.as_deref()).await?;
+        KvCommand::Scan {
+            keyspace,
+            prefix,
+            limit,
+            consistency,
+        } => {
+            let (r, served) = client
+                .scan(&keyspace, &prefix, limit, consistency.as_deref())
+                .await?;
             print_served(&served);
             for item in r["items"].as_array().into_iter().flatten() {
-                println!("{}\t{}", item["key"].as_str().unwrap_or(""), item["value"].as_str().unwrap_or(""));
+                println!(
+                    "{}\t{}",
+                    item["key"].as_str().unwrap_or(""),
+                    item["value"].as_str().unwrap_or("")
+                );
             }
         }
-        KvCommand::Cas { keyspace, key, value, expected } => {
-            let (r, served) = client.cas(&keyspace, &key, expected.as_deref(), Some(&value)).await?;
+        KvCommand::Cas {
+            keyspace,
+            key,
+            value,
+            expected,
+        } => {
+            let (r, served) = client
+                .cas(&keyspace, &key, expected.as_deref(), Some(&value))
+                .await?;
             print_served(&served);
             println!("{}", serde_json::to_string(&r)?);
         }

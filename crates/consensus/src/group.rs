@@ -23,7 +23,11 @@ pub struct GroupOptions {
 
 impl Default for GroupOptions {
     fn default() -> Self {
-        GroupOptions { heartbeat_interval_ms: 250, election_timeout_min_ms: 1000, election_timeout_max_ms: 1800 }
+        GroupOptions {
+            heartbeat_interval_ms: 250,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 1800,
+        }
     }
 }
 
@@ -61,10 +65,21 @@ impl Group {
         rpc: Arc<dyn RaftRpc>,
         clock: Arc<dyn Clock>,
     ) -> Result<Group, String> {
-        let network = NetworkFactory { node_id, group: id, rpc, clock };
+        let network = NetworkFactory {
+            node_id,
+            group: id,
+            rpc,
+            clock,
+        };
         let log = LogStore::new(id, committer.clone());
         let sm = StateMachine::new(id, committer);
-        let raft = MRaft::new(node_id, config, network, log, sm).await.map_err(|e| e.to_string())?;
-        Ok(Group { id, raft, freshness: Arc::new(Freshness::default()) })
+        let raft = MRaft::new(node_id, config, network, log, sm)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Group {
+            id,
+            raft,
+            freshness: Arc::new(Freshness::default()),
+        })
     }
 }

@@ -19,5 +19,7 @@ pub mod typ;
 
 pub use freshness::Freshness;
 pub use group::{raft_config, Group, GroupOptions};
-pub use network::{handle_raft_request, PendingReply, RaftRequest, RaftResponse, RaftRpc, RpcFailure};
+pub use network::{
+    handle_raft_request, PendingReply, RaftRequest, RaftResponse, RaftRpc, RpcFailure,
+};
 pub use typ::{MRaft, PeerNode, TypeConfig};

@@ -41,11 +41,19 @@ pub struct LogStore {
 
 impl LogStore {
     pub fn new(group: GroupId, committer: GroupCommitter) -> LogStore {
-        LogStore { group, committer, unflushed: Arc::new(Mutex::new(BTreeMap::new())) }
+        LogStore {
+            group,
+            committer,
+            unflushed: Arc::new(Mutex::new(BTreeMap::new())),
+        }
     }
 
     fn read_meta<T: DeserializeOwned>(&self, tag: &[u8]) -> io::Result<Option<T>> {
-        let bytes = self.committer.engine().get(Table::Meta, &keys::meta_key(self.group, tag)).map_err(io_err)?;
+        let bytes = self
+            .committer
+            .engine()
+            .get(Table::Meta, &keys::meta_key(self.group, tag))
+            .map_err(io_err)?;
         bytes.map(|b| decode(&b)).transpose()
     }
 
@@ -110,13 +118,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last = self
             .committer
             .engine()
-            .last(Table::Log, &keys::log_key(self.group, 0), &keys::group_end(self.group))
+            .last(
+                Table::Log,
+                &keys::log_key(self.group, 0),
+                &keys::group_end(self.group),
+            )
             .map_err(io_err)?;
         let last_log_id = match last {
             Some((_, v)) => Some(decode::<Entry>(&v)?.log_id),
-            None => last_purged_log_id.clone(),
+            None => last_purged_log_id,
         };
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -132,7 +147,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
-        Ok(self.read_meta::<Option<LogId>>(keys::META_COMMITTED)?.flatten())
+        Ok(self
+            .read_meta::<Option<LogId>>(keys::META_COMMITTED)?
+            .flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
@@ -147,7 +164,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             for entry in entries {
                 let index = entry.log_id.index();
                 batch.put(Table::Log, keys::log_key(self.group, index), encode(&entry));
-                appended.push((index, entry.log_id.clone()));
+                appended.push((index, entry.log_id));
                 unflushed.insert(index, entry);
             }
         }
@@ -172,15 +189,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let from = last_log_id.map(|l| l.index() + 1).unwrap_or(0);
         self.unflushed.lock().unwrap().split_off(&from);
         let mut batch = WriteBatch::default();
-        batch.delete_range(Table::Log, keys::log_key(self.group, from), keys::group_end(self.group));
+        batch.delete_range(
+            Table::Log,
+            keys::log_key(self.group, from),
+            keys::group_end(self.group),
+        );
         self.committer.commit(batch).await.map_err(io_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
-        self.unflushed.lock().unwrap().retain(|index, _| *index > log_id.index());
+        self.unflushed
+            .lock()
+            .unwrap()
+            .retain(|index, _| *index > log_id.index());
         let mut batch = WriteBatch::default();
-        batch.put(Table::Meta, keys::meta_key(self.group, keys::META_PURGED), encode(&log_id));
-        batch.delete_range(Table::Log, keys::log_key(self.group, 0), keys::log_key(self.group, log_id.index() + 1));
+        batch.put(
+            Table::Meta,
+            keys::meta_key(self.group, keys::META_PURGED),
+            encode(&log_id),
+        );
+        batch.delete_range(
+            Table::Log,
+            keys::log_key(self.group, 0),
+            keys::log_key(self.group, log_id.index() + 1),
+        );
         self.committer.commit(batch).await.map_err(io_err)
     }
 }

@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
-use openraft::base::BoxStream;
-use openraft::raft::StreamAppendResult;
 use meridian_types::{Clock, GroupId, NodeId};
-use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
+use openraft::base::BoxStream;
+use openraft::errors::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::StreamAppendResult;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{AnyError, RPCTypes};
 use serde::{Deserialize, Serialize};
@@ -25,10 +27,17 @@ use crate::typ::{LogId, MRaft, PeerNode, Snapshot, SnapshotMeta, TypeConfig, Vot
 #[derive(Serialize, Deserialize)]
 pub enum RaftRequest {
     /// An append (or heartbeat), stamped with the sender's clock for follower staleness.
-    Append { req: AppendEntriesRequest<TypeConfig>, sent_at_ms: u64 },
+    Append {
+        req: AppendEntriesRequest<TypeConfig>,
+        sent_at_ms: u64,
+    },
     Vote(VoteRequest<TypeConfig>),
     PreVote(VoteRequest<TypeConfig>),
-    Snapshot { vote: Vote, meta: SnapshotMeta, data: Vec<u8> },
+    Snapshot {
+        vote: Vote,
+        meta: SnapshotMeta,
+        data: Vec<u8>,
+    },
     TransferLeader(TransferLeaderRequest<TypeConfig>),
 }
 
@@ -104,7 +113,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = Network;
 
     async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> Network {
-        Network { factory: self.clone(), target, node: node.clone() }
+        Network {
+            factory: self.clone(),
+            target,
+            node: node.clone(),
+        }
     }
 }
 
@@ -115,10 +128,18 @@ pub struct Network {
 }
 
 impl Network {
-    async fn send(&self, req: RaftRequest, timeout: Duration) -> Result<RaftResponse, RPCError<TypeConfig>> {
+    async fn send(
+        &self,
+        req: RaftRequest,
+        timeout: Duration,
+    ) -> Result<RaftResponse, RPCError<TypeConfig>> {
         let action = req.rpc_type();
         let f = &self.factory;
-        let reply = match f.rpc.send(self.target, &self.node, f.group, req, timeout).await {
+        let reply = match f
+            .rpc
+            .send(self.target, &self.node, f.group, req, timeout)
+            .await
+        {
             Ok(pending) => pending.await,
             Err(e) => Err(e),
         };
@@ -135,13 +156,22 @@ fn rpc_result(
     match reply {
         Ok(RaftResponse::NoGroup(why)) => Err(RPCError::Unreachable(Unreachable::from_string(why))),
         Ok(resp) => Ok(resp),
-        Err(RpcFailure::Unreachable(why)) => Err(RPCError::Unreachable(Unreachable::from_string(why))),
-        Err(RpcFailure::Timeout(timeout)) => Err(RPCError::Timeout(Timeout { action, id, target, timeout })),
+        Err(RpcFailure::Unreachable(why)) => {
+            Err(RPCError::Unreachable(Unreachable::from_string(why)))
+        }
+        Err(RpcFailure::Timeout(timeout)) => Err(RPCError::Timeout(Timeout {
+            action,
+            id,
+            target,
+            timeout,
+        })),
     }
 }
 
 fn unexpected() -> RPCError<TypeConfig> {
-    RPCError::Network(NetworkError::new(&AnyError::error("peer answered with the wrong message type")))
+    RPCError::Network(NetworkError::new(&AnyError::error(
+        "peer answered with the wrong message type",
+    )))
 }
 
 impl RaftNetworkV2<TypeConfig> for Network {
@@ -154,7 +184,10 @@ impl RaftNetworkV2<TypeConfig> for Network {
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let sent_at_ms = self.factory.clock.now_ms();
         // Heartbeats: openraft abandons the call after `hard_ttl` anyway, so wait that long.
-        match self.send(RaftRequest::Append { req, sent_at_ms }, option.hard_ttl()).await? {
+        match self
+            .send(RaftRequest::Append { req, sent_at_ms }, option.hard_ttl())
+            .await?
+        {
             RaftResponse::Append(r) => Ok(r),
             _ => Err(unexpected()),
         }
@@ -168,7 +201,13 @@ impl RaftNetworkV2<TypeConfig> for Network {
         &'s mut self,
         input: S,
         option: RPCOption,
-    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>>
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
     where
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
     {
@@ -176,33 +215,42 @@ impl RaftNetworkV2<TypeConfig> for Network {
         let (target, node) = (self.target, self.node.clone());
         let timeout = option.soft_ttl().max(APPEND_TIMEOUT_MIN);
         Box::pin(async move {
-            type InFlight = (Option<LogId>, Option<LogId>, Result<PendingReply, RpcFailure>);
+            type InFlight = (
+                Option<LogId>,
+                Option<LogId>,
+                Result<PendingReply, RpcFailure>,
+            );
             let (tx, mut rx) = tokio::sync::mpsc::channel::<InFlight>(APPEND_PIPELINE_MAX);
             let id = factory.node_id;
             tokio::spawn(async move {
                 let mut input = input;
                 while let Some(req) = input.next().await {
-                    let prev = req.prev_log_id.clone();
-                    let last = req.entries.last().map(|e| e.log_id.clone()).or_else(|| prev.clone());
+                    let prev = req.prev_log_id;
+                    let last = req.entries.last().map(|e| e.log_id).or(prev);
                     let sent_at_ms = factory.clock.now_ms();
                     let msg = RaftRequest::Append { req, sent_at_ms };
-                    let pending = factory.rpc.send(target, &node, factory.group, msg, timeout).await;
+                    let pending = factory
+                        .rpc
+                        .send(target, &node, factory.group, msg, timeout)
+                        .await;
                     let failed = pending.is_err();
                     if tx.send((prev, last, pending)).await.is_err() || failed {
                         break;
                     }
                 }
             });
-            let strm = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).then(move |(prev, last, pending)| async move {
-                let reply = match pending {
-                    Ok(p) => p.await,
-                    Err(e) => Err(e),
-                };
-                match rpc_result(reply, RPCTypes::AppendEntries, id, target)? {
-                    RaftResponse::Append(r) => Ok(r.into_stream_result(prev, last)),
-                    _ => Err(unexpected()),
-                }
-            });
+            let strm = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).then(
+                move |(prev, last, pending)| async move {
+                    let reply = match pending {
+                        Ok(p) => p.await,
+                        Err(e) => Err(e),
+                    };
+                    match rpc_result(reply, RPCTypes::AppendEntries, id, target)? {
+                        RaftResponse::Append(r) => Ok(r.into_stream_result(prev, last)),
+                        _ => Err(unexpected()),
+                    }
+                },
+            );
             // End the stream after the first answer that is not a full success: openraft then
             // restarts replication from what the follower reported.
             let strm = strm.scan(false, |stopped, item| {
@@ -233,7 +281,10 @@ impl RaftNetworkV2<TypeConfig> for Network {
         req: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.send(RaftRequest::PreVote(req), option.soft_ttl()).await? {
+        match self
+            .send(RaftRequest::PreVote(req), option.soft_ttl())
+            .await?
+        {
             RaftResponse::Vote(r) => Ok(r),
             _ => Err(unexpected()),
         }
@@ -246,10 +297,16 @@ impl RaftNetworkV2<TypeConfig> for Network {
         _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let req = RaftRequest::Snapshot { vote, meta: snapshot.meta, data: snapshot.snapshot };
+        let req = RaftRequest::Snapshot {
+            vote,
+            meta: snapshot.meta,
+            data: snapshot.snapshot,
+        };
         match self.send(req, option.hard_ttl()).await {
             Ok(RaftResponse::Snapshot(r)) => Ok(r),
-            Ok(_) => Err(StreamingError::Network(NetworkError::new(&AnyError::error("wrong answer to a snapshot")))),
+            Ok(_) => Err(StreamingError::Network(NetworkError::new(
+                &AnyError::error("wrong answer to a snapshot"),
+            ))),
             Err(RPCError::Timeout(t)) => Err(StreamingError::Timeout(t)),
             Err(RPCError::Unreachable(u)) => Err(StreamingError::Unreachable(u)),
             Err(e) => Err(StreamingError::Network(NetworkError::new(&e))),
@@ -261,7 +318,10 @@ impl RaftNetworkV2<TypeConfig> for Network {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.send(RaftRequest::TransferLeader(req), option.soft_ttl()).await? {
+        match self
+            .send(RaftRequest::TransferLeader(req), option.soft_ttl())
+            .await?
+        {
             RaftResponse::TransferLeader(r) => Ok(r),
             _ => Err(unexpected()),
         }
@@ -269,7 +329,11 @@ impl RaftNetworkV2<TypeConfig> for Network {
 }
 
 /// Hands a received consensus message to the local group and returns its answer.
-pub async fn handle_raft_request(raft: &MRaft, freshness: &crate::Freshness, req: RaftRequest) -> RaftResponse {
+pub async fn handle_raft_request(
+    raft: &MRaft,
+    freshness: &crate::Freshness,
+    req: RaftRequest,
+) -> RaftResponse {
     let stopped = |e: &dyn std::fmt::Display| RaftResponse::NoGroup(format!("group stopped: {e}"));
     match req {
         RaftRequest::Append { req, sent_at_ms } => {
@@ -293,7 +357,16 @@ pub async fn handle_raft_request(raft: &MRaft, freshness: &crate::Freshness, req
             Err(e) => stopped(&e),
         },
         RaftRequest::Snapshot { vote, meta, data } => {
-            match raft.install_full_snapshot(vote, Snapshot { meta, snapshot: data }).await {
+            match raft
+                .install_full_snapshot(
+                    vote,
+                    Snapshot {
+                        meta,
+                        snapshot: data,
+                    },
+                )
+                .await
+            {
                 Ok(r) => RaftResponse::Snapshot(r),
                 Err(e) => stopped(&e),
             }

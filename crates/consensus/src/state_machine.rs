@@ -48,11 +48,18 @@ impl StateMachine {
     }
 
     fn applied(&self) -> io::Result<Applied> {
-        let bytes = self.engine().get(Table::Meta, &keys::meta_key(self.group, keys::META_APPLIED)).map_err(io_err)?;
+        let bytes = self
+            .engine()
+            .get(Table::Meta, &keys::meta_key(self.group, keys::META_APPLIED))
+            .map_err(io_err)?;
         Ok(bytes.map(|b| decode(&b)).transpose()?.unwrap_or_default())
     }
 
-    fn current(&self, overlay: &HashMap<Vec<u8>, Option<Vec<u8>>>, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    fn current(
+        &self,
+        overlay: &HashMap<Vec<u8>, Option<Vec<u8>>>,
+        key: &[u8],
+    ) -> io::Result<Option<Vec<u8>>> {
         if let Some(v) = overlay.get(key) {
             return Ok(v.clone());
         }
@@ -70,9 +77,17 @@ impl StateMachine {
         let (key, new_value, succeeded) = match cmd {
             Command::Put { key, value } => (key, Some(value), true),
             Command::Delete { key } => (key, None, true),
-            Command::Cas { key, expected, value } => {
+            Command::Cas {
+                key,
+                expected,
+                value,
+            } => {
                 if current != expected {
-                    return Ok(CommandResult { existed, succeeded: false, current });
+                    return Ok(CommandResult {
+                        existed,
+                        succeeded: false,
+                        current,
+                    });
                 }
                 (key, value, true)
             }
@@ -82,12 +97,20 @@ impl StateMachine {
             None => batch.delete(Table::Data, keys::data_key(self.group, &key)),
         }
         overlay.insert(key, new_value);
-        Ok(CommandResult { existed, succeeded, current: None })
+        Ok(CommandResult {
+            existed,
+            succeeded,
+            current: None,
+        })
     }
 }
 
 /// Reads one key of a group from the engine.
-pub fn read(engine: &SharedEngine, group: GroupId, key: &[u8]) -> meridian_storage::Result<Option<Vec<u8>>> {
+pub fn read(
+    engine: &SharedEngine,
+    group: GroupId,
+    key: &[u8],
+) -> meridian_storage::Result<Option<Vec<u8>>> {
     engine.get(Table::Data, &keys::data_key(group, key))
 }
 
@@ -101,7 +124,10 @@ pub fn scan(
     let start = keys::data_key(group, prefix);
     let end = prefix_end(&start).unwrap_or_else(|| keys::group_end(group));
     let rows = engine.scan(Table::Data, &start, &end, limit)?;
-    Ok(rows.into_iter().map(|(k, v)| (keys::user_key(&k).to_vec(), v)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(k, v)| (keys::user_key(&k).to_vec(), v))
+        .collect())
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -127,7 +153,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => CommandResult::default(),
                 EntryPayload::Normal(cmd) => self.apply_command(cmd, &mut batch, &mut overlay)?,
                 EntryPayload::Membership(m) => {
-                    applied.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
+                    applied.membership = StoredMembership::new(Some(entry.log_id), m);
                     CommandResult::default()
                 }
             };
@@ -136,7 +162,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 replies.push((r, result));
             }
         }
-        batch.put(Table::Meta, keys::meta_key(self.group, keys::META_APPLIED), encode(&applied));
+        batch.put(
+            Table::Meta,
+            keys::meta_key(self.group, keys::META_APPLIED),
+            encode(&applied),
+        );
         self.committer.commit(batch).await.map_err(io_err)?;
         for (responder, result) in replies {
             responder.send(result);
@@ -151,22 +181,49 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> io::Result<()> {
         let pairs: Vec<(Vec<u8>, Vec<u8>)> = decode(&snapshot)?;
         let mut batch = WriteBatch::default();
-        batch.delete_range(Table::Data, keys::group_prefix(self.group), keys::group_end(self.group));
+        batch.delete_range(
+            Table::Data,
+            keys::group_prefix(self.group),
+            keys::group_end(self.group),
+        );
         for (k, v) in pairs {
             batch.put(Table::Data, keys::data_key(self.group, &k), v);
         }
-        let applied = Applied { last_applied: meta.last_log_id.clone(), membership: meta.last_membership.clone() };
-        batch.put(Table::Meta, keys::meta_key(self.group, keys::META_APPLIED), encode(&applied));
-        let stored = StoredSnapshot { meta: meta.clone(), data: snapshot };
-        batch.put(Table::Meta, keys::meta_key(self.group, keys::META_SNAPSHOT), encode(&stored));
+        let applied = Applied {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        batch.put(
+            Table::Meta,
+            keys::meta_key(self.group, keys::META_APPLIED),
+            encode(&applied),
+        );
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: snapshot,
+        };
+        batch.put(
+            Table::Meta,
+            keys::meta_key(self.group, keys::META_SNAPSHOT),
+            encode(&stored),
+        );
         self.committer.commit(batch).await.map_err(io_err)
     }
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
-        let bytes = self.engine().get(Table::Meta, &keys::meta_key(self.group, keys::META_SNAPSHOT)).map_err(io_err)?;
+        let bytes = self
+            .engine()
+            .get(
+                Table::Meta,
+                &keys::meta_key(self.group, keys::META_SNAPSHOT),
+            )
+            .map_err(io_err)?;
         let Some(bytes) = bytes else { return Ok(None) };
         let stored: StoredSnapshot = decode(&bytes)?;
-        Ok(Some(Snapshot { meta: stored.meta, snapshot: stored.data }))
+        Ok(Some(Snapshot {
+            meta: stored.meta,
+            snapshot: stored.data,
+        }))
     }
 }
 
@@ -182,21 +239,40 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             .engine()
             .scan_consistent(&[
                 (Table::Meta, applied_key, applied_end),
-                (Table::Data, keys::group_prefix(self.group), keys::group_end(self.group)),
+                (
+                    Table::Data,
+                    keys::group_prefix(self.group),
+                    keys::group_end(self.group),
+                ),
             ])
             .map_err(io_err)?;
         let applied: Applied = match views[0].first() {
             Some((_, v)) => decode(v)?,
             None => Applied::default(),
         };
-        let pairs: Vec<(Vec<u8>, Vec<u8>)> =
-            views[1].iter().map(|(k, v)| (keys::user_key(k).to_vec(), v.clone())).collect();
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = views[1]
+            .iter()
+            .map(|(k, v)| (keys::user_key(k).to_vec(), v.clone()))
+            .collect();
         let data = encode(&pairs);
-        let meta = SnapshotMeta { last_log_id: applied.last_applied, last_membership: applied.membership };
-        let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
+        let meta = SnapshotMeta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership,
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        };
         let mut batch = WriteBatch::default();
-        batch.put(Table::Meta, keys::meta_key(self.group, keys::META_SNAPSHOT), encode(&stored));
+        batch.put(
+            Table::Meta,
+            keys::meta_key(self.group, keys::META_SNAPSHOT),
+            encode(&stored),
+        );
         self.committer.commit(batch).await.map_err(io_err)?;
-        Ok(Snapshot { meta, snapshot: data })
+        Ok(Snapshot {
+            meta,
+            snapshot: data,
+        })
     }
 }

@@ -16,7 +16,9 @@ struct Builder {
 }
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, Option<tempfile::TempDir>> for Builder {
-    async fn build(&self) -> Result<(Option<tempfile::TempDir>, LogStore, StateMachine), StorageError<TypeConfig>> {
+    async fn build(
+        &self,
+    ) -> Result<(Option<tempfile::TempDir>, LogStore, StateMachine), StorageError<TypeConfig>> {
         let (dir, engine): (_, Arc<dyn Engine>) = if self.redb {
             let dir = tempfile::tempdir().unwrap();
             let engine = RedbEngine::open(&dir.path().join("db.redb")).unwrap();
@@ -27,7 +29,11 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, Option<tempfile::TempDir>>
         let committer = GroupCommitter::start(engine, "suite".into());
         // A non-zero group id checks that keys are prefixed rather than assumed to start at 0.
         let group = 7 << 16;
-        Ok((dir, LogStore::new(group, committer.clone()), StateMachine::new(group, committer)))
+        Ok((
+            dir,
+            LogStore::new(group, committer.clone()),
+            StateMachine::new(group, committer),
+        ))
     }
 }
 

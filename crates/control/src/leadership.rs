@@ -32,7 +32,10 @@ pub struct LeaderPlacement {
 
 impl LeaderPlacement {
     pub fn new(return_delay_ms: u64) -> LeaderPlacement {
-        LeaderPlacement { return_delay_ms, caught_up_since: HashMap::new() }
+        LeaderPlacement {
+            return_delay_ms,
+            caught_up_since: HashMap::new(),
+        }
     }
 
     /// The voter to transfer leadership to now, if any. Call once per tick per led group.
@@ -45,7 +48,9 @@ impl LeaderPlacement {
         let best = obs
             .voters
             .iter()
-            .filter(|(_, region, matched)| *region == obs.home_region && matched.is_some_and(|m| m >= floor))
+            .filter(|(_, region, matched)| {
+                *region == obs.home_region && matched.is_some_and(|m| m >= floor)
+            })
             .max_by_key(|(id, _, matched)| (*matched, std::cmp::Reverse(*id)))
             .map(|(id, _, _)| *id);
         let Some(target) = best else {
@@ -85,7 +90,10 @@ mod tests {
             home_region: "us-east-1".into(),
             my_region: "us-west-2".into(),
             my_last_index: 100,
-            voters: vec![(1, "us-east-1".into(), home_matched), (5, "eu-west-1".into(), Some(100))],
+            voters: vec![
+                (1, "us-east-1".into(), home_matched),
+                (5, "eu-west-1".into(), Some(100)),
+            ],
         }
     }
 

@@ -48,13 +48,20 @@ mod tests {
     // Goal: starting from the bootstrap voter, promotions spread 2/2/1 over three regions.
     #[test]
     fn voters_spread_over_regions() {
-        let nodes: Vec<NodeRecord> =
-            (1..=9).map(|i| node(i, ["us-east-1", "us-west-2", "eu-west-1"][((i - 1) / 3) as usize])).collect();
+        let nodes: Vec<NodeRecord> = (1..=9)
+            .map(|i| {
+                node(
+                    i,
+                    ["us-east-1", "us-west-2", "eu-west-1"][((i - 1) / 3) as usize],
+                )
+            })
+            .collect();
         let add = meta_voters_to_add(&BTreeSet::from([1]), &nodes);
         assert_eq!(add.len(), 4);
         let mut per = BTreeMap::new();
         for id in add.iter().chain([1].iter()) {
-            *per.entry(nodes[(*id - 1) as usize].region.clone()).or_insert(0) += 1;
+            *per.entry(nodes[(*id - 1) as usize].region.clone())
+                .or_insert(0) += 1;
         }
         let mut counts: Vec<i32> = per.values().copied().collect();
         counts.sort();

@@ -23,7 +23,10 @@ pub fn place_keyspace(
     nodes: &[NodeRecord],
     matrix: &LatencyMatrix,
 ) -> Result<Vec<ShardPlacement>, KvError> {
-    let home = policy.home_region.as_deref().ok_or_else(|| KvError::InvalidArgument("home_region is required".into()))?;
+    let home = policy
+        .home_region
+        .as_deref()
+        .ok_or_else(|| KvError::InvalidArgument("home_region is required".into()))?;
     let mut by_region: BTreeMap<&str, Vec<&NodeRecord>> = BTreeMap::new();
     for n in nodes.iter().filter(|n| policy.regions.contains(&n.region)) {
         by_region.entry(n.region.as_str()).or_default().push(n);
@@ -33,7 +36,13 @@ pub fn place_keyspace(
     }
     let mut regions: Vec<&str> = policy.regions.iter().map(String::as_str).collect();
     regions.sort_by(|a, b| {
-        let key = |r: &str| (r != home, (matrix.rtt_ms(home, r) * 1000.0) as u64, r.to_string());
+        let key = |r: &str| {
+            (
+                r != home,
+                (matrix.rtt_ms(home, r) * 1000.0) as u64,
+                r.to_string(),
+            )
+        };
         key(a).cmp(&key(b))
     });
     let voter_regions = match policy.survive {
@@ -70,7 +79,12 @@ pub fn place_keyspace(
                     }
                 }
             }
-            ShardPlacement { shard, group: group_id(id, shard), voters, learners }
+            ShardPlacement {
+                shard,
+                group: group_id(id, shard),
+                voters,
+                learners,
+            }
         })
         .collect();
     Ok(placements)
@@ -87,7 +101,8 @@ fn rotate<'a>(list: &[&'a NodeRecord], by: usize) -> Vec<&'a NodeRecord> {
 /// Orders nodes so the first of each zone comes before a second node of any zone.
 fn distinct_zones_first<'a>(list: &[&'a NodeRecord]) -> Vec<&'a NodeRecord> {
     let mut seen = std::collections::BTreeSet::new();
-    let (first, rest): (Vec<&NodeRecord>, Vec<&NodeRecord>) = list.iter().partition(|n| seen.insert(n.zone.clone()));
+    let (first, rest): (Vec<&NodeRecord>, Vec<&NodeRecord>) =
+        list.iter().partition(|n| seen.insert(n.zone.clone()));
     first.into_iter().chain(rest).collect()
 }
 
@@ -135,18 +150,33 @@ mod tests {
     // rest of the allowed nodes, and nothing outside `regions`.
     #[test]
     fn region_survival_spreads_voters_by_distance() {
-        let all = nodes(&["us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1"], 3);
+        let all = nodes(
+            &["us-east-1", "us-west-2", "eu-west-1", "ap-northeast-1"],
+            3,
+        );
         let p = policy(Survive::Region, &["us-east-1", "us-west-2", "eu-west-1"]);
         let shards = place_keyspace(&p, &all, &LatencyMatrix::aws_default()).unwrap();
         let regions = regions_of(&all);
         for s in &shards {
             let count = |r: &str| s.voters.iter().filter(|v| regions[v] == r).count();
-            assert_eq!((count("us-east-1"), count("us-west-2"), count("eu-west-1")), (2, 2, 1));
-            assert_eq!(regions[&s.voters[0]], "us-east-1", "the initialiser is in the home region");
+            assert_eq!(
+                (count("us-east-1"), count("us-west-2"), count("eu-west-1")),
+                (2, 2, 1)
+            );
+            assert_eq!(
+                regions[&s.voters[0]], "us-east-1",
+                "the initialiser is in the home region"
+            );
             assert_eq!(s.voters.len() + s.learners.len(), 9);
-            assert!(s.replicas().all(|n| regions[&n] != "ap-northeast-1"), "residency violated");
+            assert!(
+                s.replicas().all(|n| regions[&n] != "ap-northeast-1"),
+                "residency violated"
+            );
         }
-        assert_ne!(shards[0].voters[0], shards[1].voters[0], "shards start on different home nodes");
+        assert_ne!(
+            shards[0].voters[0], shards[1].voters[0],
+            "shards start on different home nodes"
+        );
     }
 
     // Goal: survive=zone keeps every voter in the home region, in distinct zones.
@@ -168,7 +198,9 @@ mod tests {
     fn missing_region_nodes_fail() {
         let all = nodes(&["us-east-1", "us-west-2"], 2);
         let p = policy(Survive::Region, &["us-east-1", "us-west-2", "eu-west-1"]);
-        let e = place_keyspace(&p, &all, &LatencyMatrix::aws_default()).unwrap_err().to_string();
+        let e = place_keyspace(&p, &all, &LatencyMatrix::aws_default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("eu-west-1"), "{e}");
     }
 }

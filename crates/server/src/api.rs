@@ -15,7 +15,9 @@ use crate::peer::{Op, OpReply};
 fn check_key(node: &Node, key: &[u8]) -> Result<(), KvError> {
     let max = node.cfg.limits.key_bytes_max;
     if key.is_empty() {
-        return Err(KvError::InvalidArgument("the key is empty; keys are 1 or more bytes".into()));
+        return Err(KvError::InvalidArgument(
+            "the key is empty; keys are 1 or more bytes".into(),
+        ));
     }
     if key.len() > max {
         return Err(KvError::InvalidArgument(format!(
@@ -39,8 +41,13 @@ fn check_value(node: &Node, value: &[u8]) -> Result<(), KvError> {
 
 /// The consistency a read asked for (empty: the keyspace's default), checked against what the
 /// keyspace offers.
-fn consistency(offered: ReadConsistency, requested: Option<&str>) -> Result<ReadConsistency, KvError> {
-    let Some(requested) = requested.filter(|s| !s.is_empty()) else { return Ok(offered) };
+fn consistency(
+    offered: ReadConsistency,
+    requested: Option<&str>,
+) -> Result<ReadConsistency, KvError> {
+    let Some(requested) = requested.filter(|s| !s.is_empty()) else {
+        return Ok(offered);
+    };
     let c: ReadConsistency = requested.parse()?;
     if c == ReadConsistency::Session {
         return Err(KvError::FailedPrecondition(
@@ -55,8 +62,17 @@ fn consistency(offered: ReadConsistency, requested: Option<&str>) -> Result<Read
     Ok(c)
 }
 
-fn observe(node: &Node, op: &'static str, keyspace: &str, consistency: &str, started: Instant, served: Option<&ServedBy>) {
-    let region = served.map(|s| s.region.clone()).unwrap_or_else(|| "none".into());
+fn observe(
+    node: &Node,
+    op: &'static str,
+    keyspace: &str,
+    consistency: &str,
+    started: Instant,
+    served: Option<&ServedBy>,
+) {
+    let region = served
+        .map(|s| s.region.clone())
+        .unwrap_or_else(|| "none".into());
     metrics::histogram!(
         "meridian_request_duration_seconds",
         "op" => op,
@@ -69,7 +85,12 @@ fn observe(node: &Node, op: &'static str, keyspace: &str, consistency: &str, sta
     .record(started.elapsed().as_secs_f64());
 }
 
-async fn write(node: &Arc<Node>, op: &'static str, keyspace: &str, cmd: Command) -> Result<OpReply, KvError> {
+async fn write(
+    node: &Arc<Node>,
+    op: &'static str,
+    keyspace: &str,
+    cmd: Command,
+) -> Result<OpReply, KvError> {
     let started = Instant::now();
     let result = async {
         check_key(node, cmd.key())?;
@@ -78,17 +99,33 @@ async fn write(node: &Arc<Node>, op: &'static str, keyspace: &str, cmd: Command)
         node.execute(group, Op::Write(cmd), 0).await
     }
     .await;
-    observe(node, op, keyspace, "linearizable", started, result.as_ref().ok().map(|r| &r.served_by));
+    observe(
+        node,
+        op,
+        keyspace,
+        "linearizable",
+        started,
+        result.as_ref().ok().map(|r| &r.served_by),
+    );
     result
 }
 
-pub async fn put(node: &Arc<Node>, keyspace: &str, key: Vec<u8>, value: Vec<u8>) -> Result<(CommandResult, ServedBy), KvError> {
+pub async fn put(
+    node: &Arc<Node>,
+    keyspace: &str,
+    key: Vec<u8>,
+    value: Vec<u8>,
+) -> Result<(CommandResult, ServedBy), KvError> {
     check_value(node, &value)?;
     let r = write(node, "put", keyspace, Command::Put { key, value }).await?;
     Ok((r.result, r.served_by))
 }
 
-pub async fn delete(node: &Arc<Node>, keyspace: &str, key: Vec<u8>) -> Result<(CommandResult, ServedBy), KvError> {
+pub async fn delete(
+    node: &Arc<Node>,
+    keyspace: &str,
+    key: Vec<u8>,
+) -> Result<(CommandResult, ServedBy), KvError> {
     let r = write(node, "delete", keyspace, Command::Delete { key }).await?;
     Ok((r.result, r.served_by))
 }
@@ -103,7 +140,17 @@ pub async fn cas(
     if let Some(v) = &value {
         check_value(node, v)?;
     }
-    let r = write(node, "cas", keyspace, Command::Cas { key, expected, value }).await?;
+    let r = write(
+        node,
+        "cas",
+        keyspace,
+        Command::Cas {
+            key,
+            expected,
+            value,
+        },
+    )
+    .await?;
     Ok((r.result, r.served_by))
 }
 
@@ -121,10 +168,25 @@ pub async fn get(
         let c = consistency(ks.policy.read, requested)?;
         label = c.to_string();
         let group = group_id(ks.id, shard_for_key(&key, ks.policy.shards));
-        node.execute(group, Op::Get { key, consistency: c.into() }, 0).await
+        node.execute(
+            group,
+            Op::Get {
+                key,
+                consistency: c.into(),
+            },
+            0,
+        )
+        .await
     }
     .await;
-    observe(node, "get", keyspace, &label, started, result.as_ref().ok().map(|r| &r.served_by));
+    observe(
+        node,
+        "get",
+        keyspace,
+        &label,
+        started,
+        result.as_ref().ok().map(|r| &r.served_by),
+    );
     let r = result?;
     Ok((r.value, r.served_by))
 }
@@ -141,19 +203,35 @@ pub async fn scan(
     let max = node.cfg.limits.scan_limit_max;
     let limit = limit.filter(|l| *l > 0).unwrap_or(SCAN_LIMIT_DEFAULT);
     if limit > max {
-        return Err(KvError::InvalidArgument(format!("limit {limit} is over the maximum of {max}; page with a narrower prefix")));
+        return Err(KvError::InvalidArgument(format!(
+            "limit {limit} is over the maximum of {max}; page with a narrower prefix"
+        )));
     }
     let ks = node.keyspace(keyspace).await?;
     let c = consistency(ks.policy.read, requested)?;
     let shards = (0..ks.policy.shards).map(|s| {
-        let op = Op::Scan { prefix: prefix.clone(), limit, consistency: c.into() };
+        let op = Op::Scan {
+            prefix: prefix.clone(),
+            limit,
+            consistency: c.into(),
+        };
         node.execute(group_id(ks.id, s), op, 0)
     });
     let replies = futures::future::try_join_all(shards).await;
     let served = replies.as_ref().ok().map(|_| node.served(None));
-    observe(node, "scan", keyspace, &c.to_string(), started, served.as_ref());
+    observe(
+        node,
+        "scan",
+        keyspace,
+        &c.to_string(),
+        started,
+        served.as_ref(),
+    );
     let replies = replies?;
-    let staleness_ms = replies.iter().filter_map(|r| r.served_by.staleness_ms).max();
+    let staleness_ms = replies
+        .iter()
+        .filter_map(|r| r.served_by.staleness_ms)
+        .max();
     let mut rows: Vec<(Vec<u8>, Vec<u8>)> = replies.into_iter().flat_map(|r| r.rows).collect();
     rows.sort();
     rows.truncate(limit);

@@ -59,7 +59,13 @@ pub struct WanConfig {
 
 impl Default for WanConfig {
     fn default() -> Self {
-        WanConfig { enabled: true, jitter_pct: 5.0, intra_region_rtt_ms: 1.0, rtt_ms: BTreeMap::new(), seed: 1 }
+        WanConfig {
+            enabled: true,
+            jitter_pct: 5.0,
+            intra_region_rtt_ms: 1.0,
+            rtt_ms: BTreeMap::new(),
+            seed: 1,
+        }
     }
 }
 
@@ -95,9 +101,12 @@ impl Default for RaftTiming {
 impl NodeConfig {
     /// Reads and validates a config file; the error names the file and the problem.
     pub fn load(path: &Path) -> Result<NodeConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let cfg: NodeConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        cfg.validated().map_err(|e| format!("{}: {e}", path.display()))
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let cfg: NodeConfig =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        cfg.validated()
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// Fills defaults and checks every field.
@@ -111,11 +120,18 @@ impl NodeConfig {
         if self.zone.is_empty() {
             self.zone = format!("{}a", self.region);
         }
-        for (name, addr) in [("listen_peer", &self.listen_peer), ("listen_http", &self.listen_http), ("listen_grpc", &self.listen_grpc)] {
-            let parsed: SocketAddr =
-                addr.parse().map_err(|_| format!("{name} = {addr:?} is not an address like \"127.0.0.1:7001\""))?;
+        for (name, addr) in [
+            ("listen_peer", &self.listen_peer),
+            ("listen_http", &self.listen_http),
+            ("listen_grpc", &self.listen_grpc),
+        ] {
+            let parsed: SocketAddr = addr.parse().map_err(|_| {
+                format!("{name} = {addr:?} is not an address like \"127.0.0.1:7001\"")
+            })?;
             if parsed.ip().is_unspecified() {
-                return Err(format!("{name} = {addr:?}: use the address peers and clients reach, not 0.0.0.0"));
+                return Err(format!(
+                    "{name} = {addr:?}: use the address peers and clients reach, not 0.0.0.0"
+                ));
             }
         }
         if !self.bootstrap && self.seeds.is_empty() {
@@ -163,15 +179,21 @@ jitter_pct = 2.0
         let cfg: NodeConfig = toml::from_str(GOOD).unwrap();
         let cfg = cfg.validated().unwrap();
         assert_eq!(cfg.zone, "us-east-1a");
-        assert_eq!(cfg.wan.matrix().unwrap().rtt_ms("us-west-2", "us-east-1"), 70.0);
+        assert_eq!(
+            cfg.wan.matrix().unwrap().rtt_ms("us-west-2", "us-east-1"),
+            70.0
+        );
     }
 
     // Goal: bad configs are rejected with the field named.
     #[test]
     fn bad_configs_name_the_field() {
-        let unknown = toml::from_str::<NodeConfig>(&format!("{GOOD}\n[extra]\nx=1\n")).unwrap_err().to_string();
+        let unknown = toml::from_str::<NodeConfig>(&format!("{GOOD}\n[extra]\nx=1\n"))
+            .unwrap_err()
+            .to_string();
         assert!(unknown.contains("extra"), "{unknown}");
-        let cfg: NodeConfig = toml::from_str(&GOOD.replace("127.0.0.1:8001", "0.0.0.0:8001")).unwrap();
+        let cfg: NodeConfig =
+            toml::from_str(&GOOD.replace("127.0.0.1:8001", "0.0.0.0:8001")).unwrap();
         assert!(cfg.validated().unwrap_err().contains("listen_http"));
         let cfg: NodeConfig = toml::from_str(&GOOD.replace("bootstrap = true", "")).unwrap();
         assert!(cfg.validated().unwrap_err().contains("seeds"));

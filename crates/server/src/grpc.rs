@@ -30,35 +30,75 @@ fn status(e: KvError) -> Status {
 }
 
 fn served(s: ServedBy) -> Option<pb::ServedBy> {
-    Some(pb::ServedBy { region: s.region, node: s.node, staleness_ms: s.staleness_ms })
+    Some(pb::ServedBy {
+        region: s.region,
+        node: s.node,
+        staleness_ms: s.staleness_ms,
+    })
 }
 
 #[tonic::async_trait]
 impl pb::kv_server::Kv for KvService {
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let r = req.into_inner();
-        let (res, s) = api::put(&self.node, &r.keyspace, r.key, r.value).await.map_err(status)?;
-        Ok(Response::new(pb::PutResponse { existed: res.existed, served_by: served(s) }))
+        let (res, s) = api::put(&self.node, &r.keyspace, r.key, r.value)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::PutResponse {
+            existed: res.existed,
+            served_by: served(s),
+        }))
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let r = req.into_inner();
-        let (value, s) = api::get(&self.node, &r.keyspace, r.key, Some(&r.consistency)).await.map_err(status)?;
-        Ok(Response::new(pb::GetResponse { found: value.is_some(), value: value.unwrap_or_default(), served_by: served(s) }))
+        let (value, s) = api::get(&self.node, &r.keyspace, r.key, Some(&r.consistency))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetResponse {
+            found: value.is_some(),
+            value: value.unwrap_or_default(),
+            served_by: served(s),
+        }))
     }
 
-    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
         let r = req.into_inner();
-        let (res, s) = api::delete(&self.node, &r.keyspace, r.key).await.map_err(status)?;
-        Ok(Response::new(pb::DeleteResponse { existed: res.existed, served_by: served(s) }))
+        let (res, s) = api::delete(&self.node, &r.keyspace, r.key)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteResponse {
+            existed: res.existed,
+            served_by: served(s),
+        }))
     }
 
-    async fn scan(&self, req: Request<pb::ScanRequest>) -> Result<Response<pb::ScanResponse>, Status> {
+    async fn scan(
+        &self,
+        req: Request<pb::ScanRequest>,
+    ) -> Result<Response<pb::ScanResponse>, Status> {
         let r = req.into_inner();
         let limit = Some(r.limit as usize);
-        let (rows, s) = api::scan(&self.node, &r.keyspace, r.prefix, limit, Some(&r.consistency)).await.map_err(status)?;
-        let items = rows.into_iter().map(|(key, value)| pb::KeyValue { key, value }).collect();
-        Ok(Response::new(pb::ScanResponse { items, served_by: served(s) }))
+        let (rows, s) = api::scan(
+            &self.node,
+            &r.keyspace,
+            r.prefix,
+            limit,
+            Some(&r.consistency),
+        )
+        .await
+        .map_err(status)?;
+        let items = rows
+            .into_iter()
+            .map(|(key, value)| pb::KeyValue { key, value })
+            .collect();
+        Ok(Response::new(pb::ScanResponse {
+            items,
+            served_by: served(s),
+        }))
     }
 
     async fn compare_and_swap(
@@ -66,7 +106,13 @@ impl pb::kv_server::Kv for KvService {
         req: Request<pb::CompareAndSwapRequest>,
     ) -> Result<Response<pb::CompareAndSwapResponse>, Status> {
         let r = req.into_inner();
-        let (res, s) = api::cas(&self.node, &r.keyspace, r.key, r.expected, r.value).await.map_err(status)?;
-        Ok(Response::new(pb::CompareAndSwapResponse { succeeded: res.succeeded, current: res.current, served_by: served(s) }))
+        let (res, s) = api::cas(&self.node, &r.keyspace, r.key, r.expected, r.value)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CompareAndSwapResponse {
+            succeeded: res.succeeded,
+            current: res.current,
+            served_by: served(s),
+        }))
     }
 }

@@ -42,7 +42,11 @@ impl From<KvError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": {"code": self.1, "message": self.2}}))).into_response()
+        (
+            self.0,
+            Json(json!({"error": {"code": self.1, "message": self.2}})),
+        )
+            .into_response()
     }
 }
 
@@ -50,13 +54,19 @@ fn bad_json(rejection: JsonRejection, what: &str) -> ApiError {
     ApiError(
         StatusCode::BAD_REQUEST,
         "invalid_argument",
-        format!("the request body is not a valid {what}: {}", rejection.body_text()),
+        format!(
+            "the request body is not a valid {what}: {}",
+            rejection.body_text()
+        ),
     )
 }
 
 fn served_headers(s: &ServedBy) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert("x-meridian-region", HeaderValue::from_str(&s.region).unwrap_or(HeaderValue::from_static("?")));
+    h.insert(
+        "x-meridian-region",
+        HeaderValue::from_str(&s.region).unwrap_or(HeaderValue::from_static("?")),
+    );
     h.insert("x-meridian-node", HeaderValue::from(s.node));
     if let Some(ms) = s.staleness_ms {
         h.insert("x-meridian-staleness-ms", HeaderValue::from(ms));
@@ -72,7 +82,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/keyspaces", post(create_keyspace).get(list_keyspaces))
         .route("/v1/keyspaces/{name}", get(describe_keyspace))
         .route("/v1/kv/{keyspace}", get(scan))
-        .route("/v1/kv/{keyspace}/{key}", get(get_key).put(put_key).delete(delete_key))
+        .route(
+            "/v1/kv/{keyspace}/{key}",
+            get(get_key).put(put_key).delete(delete_key),
+        )
         .route("/v1/kv/{keyspace}/{key}/cas", post(cas))
         .route("/v1/admin/faults", post(set_faults).get(get_faults))
         .route("/v1/admin/failback", post(set_failback))
@@ -84,14 +97,20 @@ pub fn router(node: Arc<Node>) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see README.md for the HTTP API".into())
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see README.md for the HTTP API".into(),
+    )
 }
 
 async fn wrong_method(method: axum::http::Method) -> ApiError {
     ApiError(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{method} is not allowed on this endpoint; see README.md for the methods it accepts"),
+        format!(
+            "{method} is not allowed on this endpoint; see README.md for the methods it accepts"
+        ),
     )
 }
 
@@ -100,7 +119,10 @@ async fn healthz(State(node): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics_text() -> impl IntoResponse {
-    ([("content-type", "text/plain; version=0.0.4")], crate::metrics::render())
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -115,12 +137,17 @@ async fn get_key(
     Path((keyspace, key)): Path<(String, String)>,
     Query(q): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
-    let (value, served) = api::get(&node, &keyspace, key.into_bytes(), q.consistency.as_deref()).await?;
+    let (value, served) =
+        api::get(&node, &keyspace, key.into_bytes(), q.consistency.as_deref()).await?;
     let headers = served_headers(&served);
     Ok(match value {
         Some(v) => (headers, v).into_response(),
         None => {
-            let e = ApiError(StatusCode::NOT_FOUND, "not_found", format!("key not found in keyspace {keyspace:?}"));
+            let e = ApiError(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("key not found in keyspace {keyspace:?}"),
+            );
             (headers, e).into_response()
         }
     })
@@ -156,8 +183,12 @@ async fn scan(
     Query(q): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
     let prefix = q.prefix.unwrap_or_default().into_bytes();
-    let (rows, served) = api::scan(&node, &keyspace, prefix, q.limit, q.consistency.as_deref()).await?;
-    let items: Vec<_> = rows.iter().map(|(k, v)| json!({"key": text_or_hex(k), "value": text_or_hex(v)})).collect();
+    let (rows, served) =
+        api::scan(&node, &keyspace, prefix, q.limit, q.consistency.as_deref()).await?;
+    let items: Vec<_> = rows
+        .iter()
+        .map(|(k, v)| json!({"key": text_or_hex(k), "value": text_or_hex(v)}))
+        .collect();
     Ok((served_headers(&served), Json(json!({"items": items}))).into_response())
 }
 
@@ -173,12 +204,26 @@ async fn cas(
     Path((keyspace, key)): Path<(String, String)>,
     body: Result<Json<CasBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(b) = body.map_err(|r| bad_json(r, r#"compare-and-swap body {"expected": ..., "value": ...}"#))?;
-    let (r, served) =
-        api::cas(&node, &keyspace, key.into_bytes(), b.expected.map(String::into_bytes), b.value.map(String::into_bytes))
-            .await?;
+    let Json(b) = body.map_err(|r| {
+        bad_json(
+            r,
+            r#"compare-and-swap body {"expected": ..., "value": ...}"#,
+        )
+    })?;
+    let (r, served) = api::cas(
+        &node,
+        &keyspace,
+        key.into_bytes(),
+        b.expected.map(String::into_bytes),
+        b.value.map(String::into_bytes),
+    )
+    .await?;
     let current = r.current.as_deref().map(text_or_hex);
-    Ok((served_headers(&served), Json(json!({"succeeded": r.succeeded, "current": current}))).into_response())
+    Ok((
+        served_headers(&served),
+        Json(json!({"succeeded": r.succeeded, "current": current})),
+    )
+        .into_response())
 }
 
 async fn create_keyspace(
@@ -195,7 +240,10 @@ async fn list_keyspaces(State(node): State<AppState>) -> Result<Response, ApiErr
     Ok(Json(json!({"keyspaces": list})).into_response())
 }
 
-async fn describe_keyspace(State(node): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn describe_keyspace(
+    State(node): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let record = node.keyspace(&name).await?;
     let leaders: Vec<_> = record
         .shards
@@ -216,7 +264,10 @@ pub fn cluster_state(node: &Node) -> serde_json::Value {
         .into_iter()
         .map(|n| {
             let healthy = n.id == node.id()
-                || node.transport.last_heard(n.id).is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(3));
+                || node
+                    .transport
+                    .last_heard(n.id)
+                    .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(3));
             json!({"id": n.id, "region": n.region, "zone": n.zone, "http_addr": n.http_addr,
                    "grpc_addr": n.grpc_addr, "peer_addr": n.peer_addr, "healthy": healthy})
         })
@@ -224,7 +275,9 @@ pub fn cluster_state(node: &Node) -> serde_json::Value {
     let mut shards = Vec::new();
     for ks in node.catalog_keyspaces() {
         for s in &ks.shards {
-            let leader = node.group(s.group).and_then(|g| g.raft.metrics().borrow_watched().current_leader);
+            let leader = node
+                .group(s.group)
+                .and_then(|g| g.raft.metrics().borrow_watched().current_leader);
             shards.push(json!({
                 "keyspace": ks.policy.name, "shard": s.shard, "group": s.group,
                 "home_region": ks.policy.home_region,
@@ -232,7 +285,9 @@ pub fn cluster_state(node: &Node) -> serde_json::Value {
             }));
         }
     }
-    let meta_leader = node.group(META_GROUP).and_then(|g| g.raft.metrics().borrow_watched().current_leader);
+    let meta_leader = node
+        .group(META_GROUP)
+        .and_then(|g| g.raft.metrics().borrow_watched().current_leader);
     json!({
         "observed_by": {"node": node.id(), "region": node.cfg.region},
         "regions": node.cluster_regions(),
@@ -248,8 +303,16 @@ async fn cluster(State(node): State<AppState>) -> impl IntoResponse {
     Json(cluster_state(&node))
 }
 
-async fn set_faults(State(node): State<AppState>, body: Result<Json<Faults>, JsonRejection>) -> Result<Response, ApiError> {
-    let Json(faults) = body.map_err(|r| bad_json(r, r#"fault set {"cut_regions": [["a","b"]], "isolate_nodes": [1]}"#))?;
+async fn set_faults(
+    State(node): State<AppState>,
+    body: Result<Json<Faults>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(faults) = body.map_err(|r| {
+        bad_json(
+            r,
+            r#"fault set {"cut_regions": [["a","b"]], "isolate_nodes": [1]}"#,
+        )
+    })?;
     tracing::warn!(?faults, "fault injection changed");
     node.transport.set_faults(faults.clone());
     Ok(Json(faults).into_response())
@@ -265,9 +328,15 @@ struct Failback {
     paused: bool,
 }
 
-async fn set_failback(State(node): State<AppState>, body: Result<Json<Failback>, JsonRejection>) -> Result<Response, ApiError> {
+async fn set_failback(
+    State(node): State<AppState>,
+    body: Result<Json<Failback>, JsonRejection>,
+) -> Result<Response, ApiError> {
     let Json(f) = body.map_err(|r| bad_json(r, r#"failback setting {"paused": true}"#))?;
     node.failback_paused.store(f.paused, Ordering::Relaxed);
-    tracing::warn!(paused = f.paused, "leader failback to home regions changed by operator");
+    tracing::warn!(
+        paused = f.paused,
+        "leader failback to home regions changed by operator"
+    );
     Ok(Json(json!({"paused": f.paused})).into_response())
 }

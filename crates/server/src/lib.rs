@@ -44,7 +44,9 @@ pub struct RunningNode {
 }
 
 async fn bind(name: &str, addr: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {name} = {addr:?}; is another process using it?"))
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {name} = {addr:?}; is another process using it?")
+    })
 }
 
 async fn open_engine(cfg: &NodeConfig) -> anyhow::Result<SharedEngine> {
@@ -55,7 +57,10 @@ async fn open_engine(cfg: &NodeConfig) -> anyhow::Result<SharedEngine> {
     loop {
         match RedbEngine::open(&path) {
             Ok(e) => return Ok(Arc::new(e)),
-            Err(e) if started.elapsed() < DB_OPEN_PATIENCE && e.to_string().contains("already open") => {
+            Err(e)
+                if started.elapsed() < DB_OPEN_PATIENCE
+                    && e.to_string().contains("already open") =>
+            {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => return Err(anyhow::anyhow!("{e}")).context("opening the node's database"),
@@ -71,11 +76,21 @@ pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Run
     let peer_listener = bind("listen_peer", &cfg.listen_peer).await?;
     let http_listener = bind("listen_http", &cfg.listen_http).await?;
     let grpc_listener = bind("listen_grpc", &cfg.listen_grpc).await?;
-    let wan = WanModel { enabled: cfg.wan.enabled, matrix: cfg.wan.matrix().map_err(anyhow::Error::msg)?, jitter_pct: cfg.wan.jitter_pct };
-    let me = Endpoint { node: cfg.node_id, region: cfg.region.clone() };
+    let wan = WanModel {
+        enabled: cfg.wan.enabled,
+        matrix: cfg.wan.matrix().map_err(anyhow::Error::msg)?,
+        jitter_pct: cfg.wan.jitter_pct,
+    };
+    let me = Endpoint {
+        node: cfg.node_id,
+        region: cfg.region.clone(),
+    };
     let transport = Transport::new(me, wan, cfg.wan.seed ^ cfg.node_id);
     let node = Arc::new(Node::new(cfg.clone(), committer, transport.clone(), clock));
-    let meta = node.ensure_group(META_GROUP).await.map_err(anyhow::Error::msg)?;
+    let meta = node
+        .ensure_group(META_GROUP)
+        .await
+        .map_err(anyhow::Error::msg)?;
 
     tokio::spawn(transport.serve(peer_listener, Arc::new(NodeHandler(node.clone()))));
     let router = http::router(node.clone());
@@ -83,11 +98,16 @@ pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Run
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(grpc::KvServer::new(grpc::KvService { node: node.clone() }))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener));
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
+            grpc_listener,
+        ));
     tokio::spawn(grpc);
 
     if cfg.bootstrap && !meta.raft.is_initialized().await.unwrap_or(true) {
-        let me = PeerNode { addr: cfg.listen_peer.clone(), region: cfg.region.clone() };
+        let me = PeerNode {
+            addr: cfg.listen_peer.clone(),
+            region: cfg.region.clone(),
+        };
         meta.raft
             .initialize(BTreeMap::from([(cfg.node_id, me)]))
             .await

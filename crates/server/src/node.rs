@@ -9,7 +9,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use meridian_consensus::state_machine;
 use meridian_consensus::{
-    handle_raft_request, raft_config, Group, MRaft, PeerNode, PendingReply, RaftRequest, RaftResponse, RaftRpc, RpcFailure,
+    handle_raft_request, raft_config, Group, MRaft, PeerNode, PendingReply, RaftRequest,
+    RaftResponse, RaftRpc, RpcFailure,
 };
 use meridian_control::LeaderPlacement;
 use meridian_storage::GroupCommitter;
@@ -17,7 +18,9 @@ use meridian_types::catalog::{self, KeyspaceRecord, NodeRecord};
 use meridian_types::limits::FORWARD_HOPS_MAX;
 use meridian_types::wan::LatencyMatrix;
 use meridian_types::wire::{Command, ServedBy};
-use meridian_types::{Clock, GroupId, KeyspacePolicy, KvError, NodeId, ReadConsistency, META_GROUP};
+use meridian_types::{
+    Clock, GroupId, KeyspacePolicy, KvError, NodeId, ReadConsistency, META_GROUP,
+};
 use openraft::errors::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
 use openraft::ReadPolicy;
 use serde::Serialize;
@@ -73,7 +76,12 @@ enum Attempt {
 }
 
 impl Node {
-    pub fn new(cfg: NodeConfig, committer: GroupCommitter, transport: Arc<Transport>, clock: Arc<dyn Clock>) -> Node {
+    pub fn new(
+        cfg: NodeConfig,
+        committer: GroupCommitter,
+        transport: Arc<Transport>,
+        clock: Arc<dyn Clock>,
+    ) -> Node {
         let matrix = cfg.wan.matrix().expect("validated config");
         let raft_config = raft_config(&cfg.group_options());
         let placement = LeaderPlacement::new(cfg.leader_return_delay_ms);
@@ -122,15 +130,28 @@ impl Node {
         if let Some(g) = self.group(id) {
             return Ok(g);
         }
-        let rpc: Arc<dyn RaftRpc> = Arc::new(Rpc { transport: self.transport.clone() });
-        let g = Group::open(self.id(), id, self.raft_config.clone(), self.committer.clone(), rpc, self.clock.clone())
-            .await?;
+        let rpc: Arc<dyn RaftRpc> = Arc::new(Rpc {
+            transport: self.transport.clone(),
+        });
+        let g = Group::open(
+            self.id(),
+            id,
+            self.raft_config.clone(),
+            self.committer.clone(),
+            rpc,
+            self.clock.clone(),
+        )
+        .await?;
         let mut groups = self.groups.write().unwrap();
         Ok(groups.entry(id).or_insert(g).clone())
     }
 
     pub fn served(&self, staleness_ms: Option<u64>) -> ServedBy {
-        ServedBy { region: self.cfg.region.clone(), node: self.cfg.node_id, staleness_ms }
+        ServedBy {
+            region: self.cfg.region.clone(),
+            node: self.cfg.node_id,
+            staleness_ms,
+        }
     }
 
     // ---- catalogue ----
@@ -138,16 +159,31 @@ impl Node {
     /// Every node in the local copy of the catalogue.
     pub fn catalog_nodes(&self) -> Vec<NodeRecord> {
         let engine = self.committer.engine();
-        let rows = state_machine::scan(engine, META_GROUP, catalog::NODE_PREFIX.as_bytes(), usize::MAX).unwrap_or_default();
-        rows.iter().filter_map(|(_, v)| serde_json::from_slice(v).ok()).collect()
+        let rows = state_machine::scan(
+            engine,
+            META_GROUP,
+            catalog::NODE_PREFIX.as_bytes(),
+            usize::MAX,
+        )
+        .unwrap_or_default();
+        rows.iter()
+            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+            .collect()
     }
 
     /// Every keyspace in the local copy of the catalogue.
     pub fn catalog_keyspaces(&self) -> Vec<KeyspaceRecord> {
         let engine = self.committer.engine();
-        let rows =
-            state_machine::scan(engine, META_GROUP, catalog::KEYSPACE_PREFIX.as_bytes(), usize::MAX).unwrap_or_default();
-        rows.iter().filter_map(|(_, v)| serde_json::from_slice(v).ok()).collect()
+        let rows = state_machine::scan(
+            engine,
+            META_GROUP,
+            catalog::KEYSPACE_PREFIX.as_bytes(),
+            usize::MAX,
+        )
+        .unwrap_or_default();
+        rows.iter()
+            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+            .collect()
     }
 
     pub fn cluster_regions(&self) -> BTreeSet<String> {
@@ -155,7 +191,10 @@ impl Node {
     }
 
     fn node_addr(&self, id: NodeId) -> Option<(String, String)> {
-        self.catalog_nodes().into_iter().find(|n| n.id == id).map(|n| (n.peer_addr, n.region))
+        self.catalog_nodes()
+            .into_iter()
+            .find(|n| n.id == id)
+            .map(|n| (n.peer_addr, n.region))
     }
 
     /// The keyspace named `name`. Keyspaces never change once created, so a found record is
@@ -165,11 +204,16 @@ impl Node {
             return Ok(k.clone());
         }
         let key = catalog::keyspace_key(name).into_bytes();
-        let local = state_machine::read(self.committer.engine(), META_GROUP, &key).ok().flatten();
+        let local = state_machine::read(self.committer.engine(), META_GROUP, &key)
+            .ok()
+            .flatten();
         let bytes = match local {
             Some(b) => Some(b),
             None => {
-                let op = Op::Get { key, consistency: ReadConsistencyWire::Linearizable };
+                let op = Op::Get {
+                    key,
+                    consistency: ReadConsistencyWire::Linearizable,
+                };
                 self.execute(META_GROUP, op, 0).await?.value
             }
         };
@@ -178,20 +222,30 @@ impl Node {
                 "keyspace {name:?} does not exist; create it with POST /v1/keyspaces or `meridian keyspace create`"
             )));
         };
-        let record: KeyspaceRecord =
-            serde_json::from_slice(&bytes).map_err(|e| KvError::Internal(format!("catalogue record of {name:?}: {e}")))?;
+        let record: KeyspaceRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| KvError::Internal(format!("catalogue record of {name:?}: {e}")))?;
         let record = Arc::new(record);
-        self.keyspaces.write().unwrap().insert(name.to_string(), record.clone());
+        self.keyspaces
+            .write()
+            .unwrap()
+            .insert(name.to_string(), record.clone());
         Ok(record)
     }
 
     /// Validates, places and records a new keyspace through the metadata group.
-    pub async fn create_keyspace(self: &Arc<Self>, policy: KeyspacePolicy) -> Result<KeyspaceRecord, KvError> {
+    pub async fn create_keyspace(
+        self: &Arc<Self>,
+        policy: KeyspacePolicy,
+    ) -> Result<KeyspaceRecord, KvError> {
         let nodes = self.catalog_nodes();
         let regions: BTreeSet<String> = nodes.iter().map(|n| n.region.clone()).collect();
         policy.validate(&regions)?;
         let shards = meridian_control::place_keyspace(&policy, &nodes, &self.matrix)?;
-        let record = KeyspaceRecord { id: meridian_types::ids::keyspace_id(&policy.name), policy, shards };
+        let record = KeyspaceRecord {
+            id: meridian_types::ids::keyspace_id(&policy.name),
+            policy,
+            shards,
+        };
         let value = serde_json::to_vec(&record).expect("records encode");
         let cmd = Command::Cas {
             key: catalog::keyspace_key(&record.policy.name).into_bytes(),
@@ -216,14 +270,23 @@ impl Node {
             consistency: ReadConsistencyWire::Linearizable,
         };
         let reply = self.execute(META_GROUP, op, 0).await?;
-        Ok(reply.rows.iter().filter_map(|(_, v)| serde_json::from_slice(v).ok()).collect())
+        Ok(reply
+            .rows
+            .iter()
+            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+            .collect())
     }
 
     // ---- operations ----
 
     /// Executes `op` on `group`: here when this node can serve it, otherwise on the node that
     /// can, following leader hints, until it succeeds, fails for good, or times out.
-    pub async fn execute(self: &Arc<Self>, group: GroupId, op: Op, hops: u32) -> Result<OpReply, KvError> {
+    pub async fn execute(
+        self: &Arc<Self>,
+        group: GroupId,
+        op: Op,
+        hops: u32,
+    ) -> Result<OpReply, KvError> {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         let mut last_problem = String::from("no leader elected yet");
         loop {
@@ -247,7 +310,11 @@ impl Node {
             }
             let to = Endpoint { node, region };
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let req = PeerRequest::Op { group, op: op.clone(), hops: hops + 1 };
+            let req = PeerRequest::Op {
+                group,
+                op: op.clone(),
+                hops: hops + 1,
+            };
             match self.transport.call(&to, &addr, req, remaining).await {
                 Ok(PeerResponse::Op(r)) => return r,
                 Ok(_) => return Err(KvError::Internal("peer answered with the wrong message type".into())),
@@ -282,15 +349,25 @@ impl Node {
             .flat_map(|k| k.shards.into_iter())
             .find(|s| s.group == group);
         let Some(shard) = shard else {
-            return Attempt::Done(Err(KvError::Unavailable(format!("group {group} is not in this node's catalogue yet"))));
+            return Attempt::Done(Err(KvError::Unavailable(format!(
+                "group {group} is not in this node's catalogue yet"
+            ))));
         };
-        let hinted = self.last_leaders.lock().unwrap().get(&group).copied().flatten();
+        let hinted = self
+            .last_leaders
+            .lock()
+            .unwrap()
+            .get(&group)
+            .copied()
+            .flatten();
         let target = hinted.or_else(|| shard.voters.first().copied());
         Attempt::Forward(target.and_then(|id| self.node_addr(id).map(|(a, r)| (id, a, r))))
     }
 
     async fn attempt_local(self: &Arc<Self>, group: GroupId, op: &Op) -> Attempt {
-        let Some(g) = self.group(group) else { return self.remote_guess(group) };
+        let Some(g) = self.group(group) else {
+            return self.remote_guess(group);
+        };
         match op {
             Op::Write(cmd) => match g.raft.client_write(cmd.clone()).await {
                 Ok(resp) => Attempt::Done(Ok(OpReply { result: resp.data, served_by: self.served(None), ..Default::default() })),
@@ -328,7 +405,13 @@ impl Node {
         if g.raft.is_leader() {
             return None;
         }
-        let applied = g.raft.metrics().borrow_watched().last_applied.as_ref().map(|l| l.index())?;
+        let applied = g
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .as_ref()
+            .map(|l| l.index())?;
         let s = g.freshness.staleness_ms(applied, self.clock.now_ms())?;
         match bound {
             Some(b) if s > b => None,
@@ -343,7 +426,9 @@ impl Node {
         loop {
             match raft.ensure_linearizable(policy.clone()).await {
                 Ok(_) => return Ok(()),
-                Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => return Err(self.forward_target(&f)),
+                Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                    return Err(self.forward_target(&f))
+                }
                 Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q))) => {
                     if policy == ReadPolicy::LeaseRead {
                         policy = ReadPolicy::ReadIndex;
@@ -353,18 +438,36 @@ impl Node {
                         "this leader cannot reach a quorum ({q}); retry later"
                     )))));
                 }
-                Err(e) => return Err(Attempt::Done(Err(KvError::Unavailable(format!("read failed: {e}"))))),
+                Err(e) => {
+                    return Err(Attempt::Done(Err(KvError::Unavailable(format!(
+                        "read failed: {e}"
+                    )))))
+                }
             }
         }
     }
 
-    fn read_local(&self, group: GroupId, op: &Op, staleness_ms: Option<u64>) -> Result<OpReply, KvError> {
+    fn read_local(
+        &self,
+        group: GroupId,
+        op: &Op,
+        staleness_ms: Option<u64>,
+    ) -> Result<OpReply, KvError> {
         let engine = self.committer.engine();
-        let internal = |e: meridian_storage::StorageError| KvError::Internal(format!("storage read failed: {e}"));
-        let mut reply = OpReply { served_by: self.served(staleness_ms), ..Default::default() };
+        let internal = |e: meridian_storage::StorageError| {
+            KvError::Internal(format!("storage read failed: {e}"))
+        };
+        let mut reply = OpReply {
+            served_by: self.served(staleness_ms),
+            ..Default::default()
+        };
         match op {
-            Op::Get { key, .. } => reply.value = state_machine::read(engine, group, key).map_err(internal)?,
-            Op::Scan { prefix, limit, .. } => reply.rows = state_machine::scan(engine, group, prefix, *limit).map_err(internal)?,
+            Op::Get { key, .. } => {
+                reply.value = state_machine::read(engine, group, key).map_err(internal)?
+            }
+            Op::Scan { prefix, limit, .. } => {
+                reply.rows = state_machine::scan(engine, group, prefix, *limit).map_err(internal)?
+            }
             Op::Write(_) => unreachable!("writes are not reads"),
         }
         Ok(reply)
@@ -375,37 +478,72 @@ impl Node {
     /// Records `rec` in the catalogue and adds it to the metadata group as a learner; forwarded
     /// to the metadata leader when this node is not it.
     pub async fn handle_join(self: &Arc<Self>, rec: NodeRecord) -> Result<(), KvError> {
-        let put = Command::Put { key: catalog::node_key(rec.id).into_bytes(), value: serde_json::to_vec(&rec).unwrap() };
-        let unchanged = state_machine::read(self.committer.engine(), META_GROUP, &catalog::node_key(rec.id).into_bytes())
-            .ok()
-            .flatten()
-            .and_then(|b| serde_json::from_slice::<NodeRecord>(&b).ok())
-            .is_some_and(|known| known == rec);
+        let put = Command::Put {
+            key: catalog::node_key(rec.id).into_bytes(),
+            value: serde_json::to_vec(&rec).unwrap(),
+        };
+        let unchanged = state_machine::read(
+            self.committer.engine(),
+            META_GROUP,
+            &catalog::node_key(rec.id).into_bytes(),
+        )
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice::<NodeRecord>(&b).ok())
+        .is_some_and(|known| known == rec);
         if !unchanged {
             self.execute(META_GROUP, Op::Write(put), 0).await?;
         }
-        let meta = self.group(META_GROUP).ok_or_else(|| KvError::Unavailable("metadata group not open".into()))?;
-        let member = meta.raft.metrics().borrow_watched().membership_config.membership().get_node(&rec.id).is_some();
+        let meta = self
+            .group(META_GROUP)
+            .ok_or_else(|| KvError::Unavailable("metadata group not open".into()))?;
+        let member = meta
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .get_node(&rec.id)
+            .is_some();
         if member {
             return Ok(());
         }
         if meta.raft.is_leader() {
-            let node = PeerNode { addr: rec.peer_addr.clone(), region: rec.region.clone() };
+            let node = PeerNode {
+                addr: rec.peer_addr.clone(),
+                region: rec.region.clone(),
+            };
             meta.raft
                 .add_learner(rec.id, node, false)
                 .await
-                .map_err(|e| KvError::Unavailable(format!("adding node {} to the metadata group: {e}", rec.id)))?;
+                .map_err(|e| {
+                    KvError::Unavailable(format!(
+                        "adding node {} to the metadata group: {e}",
+                        rec.id
+                    ))
+                })?;
             return Ok(());
         }
         let leader = meta.raft.metrics().borrow_watched().current_leader;
         let Some(leader) = leader.filter(|l| *l != self.id()) else {
-            return Err(KvError::Unavailable("the metadata group has no leader yet; retry".into()));
+            return Err(KvError::Unavailable(
+                "the metadata group has no leader yet; retry".into(),
+            ));
         };
         let Some((addr, region)) = self.node_addr(leader) else {
-            return Err(KvError::Unavailable("the metadata leader's address is not known yet; retry".into()));
+            return Err(KvError::Unavailable(
+                "the metadata leader's address is not known yet; retry".into(),
+            ));
         };
-        let to = Endpoint { node: leader, region };
-        match self.transport.call(&to, &addr, PeerRequest::Join(rec), REQUEST_TIMEOUT).await {
+        let to = Endpoint {
+            node: leader,
+            region,
+        };
+        match self
+            .transport
+            .call(&to, &addr, PeerRequest::Join(rec), REQUEST_TIMEOUT)
+            .await
+        {
             Ok(PeerResponse::Join(r)) => r,
             Ok(_) => Err(KvError::Internal("wrong answer to a join".into())),
             Err(e) => Err(KvError::Unavailable(e.to_string())),
@@ -428,7 +566,10 @@ impl Node {
 
     /// Node id to region, for every catalogue node.
     pub fn regions_by_node(&self) -> BTreeMap<NodeId, String> {
-        self.catalog_nodes().into_iter().map(|n| (n.id, n.region)).collect()
+        self.catalog_nodes()
+            .into_iter()
+            .map(|n| (n.id, n.region))
+            .collect()
     }
 }
 
@@ -436,8 +577,13 @@ impl Handler for Node {
     async fn handle(&self, _from: Endpoint, req: PeerRequest) -> PeerResponse {
         match req {
             PeerRequest::Raft { group, req } => match self.group(group) {
-                Some(g) => PeerResponse::Raft(handle_raft_request(&g.raft, &g.freshness, req).await),
-                None => PeerResponse::Raft(RaftResponse::NoGroup(format!("node {} does not run group {group}", self.id()))),
+                Some(g) => {
+                    PeerResponse::Raft(handle_raft_request(&g.raft, &g.freshness, req).await)
+                }
+                None => PeerResponse::Raft(RaftResponse::NoGroup(format!(
+                    "node {} does not run group {group}",
+                    self.id()
+                ))),
             },
             // Operations and joins need `Arc<Node>`; the server wraps the node (see `NodeHandler`).
             PeerRequest::Op { .. } | PeerRequest::Join(_) => unreachable!("served by NodeHandler"),
@@ -446,7 +592,10 @@ impl Handler for Node {
 
     fn lane(&self, req: &PeerRequest) -> Option<u64> {
         match req {
-            PeerRequest::Raft { group, req: RaftRequest::Append { .. } } => Some(*group),
+            PeerRequest::Raft {
+                group,
+                req: RaftRequest::Append { .. },
+            } => Some(*group),
             _ => None,
         }
     }
@@ -458,7 +607,9 @@ pub struct NodeHandler(pub Arc<Node>);
 impl Handler for NodeHandler {
     async fn handle(&self, from: Endpoint, req: PeerRequest) -> PeerResponse {
         match req {
-            PeerRequest::Op { group, op, hops } => PeerResponse::Op(self.0.execute(group, op, hops).await),
+            PeerRequest::Op { group, op, hops } => {
+                PeerResponse::Op(self.0.execute(group, op, hops).await)
+            }
             PeerRequest::Join(rec) => PeerResponse::Join(self.0.handle_join(rec).await),
             raft => self.0.handle(from, raft).await,
         }
@@ -484,14 +635,22 @@ impl RaftRpc for Rpc {
         timeout: Duration,
     ) -> BoxFuture<'static, Result<PendingReply, RpcFailure>> {
         let transport = self.transport.clone();
-        let to = Endpoint { node: target, region: node.region.clone() };
+        let to = Endpoint {
+            node: target,
+            region: node.region.clone(),
+        };
         let addr = node.addr.clone();
         Box::pin(async move {
-            let pending = transport.send(&to, &addr, PeerRequest::Raft { group, req }).await.map_err(rpc_failure)?;
+            let pending = transport
+                .send(&to, &addr, PeerRequest::Raft { group, req })
+                .await
+                .map_err(rpc_failure)?;
             let reply: PendingReply = Box::pin(async move {
                 match pending.wait(timeout).await.map_err(rpc_failure)? {
                     PeerResponse::Raft(r) => Ok(r),
-                    _ => Err(RpcFailure::Unreachable("peer answered with the wrong message type".into())),
+                    _ => Err(RpcFailure::Unreachable(
+                        "peer answered with the wrong message type".into(),
+                    )),
                 }
             });
             Ok(reply)

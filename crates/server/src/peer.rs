@@ -10,8 +10,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Op {
     Write(Command),
-    Get { key: Vec<u8>, consistency: ReadConsistencyWire },
-    Scan { prefix: Vec<u8>, limit: usize, consistency: ReadConsistencyWire },
+    Get {
+        key: Vec<u8>,
+        consistency: ReadConsistencyWire,
+    },
+    Scan {
+        prefix: Vec<u8>,
+        limit: usize,
+        consistency: ReadConsistencyWire,
+    },
 }
 
 /// [`ReadConsistency`] in a form bincode carries (the type itself serializes as a string).
@@ -27,7 +34,9 @@ impl From<ReadConsistency> for ReadConsistencyWire {
     fn from(c: ReadConsistency) -> Self {
         match c {
             ReadConsistency::Linearizable => ReadConsistencyWire::Linearizable,
-            ReadConsistency::Bounded { staleness_ms_max } => ReadConsistencyWire::Bounded(staleness_ms_max),
+            ReadConsistency::Bounded { staleness_ms_max } => {
+                ReadConsistencyWire::Bounded(staleness_ms_max)
+            }
             ReadConsistency::Session => ReadConsistencyWire::Session,
             ReadConsistency::Eventual => ReadConsistencyWire::Eventual,
         }
@@ -38,7 +47,9 @@ impl From<ReadConsistencyWire> for ReadConsistency {
     fn from(c: ReadConsistencyWire) -> Self {
         match c {
             ReadConsistencyWire::Linearizable => ReadConsistency::Linearizable,
-            ReadConsistencyWire::Bounded(ms) => ReadConsistency::Bounded { staleness_ms_max: ms },
+            ReadConsistencyWire::Bounded(ms) => ReadConsistency::Bounded {
+                staleness_ms_max: ms,
+            },
             ReadConsistencyWire::Session => ReadConsistency::Session,
             ReadConsistencyWire::Eventual => ReadConsistency::Eventual,
         }

@@ -31,7 +31,7 @@ pub async fn join(node: Arc<Node>) {
         } else {
             join_via_seeds(&node, &rec).await
         };
-        let in_catalog = node.catalog_nodes().iter().any(|n| *n == rec);
+        let in_catalog = node.catalog_nodes().contains(&rec);
         if joined && in_catalog {
             tracing::info!(node = rec.id, region = %rec.region, "joined the cluster");
             return;
@@ -43,10 +43,19 @@ pub async fn join(node: Arc<Node>) {
 async fn join_via_seeds(node: &Arc<Node>, rec: &NodeRecord) -> bool {
     for seed in node.cfg.seeds.iter().filter(|s| **s != rec.peer_addr) {
         // The seed's id and region are unknown before joining; region "" means no WAN delay.
-        let to = Endpoint { node: 0, region: String::new() };
-        match node.transport.call(&to, seed, PeerRequest::Join(rec.clone()), REQUEST_TIMEOUT).await {
+        let to = Endpoint {
+            node: 0,
+            region: String::new(),
+        };
+        match node
+            .transport
+            .call(&to, seed, PeerRequest::Join(rec.clone()), REQUEST_TIMEOUT)
+            .await
+        {
             Ok(PeerResponse::Join(Ok(()))) => return true,
-            Ok(PeerResponse::Join(Err(e))) => tracing::debug!(%seed, error = %e, "join refused; retrying"),
+            Ok(PeerResponse::Join(Err(e))) => {
+                tracing::debug!(%seed, error = %e, "join refused; retrying")
+            }
             Ok(_) => {}
             Err(e) => tracing::debug!(%seed, error = %e, "seed unreachable; retrying"),
         }
@@ -81,7 +90,9 @@ pub async fn tick(node: &Arc<Node>) {
                     continue;
                 }
             };
-            if shard.voters.first() == Some(&node.id()) && !g.raft.is_initialized().await.unwrap_or(true) {
+            if shard.voters.first() == Some(&node.id())
+                && !g.raft.is_initialized().await.unwrap_or(true)
+            {
                 initialise(node, &g, shard).await;
             }
             if g.raft.is_leader() {
@@ -94,14 +105,33 @@ pub async fn tick(node: &Arc<Node>) {
     update_leader_gauges(node);
 }
 
-fn peer_nodes(node: &Node, ids: impl Iterator<Item = NodeId>) -> Option<BTreeMap<NodeId, PeerNode>> {
-    let nodes: BTreeMap<NodeId, NodeRecord> = node.catalog_nodes().into_iter().map(|n| (n.id, n)).collect();
-    ids.map(|id| nodes.get(&id).map(|n| (id, PeerNode { addr: n.peer_addr.clone(), region: n.region.clone() })))
-        .collect()
+fn peer_nodes(
+    node: &Node,
+    ids: impl Iterator<Item = NodeId>,
+) -> Option<BTreeMap<NodeId, PeerNode>> {
+    let nodes: BTreeMap<NodeId, NodeRecord> = node
+        .catalog_nodes()
+        .into_iter()
+        .map(|n| (n.id, n))
+        .collect();
+    ids.map(|id| {
+        nodes.get(&id).map(|n| {
+            (
+                id,
+                PeerNode {
+                    addr: n.peer_addr.clone(),
+                    region: n.region.clone(),
+                },
+            )
+        })
+    })
+    .collect()
 }
 
 async fn initialise(node: &Node, g: &Group, shard: &ShardPlacement) {
-    let Some(voters) = peer_nodes(node, shard.voters.iter().copied()) else { return };
+    let Some(voters) = peer_nodes(node, shard.voters.iter().copied()) else {
+        return;
+    };
     match g.raft.initialize(voters).await {
         Ok(()) => tracing::info!(group = g.id, "initialised group"),
         Err(e) => tracing::debug!(group = g.id, error = %e, "initialise skipped"),
@@ -110,9 +140,15 @@ async fn initialise(node: &Node, g: &Group, shard: &ShardPlacement) {
 
 async fn add_missing_learners(node: &Node, g: &Group, shard: &ShardPlacement) {
     let membership = g.raft.metrics().borrow_watched().membership_config.clone();
-    let missing: Vec<NodeId> =
-        shard.learners.iter().copied().filter(|id| membership.membership().get_node(id).is_none()).collect();
-    let Some(learners) = peer_nodes(node, missing.into_iter()) else { return };
+    let missing: Vec<NodeId> = shard
+        .learners
+        .iter()
+        .copied()
+        .filter(|id| membership.membership().get_node(id).is_none())
+        .collect();
+    let Some(learners) = peer_nodes(node, missing.into_iter()) else {
+        return;
+    };
     for (id, peer) in learners {
         if let Err(e) = g.raft.add_learner(id, peer, false).await {
             tracing::debug!(group = g.id, learner = id, error = %e, "add learner deferred");
@@ -128,7 +164,10 @@ async fn grow_meta_group(node: &Node, meta: &Group) {
     let nodes = node.catalog_nodes();
     for n in &nodes {
         if membership.get_node(&n.id).is_none() {
-            let peer = PeerNode { addr: n.peer_addr.clone(), region: n.region.clone() };
+            let peer = PeerNode {
+                addr: n.peer_addr.clone(),
+                region: n.region.clone(),
+            };
             let _ = meta.raft.add_learner(n.id, peer, false).await;
             return;
         }
@@ -140,14 +179,25 @@ async fn grow_meta_group(node: &Node, meta: &Group) {
             .replication
             .as_ref()
             .and_then(|r| r.get(id).cloned().flatten())
-            .is_some_and(|m| m.index() + meridian_control::leadership::CAUGHT_UP_ENTRIES_MAX >= last)
+            .is_some_and(|m| {
+                m.index() + meridian_control::leadership::CAUGHT_UP_ENTRIES_MAX >= last
+            })
     };
-    let candidates: Vec<NodeRecord> = nodes.into_iter().filter(|n| voters.contains(&n.id) || matched(&n.id)).collect();
-    let add: BTreeSet<NodeId> = meta_voters_to_add(&voters, &candidates).into_iter().collect();
+    let candidates: Vec<NodeRecord> = nodes
+        .into_iter()
+        .filter(|n| voters.contains(&n.id) || matched(&n.id))
+        .collect();
+    let add: BTreeSet<NodeId> = meta_voters_to_add(&voters, &candidates)
+        .into_iter()
+        .collect();
     if add.is_empty() {
         return;
     }
-    match meta.raft.change_membership(ChangeMembers::AddVoterIds(add.clone()), true).await {
+    match meta
+        .raft
+        .change_membership(ChangeMembers::AddVoterIds(add.clone()), true)
+        .await
+    {
         Ok(_) => tracing::info!(voters = ?add, "promoted metadata voters"),
         Err(e) => tracing::debug!(error = %e, "metadata promotion deferred"),
     }
@@ -156,7 +206,9 @@ async fn grow_meta_group(node: &Node, meta: &Group) {
 /// On a leader outside the home region: hands leadership to a caught-up home voter once it has
 /// stayed caught up for the return delay (see `meridian_control::leadership`).
 async fn keep_leader_home(node: &Node, g: &Group, ks: &KeyspaceRecord) {
-    let Some(home) = ks.policy.home_region.clone() else { return };
+    let Some(home) = ks.policy.home_region.clone() else {
+        return;
+    };
     if node.failback_paused.load(Ordering::Relaxed) {
         return;
     }
@@ -166,8 +218,15 @@ async fn keep_leader_home(node: &Node, g: &Group, ks: &KeyspaceRecord) {
         .voter_ids()
         .filter(|id| *id != node.id())
         .map(|id| {
-            let region = membership.get_node(&id).map(|n| n.region.clone()).unwrap_or_default();
-            let matched = metrics.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map(|l| l.index());
+            let region = membership
+                .get_node(&id)
+                .map(|n| n.region.clone())
+                .unwrap_or_default();
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .map(|l| l.index());
             (id, region, matched)
         })
         .collect();
@@ -178,9 +237,17 @@ async fn keep_leader_home(node: &Node, g: &Group, ks: &KeyspaceRecord) {
         my_last_index: metrics.last_log_index.unwrap_or(0),
         voters,
     };
-    let target = node.placement.lock().unwrap().decide(&obs, node.clock.now_ms());
+    let target = node
+        .placement
+        .lock()
+        .unwrap()
+        .decide(&obs, node.clock.now_ms());
     if let Some(target) = target {
-        tracing::info!(group = g.id, to = target, "returning leadership to the home region");
+        tracing::info!(
+            group = g.id,
+            to = target,
+            "returning leadership to the home region"
+        );
         let _ = g.raft.trigger().transfer_leader(target).await;
     }
 }

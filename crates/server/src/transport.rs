@@ -59,7 +59,11 @@ struct FaultSets {
 impl From<&Faults> for FaultSets {
     fn from(f: &Faults) -> Self {
         FaultSets {
-            cut_regions: f.cut_regions.iter().map(|[a, b]| (a.clone(), b.clone())).collect(),
+            cut_regions: f
+                .cut_regions
+                .iter()
+                .map(|[a, b]| (a.clone(), b.clone()))
+                .collect(),
             isolate_nodes: f.isolate_nodes.iter().copied().collect(),
         }
     }
@@ -100,7 +104,8 @@ pub enum CallError {
 
 /// Handles requests arriving from peers.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, from: Endpoint, req: PeerRequest) -> impl Future<Output = PeerResponse> + Send;
+    fn handle(&self, from: Endpoint, req: PeerRequest)
+        -> impl Future<Output = PeerResponse> + Send;
 
     /// Requests that must be handled in arrival order share a lane (e.g. one group's appends);
     /// `None` lets a request run concurrently with everything else.
@@ -129,7 +134,11 @@ impl PendingCall {
     pub async fn wait(self, timeout: Duration) -> Result<PeerResponse, CallError> {
         match tokio::time::timeout(timeout, self.rx).await {
             Ok(Ok(resp)) => {
-                self.transport.last_heard.lock().unwrap().insert(self.node, Instant::now());
+                self.transport
+                    .last_heard
+                    .lock()
+                    .unwrap()
+                    .insert(self.node, Instant::now());
                 Ok(resp)
             }
             Ok(Err(_)) => Err(CallError::Unreachable(self.addr, "connection lost".into())),
@@ -181,7 +190,8 @@ impl Transport {
         let f = self.faults.lock().unwrap();
         f.isolate_nodes.contains(&from.node)
             || f.isolate_nodes.contains(&to.node)
-            || f.cut_regions.contains(&(from.region.clone(), to.region.clone()))
+            || f.cut_regions
+                .contains(&(from.region.clone(), to.region.clone()))
     }
 
     /// The moment a frame to `to_region` sent now may be written.
@@ -190,7 +200,10 @@ impl Transport {
             return Instant::now();
         }
         let unit: f64 = self.rng.lock().unwrap().gen_range(-1.0..=1.0);
-        let ms = self.wan.matrix.one_way_delay_ms(&self.me.region, to_region, self.wan.jitter_pct, unit);
+        let ms =
+            self.wan
+                .matrix
+                .one_way_delay_ms(&self.me.region, to_region, self.wan.jitter_pct, unit);
         Instant::now() + Duration::from_micros((ms * 1000.0) as u64)
     }
 
@@ -212,9 +225,17 @@ impl Transport {
 
     /// Queues `req` for the node at `addr` and returns once it is queued, in order behind every
     /// earlier frame to that address; the answer is awaited separately, so callers can pipeline.
-    pub async fn send(self: &Arc<Self>, to: &Endpoint, addr: &str, req: PeerRequest) -> Result<PendingCall, CallError> {
+    pub async fn send(
+        self: &Arc<Self>,
+        to: &Endpoint,
+        addr: &str,
+        req: PeerRequest,
+    ) -> Result<PendingCall, CallError> {
         if self.is_cut(&self.me, to) {
-            return Err(CallError::NotSent(addr.to_string(), "link cut by an injected fault".into()));
+            return Err(CallError::NotSent(
+                addr.to_string(),
+                "link cut by an injected fault".into(),
+            ));
         }
         let conn = self.connection(addr).await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -223,15 +244,32 @@ impl Transport {
         if conn.dead.load(Ordering::SeqCst) {
             conn.pending.lock().unwrap().remove(&id);
             self.conns.lock().await.remove(addr);
-            return Err(CallError::NotSent(addr.to_string(), "connection closed".into()));
+            return Err(CallError::NotSent(
+                addr.to_string(),
+                "connection closed".into(),
+            ));
         }
-        let frame = encode(&Frame { id, from: self.me.clone(), body: Body::Request(req) });
+        let frame = encode(&Frame {
+            id,
+            from: self.me.clone(),
+            body: Body::Request(req),
+        });
         if conn.out.send((self.due(&to.region), frame)).await.is_err() {
             conn.pending.lock().unwrap().remove(&id);
             self.conns.lock().await.remove(addr);
-            return Err(CallError::NotSent(addr.to_string(), "connection closed".into()));
+            return Err(CallError::NotSent(
+                addr.to_string(),
+                "connection closed".into(),
+            ));
         }
-        Ok(PendingCall { transport: self.clone(), conn, id, rx, addr: addr.to_string(), node: to.node })
+        Ok(PendingCall {
+            transport: self.clone(),
+            conn,
+            id,
+            rx,
+            addr: addr.to_string(),
+            node: to.node,
+        })
     }
 
     async fn connection(self: &Arc<Self>, addr: &str) -> Result<Arc<Conn>, CallError> {
@@ -244,12 +282,21 @@ impl Transport {
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(CallError::NotSent(addr.to_string(), e.to_string())),
-            Err(_) => return Err(CallError::NotSent(addr.to_string(), "connect timed out".into())),
+            Err(_) => {
+                return Err(CallError::NotSent(
+                    addr.to_string(),
+                    "connect timed out".into(),
+                ))
+            }
         };
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         let (out, out_rx) = mpsc::channel(PEER_QUEUE_MAX);
-        let conn = Arc::new(Conn { out, pending: Mutex::new(HashMap::new()), dead: AtomicBool::new(false) });
+        let conn = Arc::new(Conn {
+            out,
+            pending: Mutex::new(HashMap::new()),
+            dead: AtomicBool::new(false),
+        });
         tokio::spawn(write_loop(write, out_rx));
         let reader_conn = conn.clone();
         tokio::spawn(async move {
@@ -273,7 +320,9 @@ impl Transport {
     /// Accepts peer connections on `listener` and serves them with `handler` until dropped.
     pub async fn serve<H: Handler>(self: Arc<Self>, listener: TcpListener, handler: Arc<H>) {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let me = self.clone();
             let handler = handler.clone();
@@ -288,15 +337,21 @@ impl Transport {
         let inflight = Arc::new(Semaphore::new(PEER_INFLIGHT_MAX));
         let mut lanes: HashMap<u64, mpsc::Sender<(u64, Endpoint, PeerRequest)>> = HashMap::new();
         while let Ok(frame) = read_frame(&mut read).await {
-            let Body::Request(req) = frame.body else { continue };
+            let Body::Request(req) = frame.body else {
+                continue;
+            };
             if self.is_cut(&frame.from, &self.me) {
                 continue;
             }
-            self.last_heard.lock().unwrap().insert(frame.from.node, Instant::now());
+            self.last_heard
+                .lock()
+                .unwrap()
+                .insert(frame.from.node, Instant::now());
             if let Some(lane) = handler.lane(&req) {
                 // Requests of one lane are handled one at a time, in arrival order.
                 let tx = lanes.entry(lane).or_insert_with(|| {
-                    let (tx, mut rx) = mpsc::channel::<(u64, Endpoint, PeerRequest)>(PEER_QUEUE_MAX);
+                    let (tx, mut rx) =
+                        mpsc::channel::<(u64, Endpoint, PeerRequest)>(PEER_QUEUE_MAX);
                     let (me, handler, out) = (self.clone(), handler.clone(), out.clone());
                     tokio::spawn(async move {
                         while let Some((id, from, req)) = rx.recv().await {
@@ -311,7 +366,9 @@ impl Transport {
                 }
                 continue;
             }
-            let Ok(permit) = inflight.clone().acquire_owned().await else { return };
+            let Ok(permit) = inflight.clone().acquire_owned().await else {
+                return;
+            };
             let (me, handler, out) = (self.clone(), handler.clone(), out.clone());
             tokio::spawn(async move {
                 let resp = handler.handle(frame.from.clone(), req).await;
@@ -321,11 +378,21 @@ impl Transport {
         }
     }
 
-    async fn respond(&self, out: &mpsc::Sender<(Instant, Vec<u8>)>, id: u64, to: &Endpoint, resp: PeerResponse) {
+    async fn respond(
+        &self,
+        out: &mpsc::Sender<(Instant, Vec<u8>)>,
+        id: u64,
+        to: &Endpoint,
+        resp: PeerResponse,
+    ) {
         if self.is_cut(&self.me, to) {
             return;
         }
-        let bytes = encode(&Frame { id, from: self.me.clone(), body: Body::Response(resp) });
+        let bytes = encode(&Frame {
+            id,
+            from: self.me.clone(),
+            body: Body::Response(resp),
+        });
         let _ = out.send((self.due(&to.region), bytes)).await;
     }
 }
@@ -343,7 +410,10 @@ async fn read_frame<R: AsyncReadExt + Unpin>(read: &mut R) -> io::Result<Frame> 
     read.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > FRAME_BYTES_MAX {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes exceeds the limit")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the limit"),
+        ));
     }
     let mut body = vec![0u8; len];
     read.read_exact(&mut body).await?;
@@ -351,7 +421,10 @@ async fn read_frame<R: AsyncReadExt + Unpin>(read: &mut R) -> io::Result<Frame> 
 }
 
 /// Writes frames in order, each no earlier than its due time (the simulated one-way delay).
-async fn write_loop<W: AsyncWriteExt + Unpin>(mut write: W, mut rx: mpsc::Receiver<(Instant, Vec<u8>)>) {
+async fn write_loop<W: AsyncWriteExt + Unpin>(
+    mut write: W,
+    mut rx: mpsc::Receiver<(Instant, Vec<u8>)>,
+) {
     while let Some((due, bytes)) = rx.recv().await {
         tokio::time::sleep_until(due).await;
         if write.write_all(&bytes).await.is_err() {

@@ -17,5 +17,8 @@ fn main() {
         samples.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    println!("commit latency over 300 single-entry batches: p50 {:.2} ms, p99 {:.2} ms", samples[150], samples[297]);
+    println!(
+        "commit latency over 300 single-entry batches: p50 {:.2} ms, p99 {:.2} ms",
+        samples[150], samples[297]
+    );
 }

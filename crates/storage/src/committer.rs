@@ -46,7 +46,10 @@ impl GroupCommitter {
     /// Queues `batch`; `done` runs on the writer thread once the batch is durable. Completions
     /// run in submission order.
     pub async fn submit(&self, batch: WriteBatch, done: Completion) -> Result<()> {
-        self.queue.send(Job { batch, done }).await.map_err(|_| StorageError::Closed)
+        self.queue
+            .send(Job { batch, done })
+            .await
+            .map_err(|_| StorageError::Closed)
     }
 
     /// Commits `batch` durably, sharing the fsync with concurrent submitters.
@@ -72,7 +75,10 @@ fn writer_loop(engine: SharedEngine, mut rx: mpsc::Receiver<Job>, node_label: St
                 Err(_) => break,
             }
         }
-        let batches: Vec<WriteBatch> = jobs.iter_mut().map(|j| std::mem::take(&mut j.batch)).collect();
+        let batches: Vec<WriteBatch> = jobs
+            .iter_mut()
+            .map(|j| std::mem::take(&mut j.batch))
+            .collect();
         let started = Instant::now();
         let result = engine.commit(&batches);
         fsync_seconds.record(started.elapsed().as_secs_f64());

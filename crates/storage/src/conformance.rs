@@ -48,7 +48,10 @@ fn tables_are_separate(engine: &dyn Engine) {
     put(engine, Table::Meta, b"k", b"meta");
     assert_eq!(engine.get(Table::Data, b"k").unwrap(), None);
     assert_eq!(engine.get(Table::Log, b"k").unwrap(), Some(b"log".to_vec()));
-    assert_eq!(engine.get(Table::Meta, b"k").unwrap(), Some(b"meta".to_vec()));
+    assert_eq!(
+        engine.get(Table::Meta, b"k").unwrap(),
+        Some(b"meta".to_vec())
+    );
 }
 
 fn scan_is_ordered_bounded_and_limited(engine: &dyn Engine) {
@@ -58,7 +61,12 @@ fn scan_is_ordered_bounded_and_limited(engine: &dyn Engine) {
     }
     engine.commit(&[b]).unwrap();
     let end = prefix_end(b"b").unwrap();
-    let keys: Vec<Vec<u8>> = engine.scan(Table::Data, b"b", &end, 10).unwrap().into_iter().map(|(k, _)| k).collect();
+    let keys: Vec<Vec<u8>> = engine
+        .scan(Table::Data, b"b", &end, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     assert_eq!(keys, vec![b"b1".to_vec(), b"b2".to_vec(), b"b3".to_vec()]);
     assert_eq!(engine.scan(Table::Data, b"b", &end, 2).unwrap().len(), 2);
     assert!(engine.scan(Table::Data, b"z", b"a", 10).unwrap().is_empty());
@@ -73,7 +81,12 @@ fn delete_range_removes_exactly_the_range(engine: &dyn Engine) {
     let mut d = WriteBatch::default();
     d.delete_range(Table::Log, vec![3], vec![7]);
     engine.commit(&[d]).unwrap();
-    let left: Vec<u8> = engine.scan(Table::Log, &[0], &[10], 100).unwrap().into_iter().map(|(k, _)| k[0]).collect();
+    let left: Vec<u8> = engine
+        .scan(Table::Log, &[0], &[10], 100)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k[0])
+        .collect();
     assert_eq!(left, vec![0, 1, 2, 7, 8, 9]);
 }
 
@@ -107,7 +120,13 @@ fn commits_survive_reopen(dir: &Path, open: &dyn Fn(&Path) -> Arc<dyn Engine>) {
         engine.commit(&[b]).unwrap();
     }
     let engine = open(dir);
-    assert_eq!(engine.scan(Table::Data, &[0; 4], &[0xff; 4], 1000).unwrap().len(), 100);
+    assert_eq!(
+        engine
+            .scan(Table::Data, &[0; 4], &[0xff; 4], 1000)
+            .unwrap()
+            .len(),
+        100
+    );
 }
 
 fn scan_consistent_reads_every_range(engine: &dyn Engine) {

@@ -34,10 +34,21 @@ impl Table {
 /// One mutation inside a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    Put { table: Table, key: Vec<u8>, value: Vec<u8> },
-    Delete { table: Table, key: Vec<u8> },
+    Put {
+        table: Table,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        table: Table,
+        key: Vec<u8>,
+    },
     /// Deletes every key in `[start, end)`.
-    DeleteRange { table: Table, start: Vec<u8>, end: Vec<u8> },
+    DeleteRange {
+        table: Table,
+        start: Vec<u8>,
+        end: Vec<u8>,
+    },
 }
 
 /// Mutations applied atomically: after a crash either all of a committed batch is visible or,
@@ -65,6 +76,12 @@ impl WriteBatch {
     }
 }
 
+/// A key and its value.
+pub type Row = (Vec<u8>, Vec<u8>);
+
+/// A table and a `[start, end)` key range in it.
+pub type KeyRange = (Table, Vec<u8>, Vec<u8>);
+
 /// Errors of storage operations. All are fatal to the operation; the node reports them as
 /// internal errors and does not acknowledge the write.
 #[derive(Debug, thiserror::Error, Clone)]
@@ -83,14 +100,14 @@ pub trait Engine: Send + Sync + 'static {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
     /// Up to `limit` entries with keys in `[start, end)`, in key order.
-    fn scan(&self, table: Table, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    fn scan(&self, table: Table, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Row>>;
 
     /// The last entry with a key in `[start, end)`.
-    fn last(&self, table: Table, start: &[u8], end: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
+    fn last(&self, table: Table, start: &[u8], end: &[u8]) -> Result<Option<Row>>;
 
     /// Every entry in each of `ranges` (`[start, end)` per table), all read from one consistent
     /// view: a commit is either wholly visible in the result or not at all.
-    fn scan_consistent(&self, ranges: &[(Table, Vec<u8>, Vec<u8>)]) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>>;
+    fn scan_consistent(&self, ranges: &[KeyRange]) -> Result<Vec<Vec<Row>>>;
 
     /// Applies all `batches`, in order, as one atomic transaction, and returns after it is
     /// durable. One call is one fsync, however many batches it carries.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Mutex;
 
-use crate::{Engine, Op, Result, Table, WriteBatch};
+use crate::{Engine, KeyRange, Op, Result, Row, Table, WriteBatch};
 
 type Tables = BTreeMap<(Table, Vec<u8>), Vec<u8>>;
 
@@ -25,30 +25,41 @@ impl MemEngine {
         }
         let lo = Bound::Included((table, start.to_vec()));
         let hi = Bound::Excluded((table, end.to_vec()));
-        tables.range((lo, hi)).map(|((_, k), v)| (k.clone(), v.clone())).collect()
+        tables
+            .range((lo, hi))
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
 impl Engine for MemEngine {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.tables.lock().unwrap().get(&(table, key.to_vec())).cloned())
+        Ok(self
+            .tables
+            .lock()
+            .unwrap()
+            .get(&(table, key.to_vec()))
+            .cloned())
     }
 
-    fn scan(&self, table: Table, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn scan(&self, table: Table, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Row>> {
         let tables = self.tables.lock().unwrap();
         let mut out = Self::range(&tables, table, start, end);
         out.truncate(limit);
         Ok(out)
     }
 
-    fn last(&self, table: Table, start: &[u8], end: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    fn last(&self, table: Table, start: &[u8], end: &[u8]) -> Result<Option<Row>> {
         let tables = self.tables.lock().unwrap();
         Ok(Self::range(&tables, table, start, end).pop())
     }
 
-    fn scan_consistent(&self, ranges: &[(Table, Vec<u8>, Vec<u8>)]) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>> {
+    fn scan_consistent(&self, ranges: &[KeyRange]) -> Result<Vec<Vec<Row>>> {
         let tables = self.tables.lock().unwrap();
-        Ok(ranges.iter().map(|(t, start, end)| Self::range(&tables, *t, start, end)).collect())
+        Ok(ranges
+            .iter()
+            .map(|(t, start, end)| Self::range(&tables, *t, start, end))
+            .collect())
     }
 
     fn commit(&self, batches: &[WriteBatch]) -> Result<()> {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use redb::{Database, Durability, TableDefinition};
 
-use crate::{Engine, Op, Result, StorageError, Table, WriteBatch};
+use crate::{Engine, KeyRange, Op, Result, Row, StorageError, Table, WriteBatch};
 
 const LOG: TableDefinition<&[u8], &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
@@ -29,7 +29,8 @@ pub struct RedbEngine {
 impl RedbEngine {
     /// Opens or creates the database file at `path`, creating every table.
     pub fn open(path: &Path) -> Result<RedbEngine> {
-        let db = Database::create(path).map_err(|e| StorageError::Io(format!("open {}: {e}", path.display())))?;
+        let db = Database::create(path)
+            .map_err(|e| StorageError::Io(format!("open {}: {e}", path.display())))?;
         let tx = db.begin_write().map_err(io)?;
         for table in Table::ALL {
             tx.open_table(definition(table)).map_err(io)?;
@@ -46,7 +47,7 @@ impl Engine for RedbEngine {
         Ok(t.get(key).map_err(io)?.map(|v| v.value().to_vec()))
     }
 
-    fn scan(&self, table: Table, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn scan(&self, table: Table, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Row>> {
         if start >= end {
             return Ok(Vec::new());
         }
@@ -60,7 +61,7 @@ impl Engine for RedbEngine {
         Ok(out)
     }
 
-    fn last(&self, table: Table, start: &[u8], end: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    fn last(&self, table: Table, start: &[u8], end: &[u8]) -> Result<Option<Row>> {
         if start >= end {
             return Ok(None);
         }
@@ -76,7 +77,7 @@ impl Engine for RedbEngine {
         }
     }
 
-    fn scan_consistent(&self, ranges: &[(Table, Vec<u8>, Vec<u8>)]) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>> {
+    fn scan_consistent(&self, ranges: &[KeyRange]) -> Result<Vec<Vec<Row>>> {
         let tx = self.db.begin_read().map_err(io)?;
         let mut out = Vec::with_capacity(ranges.len());
         for (table, start, end) in ranges {
@@ -110,7 +111,9 @@ impl Engine for RedbEngine {
             for op in batches.iter().flat_map(|b| b.ops.iter()) {
                 match op {
                     Op::Put { table, key, value } => {
-                        tables[index(*table)].insert(key.as_slice(), value.as_slice()).map_err(io)?;
+                        tables[index(*table)]
+                            .insert(key.as_slice(), value.as_slice())
+                            .map_err(io)?;
                     }
                     Op::Delete { table, key } => {
                         tables[index(*table)].remove(key.as_slice()).map_err(io)?;

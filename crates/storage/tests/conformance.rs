@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use meridian_storage::{conformance, Engine, GroupCommitter, MemEngine, RedbEngine, Table, WriteBatch};
+use meridian_storage::{
+    conformance, Engine, GroupCommitter, MemEngine, RedbEngine, Table, WriteBatch,
+};
 
 // Goal: the redb engine passes every conformance check, including reopen after commit.
 #[test]
@@ -36,7 +38,11 @@ async fn group_commit_makes_every_submission_durable() {
             tasks.push(tokio::spawn(async move {
                 for i in 0u32..50 {
                     let mut b = WriteBatch::default();
-                    b.put(Table::Data, [t.to_be_bytes(), i.to_be_bytes()].concat(), vec![1]);
+                    b.put(
+                        Table::Data,
+                        [t.to_be_bytes(), i.to_be_bytes()].concat(),
+                        vec![1],
+                    );
                     c.commit(b).await.unwrap();
                 }
             }));
@@ -52,5 +58,11 @@ async fn group_commit_makes_every_submission_durable() {
             Err(_) => std::thread::yield_now(),
         }
     };
-    assert_eq!(engine.scan(Table::Data, &[0; 8], &[0xff; 8], 10_000).unwrap().len(), 32 * 50);
+    assert_eq!(
+        engine
+            .scan(Table::Data, &[0; 8], &[0xff; 8], 10_000)
+            .unwrap()
+            .len(),
+        32 * 50
+    );
 }

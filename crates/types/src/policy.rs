@@ -51,7 +51,14 @@ impl ReadConsistency {
         use ReadConsistency::*;
         match (self, requested) {
             (Linearizable, _) => true,
-            (Bounded { staleness_ms_max: a }, Bounded { staleness_ms_max: b }) => b >= a,
+            (
+                Bounded {
+                    staleness_ms_max: a,
+                },
+                Bounded {
+                    staleness_ms_max: b,
+                },
+            ) => b >= a,
             (Bounded { .. }, Session | Eventual) => true,
             (Session, Session | Eventual) => true,
             (Eventual, Eventual) => true,
@@ -64,7 +71,9 @@ impl fmt::Display for ReadConsistency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ReadConsistency::Linearizable => write!(f, "linearizable"),
-            ReadConsistency::Bounded { staleness_ms_max } => write!(f, "bounded:{staleness_ms_max}"),
+            ReadConsistency::Bounded { staleness_ms_max } => {
+                write!(f, "bounded:{staleness_ms_max}")
+            }
             ReadConsistency::Session => write!(f, "session"),
             ReadConsistency::Eventual => write!(f, "eventual"),
         }
@@ -80,7 +89,9 @@ impl FromStr for ReadConsistency {
             "session" => Ok(ReadConsistency::Session),
             "eventual" => Ok(ReadConsistency::Eventual),
             _ => {
-                let ms = s.strip_prefix("bounded:").and_then(|ms| ms.parse::<u64>().ok());
+                let ms = s
+                    .strip_prefix("bounded:")
+                    .and_then(|ms| ms.parse::<u64>().ok());
                 match ms {
                     Some(staleness_ms_max) => Ok(ReadConsistency::Bounded { staleness_ms_max }),
                     None => Err(KvError::InvalidArgument(format!(
@@ -143,11 +154,16 @@ impl KeyspacePolicy {
             ));
         }
         if self.regions.is_empty() {
-            return invalid("`regions` is empty; list the regions where the keyspace may store data".into());
+            return invalid(
+                "`regions` is empty; list the regions where the keyspace may store data".into(),
+            );
         }
         let unique: BTreeSet<&String> = self.regions.iter().collect();
         if unique.len() != self.regions.len() {
-            return invalid(format!("`regions` lists a region twice: {:?}", self.regions));
+            return invalid(format!(
+                "`regions` lists a region twice: {:?}",
+                self.regions
+            ));
         }
         for region in &self.regions {
             if !cluster_regions.contains(region) {
@@ -157,7 +173,9 @@ impl KeyspacePolicy {
             }
         }
         let Some(home) = &self.home_region else {
-            return invalid("`home_region` is required for a sync keyspace; name one of `regions`".into());
+            return invalid(
+                "`home_region` is required for a sync keyspace; name one of `regions`".into(),
+            );
         };
         if !self.regions.contains(home) {
             return invalid(format!(
@@ -172,7 +190,10 @@ impl KeyspacePolicy {
             ));
         }
         if self.shards == 0 || self.shards > SHARDS_MAX {
-            return invalid(format!("`shards` is {}; it must be between 1 and {SHARDS_MAX}", self.shards));
+            return invalid(format!(
+                "`shards` is {}; it must be between 1 and {SHARDS_MAX}",
+                self.shards
+            ));
         }
         if self.read == ReadConsistency::Session {
             return Err(KvError::FailedPrecondition(
@@ -187,7 +208,9 @@ impl KeyspacePolicy {
 pub fn validate_name(name: &str) -> Result<(), KvError> {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
@@ -202,7 +225,10 @@ mod tests {
     use super::*;
 
     fn regions() -> BTreeSet<String> {
-        ["us-east-1", "us-west-2", "eu-west-1"].iter().map(|s| s.to_string()).collect()
+        ["us-east-1", "us-west-2", "eu-west-1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     fn parse(json: &str) -> Result<KeyspacePolicy, serde_json::Error> {
@@ -221,15 +247,22 @@ mod tests {
     // Goal: each invalid policy named in the foundation issue is rejected with a message naming the field.
     #[test]
     fn invalid_policies_say_what_is_wrong() {
-        let two = parse(r#"{"name":"a","home_region":"us-east-1","regions":["us-east-1","us-west-2"]}"#).unwrap();
+        let two =
+            parse(r#"{"name":"a","home_region":"us-east-1","regions":["us-east-1","us-west-2"]}"#)
+                .unwrap();
         let e = two.validate(&regions()).unwrap_err().to_string();
         assert!(e.contains("at least 3 regions"), "{e}");
         let outside = parse(r#"{"name":"a","home_region":"ap-south-1","regions":["us-east-1","us-west-2","eu-west-1"]}"#).unwrap();
         let e = outside.validate(&regions()).unwrap_err().to_string();
         assert!(e.contains("home_region"), "{e}");
-        let unknown = parse(r#"{"name":"a","colour":"blue","regions":["us-east-1"]}"#).unwrap_err().to_string();
+        let unknown = parse(r#"{"name":"a","colour":"blue","regions":["us-east-1"]}"#)
+            .unwrap_err()
+            .to_string();
         assert!(unknown.contains("colour"), "{unknown}");
-        let bad_name = parse(r#"{"name":"a b","home_region":"us-east-1","regions":["us-east-1"],"survive":"zone"}"#).unwrap();
+        let bad_name = parse(
+            r#"{"name":"a b","home_region":"us-east-1","regions":["us-east-1"],"survive":"zone"}"#,
+        )
+        .unwrap();
         assert!(bad_name.validate(&regions()).is_err());
     }
 

@@ -42,14 +42,22 @@ impl LatencyMatrix {
         let mut rtt_ms = BTreeMap::new();
         for (pair, ms) in pairs {
             let Some((a, b)) = pair.split_once(':') else {
-                return Err(format!("latency matrix key {pair:?} must look like \"region-a:region-b\""));
+                return Err(format!(
+                    "latency matrix key {pair:?} must look like \"region-a:region-b\""
+                ));
             };
             if !(0.0..=10_000.0).contains(&ms) {
-                return Err(format!("latency matrix RTT for {pair:?} is {ms} ms; use 0 to 10000"));
+                return Err(format!(
+                    "latency matrix RTT for {pair:?} is {ms} ms; use 0 to 10000"
+                ));
             }
             rtt_ms.insert(ordered(a, b), ms);
         }
-        Ok(LatencyMatrix { rtt_ms, intra_region_rtt_ms: 1.0, unknown_rtt_ms: 100.0 })
+        Ok(LatencyMatrix {
+            rtt_ms,
+            intra_region_rtt_ms: 1.0,
+            unknown_rtt_ms: 100.0,
+        })
     }
 
     /// Adds or replaces entries (a node config's `[wan.rtt_ms]` overrides).
@@ -64,7 +72,10 @@ impl LatencyMatrix {
         if a == b {
             return self.intra_region_rtt_ms;
         }
-        self.rtt_ms.get(&ordered(a, b)).copied().unwrap_or(self.unknown_rtt_ms)
+        self.rtt_ms
+            .get(&ordered(a, b))
+            .copied()
+            .unwrap_or(self.unknown_rtt_ms)
     }
 
     /// One-way delay of one message: RTT / 2, scaled by `1 + jitter_pct/100 * unit`, where `unit`
@@ -94,7 +105,10 @@ mod tests {
         assert_eq!(m.rtt_ms("us-east-1", "us-west-2"), 64.1);
         assert_eq!(m.rtt_ms("us-west-2", "us-east-1"), 64.1);
         assert_eq!(m.rtt_ms("eu-west-1", "us-east-1"), 69.6);
-        assert_eq!(m.one_way_delay_ms("us-east-1", "us-west-2", 0.0, 0.7), 32.05);
+        assert_eq!(
+            m.one_way_delay_ms("us-east-1", "us-west-2", 0.0, 0.7),
+            32.05
+        );
         assert_eq!(m.rtt_ms("mars-1", "us-east-1"), m.unknown_rtt_ms);
     }
 

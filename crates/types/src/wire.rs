@@ -8,11 +8,20 @@ use crate::ids::NodeId;
 /// A mutation of one key, replicated through a group's log and applied by its state machine.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Command {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
     /// Writes `value` (or deletes, when `None`) only if the current value equals `expected`
     /// (`None` means absent).
-    Cas { key: Vec<u8>, expected: Option<Vec<u8>>, value: Option<Vec<u8>> },
+    Cas {
+        key: Vec<u8>,
+        expected: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+    },
 }
 
 impl Command {
