@@ -199,3 +199,22 @@ jitter_pct = 2.0
         assert!(cfg.validated().unwrap_err().contains("seeds"));
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    // Goal: the config files of the README's local-cluster tour stay valid.
+    #[test]
+    fn example_configs_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/local-cluster");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let cfg = NodeConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(cfg.wan.enabled);
+            loaded += 1;
+        }
+        assert_eq!(loaded, 3);
+    }
+}
