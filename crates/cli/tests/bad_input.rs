@@ -29,7 +29,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
     cluster.wait_joined(1).await;
     let good = json!({"name": "ks", "home_region": "us-east-1", "regions": REGIONS});
     let r = cluster.create_keyspace(2, good.clone()).await;
-    assert_eq!(r.status(), 201);
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let http = &cluster.http;
     let url = |p: &str| cluster.node(2).url(p);
 

@@ -237,7 +237,17 @@ impl Node {
         self: &Arc<Self>,
         policy: KeyspacePolicy,
     ) -> Result<KeyspaceRecord, KvError> {
-        let nodes = self.catalog_nodes();
+        // Placement must see every node that has joined, not this node's possibly lagging copy.
+        let op = Op::Scan {
+            prefix: catalog::NODE_PREFIX.as_bytes().to_vec(),
+            limit: usize::MAX,
+            consistency: ReadConsistencyWire::Linearizable,
+        };
+        let rows = self.execute(META_GROUP, op, 0).await?.rows;
+        let nodes: Vec<NodeRecord> = rows
+            .iter()
+            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+            .collect();
         let regions: BTreeSet<String> = nodes.iter().map(|n| n.region.clone()).collect();
         policy.validate(&regions)?;
         let shards = meridian_control::place_keyspace(&policy, &nodes, &self.matrix)?;

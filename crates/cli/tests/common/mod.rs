@@ -260,5 +260,9 @@ impl Drop for Cluster {
         for n in self.nodes.iter_mut() {
             n.kill();
         }
+        if std::env::var_os("MERIDIAN_KEEP_TEST_DIR").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+            eprintln!("test directory kept: {}", dir.keep().display());
+        }
     }
 }
