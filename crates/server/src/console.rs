@@ -1,5 +1,7 @@
 //! The web console at `GET /`: one self-contained page (no external assets, works offline)
-//! that polls `/v1/cluster` and draws the topology, shard leaders and the leader timeline.
+//! that polls `/v1/cluster` and draws the topology, shard leaders, the replication lag matrix
+//! between regions, round trips and clock offsets to peers, and the timeline of leader changes
+//! and failovers.
 
 use axum::response::Html;
 
@@ -16,13 +18,18 @@ h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:1.5rem}
 .region{border:1px solid #bbb;border-radius:6px;padding:.6rem 1rem;min-width:14rem}
 .up{color:#197a2e}.down{color:#b3261e}
 table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:left}
-.away{background:#fff3cd}
+.away{background:#fff3cd}.failover{background:#fde2e1}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
 </style></head>
 <body>
 <h1>Meridian console <small id="observer"></small></h1>
 <h2>Topology</h2><div class="regions" id="regions">loading…</div>
 <h2>Shard leaders</h2><table id="shards"><thead><tr><th>keyspace</th><th>shard</th><th>home region</th><th>leader</th><th>leader region</th></tr></thead><tbody></tbody></table>
-<h2>Leader timeline</h2><table id="events"><thead><tr><th>time</th><th>keyspace</th><th>shard</th><th>leader</th><th>region</th><th>reason</th></tr></thead><tbody></tbody></table>
+<h2>Replication lag between regions</h2>
+<p><small>Rows: the leader's region; columns: the replica's region. Each cell: worst staleness of applied state (ms) / worst entries behind.</small></p>
+<table id="lag"><thead></thead><tbody></tbody></table>
+<h2>Peers of this node</h2><table id="peers"><thead><tr><th>node</th><th>region</th><th>round trip (ms)</th><th>clock offset (ms)</th></tr></thead><tbody></tbody></table>
+<h2>Leader timeline</h2><table id="events"><thead><tr><th>time</th><th>keyspace</th><th>shard</th><th>leader</th><th>region</th><th>kind</th><th>RTO (ms)</th><th>reason</th></tr></thead><tbody></tbody></table>
 <script>
 function esc(s){return String(s??'').replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]))}
 async function refresh(){
@@ -36,8 +43,14 @@ async function refresh(){
         '<span class="'+(n.healthy?'up':'down')+'">● node '+n.id+'</span> '+esc(n.zone)+' — leads '+(leaders[n.id]||0)+' shard(s)'+(c.meta_leader===n.id?' · catalogue leader':'')).join('<br>')+'</div>').join('');
     document.querySelector('#shards tbody').innerHTML=c.shards.map(s=>
       '<tr class="'+(s.leader_region&&s.leader_region!==s.home_region?'away':'')+'"><td>'+esc(s.keyspace)+'</td><td>'+s.shard+'</td><td>'+esc(s.home_region)+'</td><td>'+esc(s.leader??'none')+'</td><td>'+esc(s.leader_region??'none')+'</td></tr>').join('');
+    const rs=c.regions.slice().sort(),cell={};for(const l of c.lag){cell[l.source_region+'|'+l.dest_region]=l}
+    document.querySelector('#lag thead').innerHTML='<tr><th>leader \\ replica</th>'+rs.map(r=>'<th>'+esc(r)+'</th>').join('')+'</tr>';
+    document.querySelector('#lag tbody').innerHTML=rs.map(src=>'<tr><th>'+esc(src)+'</th>'+rs.map(dst=>{const l=cell[src+'|'+dst];
+      return '<td class="num" data-lag="'+esc(src+'|'+dst)+'">'+(l?(l.lag_ms??'–')+' ms / '+(l.lag_entries??'–'):'')+'</td>'}).join('')+'</tr>').join('');
+    document.querySelector('#peers tbody').innerHTML=c.peers.map(p=>
+      '<tr><td>'+p.node+'</td><td>'+esc(p.region)+'</td><td class="num">'+p.rtt_ms.toFixed(1)+'</td><td class="num">'+p.clock_offset_ms+'</td></tr>').join('');
     document.querySelector('#events tbody').innerHTML=c.events.slice(-50).reverse().map(e=>
-      '<tr><td>'+new Date(e.at_ms).toISOString().substr(11,12)+'</td><td>'+esc(e.keyspace)+'</td><td>'+e.shard+'</td><td>'+esc(e.to)+'</td><td>'+esc(e.to_region)+'</td><td>'+esc(e.reason)+'</td></tr>').join('');
+      '<tr class="'+(e.kind==='failover'?'failover':'')+'"><td>'+new Date(e.at_ms).toISOString().substr(11,12)+'</td><td>'+esc(e.keyspace)+'</td><td>'+e.shard+'</td><td>'+esc(e.to)+'</td><td>'+esc(e.to_region)+'</td><td>'+esc(e.kind)+'</td><td class="num">'+esc(e.rto_ms??'')+'</td><td>'+esc(e.reason)+'</td></tr>').join('');
   }catch(err){document.getElementById('regions').textContent='cannot reach the node: '+err}
 }
 refresh();setInterval(refresh,1000);

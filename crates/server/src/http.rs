@@ -295,6 +295,8 @@ pub fn cluster_state(node: &Node) -> serde_json::Value {
         "meta_leader": meta_leader,
         "shards": shards,
         "events": node.events(),
+        "lag": crate::observe::lag_matrix(node),
+        "peers": node.observations.peers(),
         "failback_paused": node.failback_paused.load(Ordering::Relaxed),
     })
 }

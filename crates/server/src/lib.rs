@@ -13,6 +13,7 @@ pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod node;
+pub mod observe;
 pub mod peer;
 pub mod reconcile;
 pub mod transport;
@@ -116,6 +117,7 @@ pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Run
     }
     tokio::spawn(reconcile::join(node.clone()));
     tokio::spawn(reconcile::run(node.clone()));
+    tokio::spawn(observe::probe_loop(node.clone()));
     tracing::info!(node = cfg.node_id, region = %cfg.region, http = %cfg.listen_http, grpc = %cfg.listen_grpc, peer = %cfg.listen_peer, "node started");
     Ok(RunningNode { node })
 }

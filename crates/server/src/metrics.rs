@@ -10,7 +10,7 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 const LATENCY_BUCKETS_S: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0,
-    2.0, 5.0, 10.0,
+    2.0, 5.0, 10.0, 30.0, 60.0,
 ];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
@@ -25,6 +25,7 @@ pub fn install() {
             .expect("bucket lists are non-empty")
             .install_recorder()
             .expect("no other metrics recorder is installed");
+        describe();
         let upkeep = handle.clone();
         std::thread::Builder::new()
             .name("metrics-upkeep".into())
@@ -35,6 +36,62 @@ pub fn install() {
             .expect("spawn metrics upkeep");
         handle
     });
+}
+
+/// Help text for every metric the node exports (Prometheus tooling expects it).
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_histogram!(
+        "meridian_request_duration_seconds",
+        Unit::Seconds,
+        "Client request latency at the node that received it, by operation, keyspace, read consistency, serving region and outcome."
+    );
+    describe_gauge!(
+        "meridian_leaders",
+        "Shard groups this node leads (sum by region for leaders per region)."
+    );
+    describe_histogram!(
+        "meridian_fsync_seconds",
+        Unit::Seconds,
+        "Duration of one durable storage commit (one fsync) of the group committer."
+    );
+    describe_histogram!(
+        "meridian_group_commit_batch_size",
+        "Write batches merged into one storage commit (one fsync)."
+    );
+    describe_gauge!(
+        "meridian_replication_lag_seconds",
+        Unit::Seconds,
+        "Worst staleness of the leader state applied on this node's replicas, by leader region (source) and replica region (destination); NaN when no longer measured."
+    );
+    describe_gauge!(
+        "meridian_replication_lag_entries",
+        "Worst number of log entries followers lack, measured on this node's leaders, by leader region (source) and follower region (destination); NaN when no longer measured."
+    );
+    describe_gauge!(
+        "meridian_clock_offset_seconds",
+        Unit::Seconds,
+        "A peer's clock minus this node's, estimated at the midpoint of a probe's round trip."
+    );
+    describe_gauge!(
+        "meridian_clock_offset_max_seconds",
+        Unit::Seconds,
+        "Largest absolute clock offset from this node to any reachable peer."
+    );
+    describe_gauge!(
+        "meridian_peer_rtt_seconds",
+        Unit::Seconds,
+        "Round-trip time of the last probe to each peer, through the transport (WAN model included)."
+    );
+    describe_counter!(
+        "meridian_failovers_total",
+        "Leaderships this node took over from a leader that had gone silent, by keyspace and region."
+    );
+    describe_histogram!(
+        "meridian_failover_rto_seconds",
+        Unit::Seconds,
+        "Time from the old leader's last message to this node leading the group after a failover."
+    );
 }
 
 /// The Prometheus text exposition of every metric.

@@ -48,6 +48,10 @@ pub struct LeaderEvent {
     pub from: Option<NodeId>,
     pub to: Option<NodeId>,
     pub to_region: Option<String>,
+    /// `first`, `failover` or `transfer` (see `observe::ChangeKind`).
+    pub kind: &'static str,
+    /// For a failover: how long the group had no working leader, as seen by this node.
+    pub rto_ms: Option<u64>,
     pub reason: String,
 }
 
@@ -66,6 +70,8 @@ pub struct Node {
     pub(crate) last_leaders: Mutex<HashMap<GroupId, Option<NodeId>>>,
     /// Paused: leaders are not moved back to their home region (operator control).
     pub(crate) failback_paused: std::sync::atomic::AtomicBool,
+    /// Lag, clock offsets and peer round trips, as last measured.
+    pub observations: crate::observe::Observations,
 }
 
 /// What a local attempt at an operation concluded.
@@ -99,6 +105,7 @@ impl Node {
             events: Mutex::new(VecDeque::new()),
             last_leaders: Mutex::new(HashMap::new()),
             failback_paused: std::sync::atomic::AtomicBool::new(false),
+            observations: Default::default(),
         }
     }
 
@@ -595,6 +602,7 @@ impl Handler for Node {
                     self.id()
                 ))),
             },
+            PeerRequest::Stats => PeerResponse::Stats(crate::observe::stats(self)),
             // Operations and joins need `Arc<Node>`; the server wraps the node (see `NodeHandler`).
             PeerRequest::Op { .. } | PeerRequest::Join(_) => unreachable!("served by NodeHandler"),
         }

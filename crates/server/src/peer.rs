@@ -65,11 +65,33 @@ pub struct OpReply {
     pub served_by: ServedBy,
 }
 
+/// Replication lag one node sees on one pair of regions: the worst over the groups it runs.
+/// A leader measures entries (its last index minus what each follower has); a follower
+/// measures milliseconds (how old the leader state it has applied may be, see `Freshness`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionLag {
+    /// The leader's region.
+    pub source_region: String,
+    /// The replica's region.
+    pub dest_region: String,
+    pub lag_ms: Option<u64>,
+    pub lag_entries: Option<u64>,
+}
+
+/// What a node reports about itself to a peer's probe (`PeerRequest::Stats`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// The node's clock when it answered, for the prober's clock-offset estimate.
+    pub clock_ms: u64,
+    pub lag: Vec<RegionLag>,
+}
+
 #[derive(Serialize, Deserialize)]
 pub enum PeerRequest {
     Raft { group: GroupId, req: RaftRequest },
     Op { group: GroupId, op: Op, hops: u32 },
     Join(NodeRecord),
+    Stats,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -77,4 +99,5 @@ pub enum PeerResponse {
     Raft(RaftResponse),
     Op(Result<OpReply, KvError>),
     Join(Result<(), KvError>),
+    Stats(NodeStats),
 }

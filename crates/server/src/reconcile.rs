@@ -15,6 +15,7 @@ use meridian_types::{NodeId, META_GROUP};
 use openraft::ChangeMembers;
 
 use crate::node::{LeaderEvent, Node, REQUEST_TIMEOUT};
+use crate::observe::ChangeKind;
 use crate::peer::{PeerRequest, PeerResponse};
 use crate::transport::Endpoint;
 
@@ -103,6 +104,7 @@ pub async fn tick(node: &Arc<Node>) {
         }
     }
     update_leader_gauges(node);
+    crate::observe::measure_lag(node);
 }
 
 fn peer_nodes(
@@ -253,28 +255,50 @@ async fn keep_leader_home(node: &Node, g: &Group, ks: &KeyspaceRecord) {
 }
 
 fn observe_leader(node: &Node, g: &Group, keyspace: &str, shard: u16) {
-    let current = g.raft.metrics().borrow_watched().current_leader;
-    let previous = node.last_leaders.lock().unwrap().insert(g.id, current);
-    if previous == Some(current) || current.is_none() {
+    let Some(current) = g.raft.metrics().borrow_watched().current_leader else {
+        // Leaderless while an election runs: keep the last leader, so the change is seen
+        // against it.
+        return;
+    };
+    let previous = node
+        .last_leaders
+        .lock()
+        .unwrap()
+        .insert(g.id, Some(current));
+    let from = previous.flatten();
+    if from == Some(current) {
         return;
     }
     let regions = node.regions_by_node();
-    let to_region = current.and_then(|c| regions.get(&c).cloned());
-    let from = previous.flatten();
-    let reason = match (from.and_then(|f| regions.get(&f)), &to_region) {
+    let to_region = regions.get(&current).cloned();
+    let from_region = from.and_then(|f| regions.get(&f).cloned());
+    let (kind, rto_ms) = crate::observe::classify_change(node, from);
+    let mut reason = match (&from_region, &to_region) {
         (None, _) => "first leader observed".to_string(),
-        (Some(a), Some(b)) if a == b => "leader changed within its region".to_string(),
+        (Some(a), Some(b)) if a == b => format!("leader changed within {a}"),
         (Some(a), Some(b)) => format!("leadership moved from {a} to {b}"),
         _ => "leader changed".to_string(),
     };
+    if kind == ChangeKind::Failover {
+        reason = match rto_ms {
+            Some(ms) => format!("failover: {reason}; {ms} ms after the old leader went silent"),
+            None => format!("failover: {reason}"),
+        };
+        if current == node.id() && g.id != META_GROUP {
+            let from_region = from_region.as_deref().unwrap_or("unknown");
+            crate::observe::record_failover(node, keyspace, from_region, rto_ms);
+        }
+    }
     node.push_event(LeaderEvent {
         at_ms: node.clock.now_ms(),
         keyspace: keyspace.to_string(),
         shard,
         group: g.id,
         from,
-        to: current,
+        to: Some(current),
         to_region,
+        kind: kind.as_str(),
+        rto_ms,
         reason,
     });
 }

@@ -1,0 +1,322 @@
+//! What a node measures about the cluster while it runs: replication lag per pair of regions,
+//! clock offset and round-trip time to every peer, and failovers with their recovery time.
+//! The reconcile loop and the probe loop feed it; `/metrics`, `/v1/cluster` and the console
+//! read it.
+//!
+//! Lag is measured where it is known: a leader knows how many entries each follower lacks; a
+//! follower knows how old the leader state it has applied may be (`Freshness`). The lag matrix
+//! merges this node's view with the latest reports of its peers.
+
+use openraft::async_runtime::WatchReceiver;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use meridian_types::catalog::NodeRecord;
+use meridian_types::NodeId;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::node::Node;
+use crate::peer::{NodeStats, PeerRequest, PeerResponse, RegionLag};
+use crate::transport::Endpoint;
+
+/// How often every peer is probed for its clock and lag report.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// A probe unanswered this long counts as failed (longer than any WAN round trip).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A peer's report older than this is left out of the lag matrix.
+const REPORT_AGE_MAX: Duration = Duration::from_secs(10);
+
+/// The last successful probe of one peer.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerProbe {
+    pub node: NodeId,
+    pub region: String,
+    /// The peer's clock minus this node's, estimated at the midpoint of the round trip; the
+    /// error is at most half the round trip.
+    pub clock_offset_ms: i64,
+    pub rtt_ms: f64,
+    #[serde(skip)]
+    pub at: Instant,
+    #[serde(skip)]
+    pub lag: Vec<RegionLag>,
+}
+
+/// The node's measurements, refreshed by [`measure_lag`] and [`probe_loop`].
+#[derive(Default)]
+pub struct Observations {
+    lag: Mutex<Vec<RegionLag>>,
+    peers: Mutex<BTreeMap<NodeId, PeerProbe>>,
+    /// Region pairs whose lag gauges were set, so a pair no longer measured reads NaN, not its
+    /// last value.
+    lag_pairs_exported: Mutex<BTreeSet<(String, String)>>,
+}
+
+impl Observations {
+    /// This node's own lag view (answers peers' probes).
+    pub fn lag(&self) -> Vec<RegionLag> {
+        self.lag.lock().unwrap().clone()
+    }
+
+    pub fn peers(&self) -> Vec<PeerProbe> {
+        self.peers.lock().unwrap().values().cloned().collect()
+    }
+}
+
+fn worse(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Merges lag views into the worst lag per (source, destination) region pair.
+pub fn merge_lag<'a>(views: impl Iterator<Item = &'a RegionLag>) -> Vec<RegionLag> {
+    let mut worst: BTreeMap<(String, String), RegionLag> = BTreeMap::new();
+    for l in views {
+        let e = worst
+            .entry((l.source_region.clone(), l.dest_region.clone()))
+            .or_insert_with(|| RegionLag {
+                source_region: l.source_region.clone(),
+                dest_region: l.dest_region.clone(),
+                ..Default::default()
+            });
+        e.lag_ms = worse(e.lag_ms, l.lag_ms);
+        e.lag_entries = worse(e.lag_entries, l.lag_entries);
+    }
+    worst.into_values().collect()
+}
+
+/// Measures this node's lag view over every group it runs and exports it as gauges.
+pub fn measure_lag(node: &Node) {
+    let regions = node.regions_by_node();
+    let now_ms = node.clock.now_ms();
+    let mut views = Vec::new();
+    for g in node.groups() {
+        let m = g.raft.metrics().borrow_watched().clone();
+        let Some(leader_region) = m.current_leader.and_then(|l| regions.get(&l)) else {
+            continue;
+        };
+        if m.current_leader == Some(node.id()) {
+            let last = m.last_log_index.unwrap_or(0);
+            for (id, matched) in m.replication.iter().flatten() {
+                let Some(region) = regions.get(id).filter(|_| *id != node.id()) else {
+                    continue;
+                };
+                let matched = matched.as_ref().map(|l| l.index()).unwrap_or(0);
+                views.push(RegionLag {
+                    source_region: leader_region.clone(),
+                    dest_region: region.clone(),
+                    lag_ms: None,
+                    lag_entries: Some(last.saturating_sub(matched)),
+                });
+            }
+        } else {
+            let applied = m.last_applied.as_ref().map(|l| l.index()).unwrap_or(0);
+            if let Some(ms) = g.freshness.staleness_ms(applied, now_ms) {
+                views.push(RegionLag {
+                    source_region: leader_region.clone(),
+                    dest_region: node.cfg.region.clone(),
+                    lag_ms: Some(ms),
+                    lag_entries: None,
+                });
+            }
+        }
+    }
+    let lag = merge_lag(views.iter());
+    export_lag(node, &lag);
+    *node.observations.lag.lock().unwrap() = lag;
+}
+
+fn export_lag(node: &Node, lag: &[RegionLag]) {
+    let id = node.id().to_string();
+    let mut exported = node.observations.lag_pairs_exported.lock().unwrap();
+    let current: BTreeSet<(String, String)> = lag
+        .iter()
+        .map(|l| (l.source_region.clone(), l.dest_region.clone()))
+        .collect();
+    for (src, dst) in exported.difference(&current) {
+        let labels = [
+            ("node", id.clone()),
+            ("source_region", src.clone()),
+            ("dest_region", dst.clone()),
+        ];
+        metrics::gauge!("meridian_replication_lag_seconds", &labels).set(f64::NAN);
+        metrics::gauge!("meridian_replication_lag_entries", &labels).set(f64::NAN);
+    }
+    for l in lag {
+        let labels = [
+            ("node", id.clone()),
+            ("source_region", l.source_region.clone()),
+            ("dest_region", l.dest_region.clone()),
+        ];
+        if let Some(ms) = l.lag_ms {
+            metrics::gauge!("meridian_replication_lag_seconds", &labels).set(ms as f64 / 1000.0);
+        }
+        if let Some(n) = l.lag_entries {
+            metrics::gauge!("meridian_replication_lag_entries", &labels).set(n as f64);
+        }
+    }
+    exported.extend(current);
+}
+
+/// The lag matrix: this node's view merged with every fresh peer report.
+pub fn lag_matrix(node: &Node) -> Vec<RegionLag> {
+    let own = node.observations.lag();
+    let peers = node.observations.peers.lock().unwrap();
+    let fresh = peers
+        .values()
+        .filter(|p| p.at.elapsed() < REPORT_AGE_MAX)
+        .flat_map(|p| p.lag.iter());
+    merge_lag(own.iter().chain(fresh))
+}
+
+/// This node's answer to a peer's probe.
+pub fn stats(node: &Node) -> NodeStats {
+    NodeStats {
+        clock_ms: node.clock.now_ms(),
+        lag: node.observations.lag(),
+    }
+}
+
+/// Probes every peer every [`PROBE_INTERVAL`], forever.
+pub async fn probe_loop(node: Arc<Node>) {
+    loop {
+        let peers: Vec<NodeRecord> = node
+            .catalog_nodes()
+            .into_iter()
+            .filter(|n| n.id != node.id())
+            .collect();
+        let probes = futures::future::join_all(peers.iter().map(|p| probe(&node, p))).await;
+        let mut offset_max_ms = 0i64;
+        for p in probes.into_iter().flatten() {
+            let labels = [
+                ("node", node.id().to_string()),
+                ("peer", p.node.to_string()),
+                ("peer_region", p.region.clone()),
+            ];
+            metrics::gauge!("meridian_clock_offset_seconds", &labels)
+                .set(p.clock_offset_ms as f64 / 1000.0);
+            metrics::gauge!("meridian_peer_rtt_seconds", &labels).set(p.rtt_ms / 1000.0);
+            offset_max_ms = offset_max_ms.max(p.clock_offset_ms.abs());
+            node.observations.peers.lock().unwrap().insert(p.node, p);
+        }
+        metrics::gauge!("meridian_clock_offset_max_seconds", "node" => node.id().to_string())
+            .set(offset_max_ms as f64 / 1000.0);
+        tokio::time::sleep(PROBE_INTERVAL).await;
+    }
+}
+
+async fn probe(node: &Arc<Node>, peer: &NodeRecord) -> Option<PeerProbe> {
+    let to = Endpoint {
+        node: peer.id,
+        region: peer.region.clone(),
+    };
+    let sent_ms = node.clock.now_ms();
+    let started = Instant::now();
+    let reply = node
+        .transport
+        .call(&to, &peer.peer_addr, PeerRequest::Stats, PROBE_TIMEOUT)
+        .await;
+    let Ok(PeerResponse::Stats(stats)) = reply else {
+        return None;
+    };
+    let rtt = started.elapsed();
+    let midpoint_ms = (sent_ms + node.clock.now_ms()) / 2;
+    Some(PeerProbe {
+        node: peer.id,
+        region: peer.region.clone(),
+        clock_offset_ms: stats.clock_ms as i64 - midpoint_ms as i64,
+        rtt_ms: rtt.as_secs_f64() * 1000.0,
+        at: Instant::now(),
+        lag: stats.lag,
+    })
+}
+
+/// How a leadership change came about, as seen by this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The first leader this node has seen for the group.
+    First,
+    /// The previous leader had gone silent: an election replaced it.
+    Failover,
+    /// The previous leader was alive and handed over (e.g. leadership returning home).
+    Transfer,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::First => "first",
+            ChangeKind::Failover => "failover",
+            ChangeKind::Transfer => "transfer",
+        }
+    }
+}
+
+/// Classifies a change of leader from `from` and, for a failover, says how long the group was
+/// without a working leader as seen here: from the last frame of the old leader to now.
+/// A leader that was heard from within half the minimum election timeout was alive, so the
+/// change was a handover.
+pub fn classify_change(node: &Node, from: Option<NodeId>) -> (ChangeKind, Option<u64>) {
+    let Some(from) = from else {
+        return (ChangeKind::First, None);
+    };
+    if from == node.id() {
+        return (ChangeKind::Transfer, None);
+    }
+    let silence_min = Duration::from_millis(node.cfg.raft.election_timeout_min_ms / 2);
+    match node.transport.last_heard(from).map(|t| t.elapsed()) {
+        Some(silence) if silence < silence_min => (ChangeKind::Transfer, None),
+        Some(silence) => (ChangeKind::Failover, Some(silence.as_millis() as u64)),
+        None => (ChangeKind::Failover, None),
+    }
+}
+
+/// Counts a failover on the node that became leader, with its recovery time.
+pub fn record_failover(node: &Node, keyspace: &str, from_region: &str, rto_ms: Option<u64>) {
+    let id = node.id().to_string();
+    metrics::counter!("meridian_failovers_total", "node" => id.clone(), "keyspace" => keyspace.to_string(),
+        "from_region" => from_region.to_string(), "to_region" => node.cfg.region.clone())
+    .increment(1);
+    if let Some(ms) = rto_ms {
+        metrics::histogram!("meridian_failover_rto_seconds", "node" => id, "keyspace" => keyspace.to_string())
+            .record(ms as f64 / 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lag(src: &str, dst: &str, ms: Option<u64>, entries: Option<u64>) -> RegionLag {
+        RegionLag {
+            source_region: src.into(),
+            dest_region: dst.into(),
+            lag_ms: ms,
+            lag_entries: entries,
+        }
+    }
+
+    // Goal: the matrix keeps the worst lag per region pair, and a leader's entry count and a
+    // follower's milliseconds for the same pair end up in one cell.
+    #[test]
+    fn merge_keeps_the_worst_per_pair() {
+        let views = [
+            lag("a", "b", Some(40), None),
+            lag("a", "b", Some(90), None),
+            lag("a", "b", None, Some(3)),
+            lag("a", "c", None, Some(7)),
+            lag("a", "c", None, Some(2)),
+        ];
+        let merged = merge_lag(views.iter());
+        assert_eq!(
+            merged,
+            vec![
+                lag("a", "b", Some(90), Some(3)),
+                lag("a", "c", None, Some(7))
+            ]
+        );
+    }
+}
