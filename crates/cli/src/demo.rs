@@ -13,12 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
-use meridian_server::clock::SystemClock;
-use meridian_server::NodeConfig;
 use serde_json::{json, Value};
-use tokio::runtime::Runtime;
 
 use crate::client::Client;
+use crate::local::{node_configs, LocalNode};
 
 pub const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
 const HOME: usize = 0;
@@ -77,89 +75,6 @@ impl Timeline {
             _ => Phase::Steady,
         }
     }
-}
-
-struct DemoNode {
-    cfg: NodeConfig,
-    region: usize,
-    runtime: Option<Runtime>,
-}
-
-impl DemoNode {
-    async fn start(&mut self) -> Result<()> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(format!("node-{}", self.cfg.node_id))
-            .enable_all()
-            .build()?;
-        let cfg = self.cfg.clone();
-        runtime
-            .spawn(async move {
-                meridian_server::start(cfg, Arc::new(SystemClock))
-                    .await
-                    .map(|_| ())
-            })
-            .await??;
-        self.runtime = Some(runtime);
-        Ok(())
-    }
-
-    fn kill(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-
-    fn http(&self) -> String {
-        self.cfg.listen_http.clone()
-    }
-}
-
-fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<_>>()?;
-    Ok(listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect())
-}
-
-fn node_configs(dir: &std::path::Path) -> Result<Vec<NodeConfig>> {
-    let ports = free_ports(REGIONS.len() * NODES_PER_REGION * 3)?;
-    let mut cfgs = Vec::new();
-    for (r, region) in REGIONS.iter().enumerate() {
-        for z in 0..NODES_PER_REGION {
-            let i = r * NODES_PER_REGION + z;
-            let text = format!(
-                r#"
-node_id = {id}
-region = "{region}"
-zone = "{region}{zone}"
-data_dir = "{dir}"
-listen_peer = "127.0.0.1:{peer}"
-listen_http = "127.0.0.1:{http}"
-listen_grpc = "127.0.0.1:{grpc}"
-seeds = ["127.0.0.1:{seed}"]
-bootstrap = {bootstrap}
-[wan]
-jitter_pct = 5.0
-seed = {id}
-"#,
-                id = i + 1,
-                zone = (b'a' + z as u8) as char,
-                dir = dir.join(format!("node-{}", i + 1)).display(),
-                peer = ports[i * 3],
-                http = ports[i * 3 + 1],
-                grpc = ports[i * 3 + 2],
-                seed = ports[0],
-                bootstrap = i == 0,
-            );
-            let cfg: NodeConfig = toml::from_str(&text)?;
-            cfgs.push(cfg.validated().map_err(anyhow::Error::msg)?);
-        }
-    }
-    Ok(cfgs)
 }
 
 /// Polls `check` every 200 ms until it returns true or `timeout` passes.
@@ -322,14 +237,9 @@ pub fn run(duration_s: u64, report: Option<PathBuf>) -> Result<()> {
 
 async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut nodes: Vec<DemoNode> = node_configs(dir.path())?
+    let mut nodes: Vec<LocalNode> = node_configs(dir.path(), &REGIONS, NODES_PER_REGION, true)?
         .into_iter()
-        .enumerate()
-        .map(|(i, cfg)| DemoNode {
-            cfg,
-            region: i / NODES_PER_REGION,
-            runtime: None,
-        })
+        .map(LocalNode::new)
         .collect();
     println!("Meridian demo: {} regions x {NODES_PER_REGION} nodes in one process, WAN latency from the measured AWS matrix", REGIONS.len());
     for (a, b) in [(0, 1), (0, 2), (1, 2)] {

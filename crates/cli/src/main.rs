@@ -1,7 +1,9 @@
 //! `meridian`: run a node, run the demo, and talk to a running cluster.
 
+mod bench;
 mod client;
 mod demo;
+mod local;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +40,50 @@ enum Command {
         /// Also write the report as JSON to this file.
         #[arg(long)]
         report: Option<PathBuf>,
+    },
+    /// Drive a cluster (Meridian or etcd) with a YCSB-style workload; report throughput and
+    /// latency percentiles. Without --endpoints, starts a 3-node Meridian cluster in-process.
+    Bench {
+        /// meridian or etcd.
+        #[arg(long, default_value = "meridian")]
+        target: bench::target::Target,
+        /// Nodes to drive, comma-separated: HTTP addresses of Meridian nodes, or client
+        /// addresses of etcd members.
+        #[arg(long, value_delimiter = ',')]
+        endpoints: Vec<String>,
+        /// Without --endpoints: delay links between the 3 local nodes' regions as the WAN
+        /// model does (default: no delay).
+        #[arg(long)]
+        wan: bool,
+        /// a (50/50 read/update), b (95/5), c (read-only) or write (update-only).
+        #[arg(long, default_value = "a")]
+        workload: bench::workload::Workload,
+        /// Concurrent clients, each with one request outstanding.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Distinct keys.
+        #[arg(long, default_value_t = 1000)]
+        keys: u64,
+        /// Bytes per value.
+        #[arg(long, default_value_t = 256)]
+        value_size: usize,
+        /// Seconds of measured load (after loading the keys).
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// zipfian (YCSB's skew) or uniform.
+        #[arg(long, default_value = "zipfian")]
+        distribution: bench::workload::Distribution,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Meridian keyspace to use (created if absent).
+        #[arg(long, default_value = "bench")]
+        keyspace: String,
+        /// Shards of the keyspace when it is created.
+        #[arg(long, default_value_t = 4)]
+        shards: u16,
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Create, list and describe keyspaces.
     Keyspace {
@@ -187,6 +233,35 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Server { config } => run_server(config),
         Command::Demo { duration, report } => demo::run(duration, report),
+        Command::Bench {
+            target,
+            endpoints,
+            wan,
+            workload,
+            clients,
+            keys,
+            value_size,
+            duration,
+            distribution,
+            seed,
+            keyspace,
+            shards,
+            json,
+        } => bench::run(bench::Options {
+            target,
+            endpoints,
+            wan,
+            workload,
+            distribution,
+            clients,
+            keys,
+            value_size,
+            duration_s: duration,
+            seed,
+            keyspace,
+            shards,
+            json,
+        }),
         Command::Keyspace { node, command } => {
             runtime()?.block_on(keyspace(Client::new(&node), command))
         }

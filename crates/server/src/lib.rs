@@ -69,6 +69,20 @@ async fn open_engine(cfg: &NodeConfig) -> anyhow::Result<SharedEngine> {
     }
 }
 
+/// The accepted gRPC connections, with Nagle's algorithm off. `serve_with_incoming` takes the
+/// streams as they are, and with Nagle on, a response written in several frames waits for the
+/// client's delayed ACK: gRPC reads took 44 ms on loopback instead of under 1 ms.
+fn no_delay(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
+}
+
 /// Starts a node: storage, listeners, the metadata group, joining, and the control loop.
 pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<RunningNode> {
     metrics::install();
@@ -99,9 +113,7 @@ pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Run
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(grpc::KvServer::new(grpc::KvService { node: node.clone() }))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
-            grpc_listener,
-        ));
+        .serve_with_incoming(no_delay(grpc_listener));
     tokio::spawn(grpc);
 
     if cfg.bootstrap && !meta.raft.is_initialized().await.unwrap_or(true) {

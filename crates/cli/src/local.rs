@@ -1,0 +1,114 @@
+//! A cluster of real nodes inside this process, for `meridian demo` and `meridian bench`.
+//!
+//! Each node runs on its own tokio runtime, so killing a node is dropping its runtime: its
+//! tasks stop mid-flight and its sockets close, as in a crash. Its data directory stays, and a
+//! restart recovers from it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Result;
+use meridian_server::clock::SystemClock;
+use meridian_server::NodeConfig;
+use tokio::runtime::Runtime;
+
+pub struct LocalNode {
+    pub cfg: NodeConfig,
+    /// Index of the node's region in the list the cluster was made from.
+    pub region: usize,
+    runtime: Option<Runtime>,
+}
+
+impl LocalNode {
+    pub fn new((region, cfg): (usize, NodeConfig)) -> LocalNode {
+        LocalNode {
+            cfg,
+            region,
+            runtime: None,
+        }
+    }
+
+    pub async fn start(&mut self) -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("node-{}", self.cfg.node_id))
+            .enable_all()
+            .build()?;
+        let cfg = self.cfg.clone();
+        runtime
+            .spawn(async move {
+                meridian_server::start(cfg, Arc::new(SystemClock))
+                    .await
+                    .map(|_| ())
+            })
+            .await??;
+        self.runtime = Some(runtime);
+        Ok(())
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    pub fn http(&self) -> String {
+        self.cfg.listen_http.clone()
+    }
+}
+
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<_>>()?;
+    Ok(listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect())
+}
+
+/// Configs for `per_region` nodes in each of `regions`, data under `dir`, on free loopback
+/// ports; the first node bootstraps. With `wan`, links between regions get the measured
+/// latency of the built-in matrix plus 5% jitter. Each config comes with its region's index.
+pub fn node_configs(
+    dir: &Path,
+    regions: &[&str],
+    per_region: usize,
+    wan: bool,
+) -> Result<Vec<(usize, NodeConfig)>> {
+    let ports = free_ports(regions.len() * per_region * 3)?;
+    let mut cfgs = Vec::new();
+    for (r, region) in regions.iter().enumerate() {
+        for z in 0..per_region {
+            let i = r * per_region + z;
+            let text = format!(
+                r#"
+node_id = {id}
+region = "{region}"
+zone = "{region}{zone}"
+data_dir = "{dir}"
+listen_peer = "127.0.0.1:{peer}"
+listen_http = "127.0.0.1:{http}"
+listen_grpc = "127.0.0.1:{grpc}"
+seeds = ["127.0.0.1:{seed}"]
+bootstrap = {bootstrap}
+[wan]
+enabled = {wan}
+jitter_pct = 5.0
+seed = {id}
+"#,
+                id = i + 1,
+                zone = (b'a' + z as u8) as char,
+                dir = dir.join(format!("node-{}", i + 1)).display(),
+                peer = ports[i * 3],
+                http = ports[i * 3 + 1],
+                grpc = ports[i * 3 + 2],
+                seed = ports[0],
+                bootstrap = i == 0,
+            );
+            let cfg: NodeConfig = toml::from_str(&text)?;
+            cfgs.push((r, cfg.validated().map_err(anyhow::Error::msg)?));
+        }
+    }
+    Ok(cfgs)
+}
