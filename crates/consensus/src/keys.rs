@@ -4,7 +4,6 @@
 use meridian_types::GroupId;
 
 pub const META_VOTE: &[u8] = b"vote";
-pub const META_COMMITTED: &[u8] = b"committed";
 pub const META_PURGED: &[u8] = b"purged";
 pub const META_APPLIED: &[u8] = b"applied";
 pub const META_SNAPSHOT: &[u8] = b"snapshot";
