@@ -15,11 +15,12 @@ use serde::Serialize;
 use crate::keys;
 use crate::typ::{Entry, LogId, TypeConfig, Vote};
 
-pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+/// The codec of log entries and consensus records (bincode).
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     bincode::serialize(v).expect("consensus records always encode")
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
     bincode::deserialize(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
