@@ -4,6 +4,7 @@ mod bench;
 mod client;
 mod demo;
 mod local;
+mod sim;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -84,6 +85,25 @@ enum Command {
         /// Also write the results as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// Run the deterministic simulator: the real node code under simulated WAN latency and
+    /// faults, from a seed, with linearizability, durability and consensus checkers.
+    Sim {
+        /// Replay one seed, printing its faults and any violation.
+        #[arg(long, conflicts_with_all = ["seeds", "first"])]
+        seed: Option<u64>,
+        /// Run this many consecutive seeds and print a summary.
+        #[arg(long, default_value_t = 1)]
+        seeds: u64,
+        /// The first of --seeds (default: random).
+        #[arg(long)]
+        first: Option<u64>,
+        /// Operations per seed, spread over four client processes in each region.
+        #[arg(long, default_value_t = 400)]
+        ops: usize,
+        /// Seconds of simulated time with faults (the safety phase).
+        #[arg(long, default_value_t = 25)]
+        safety_s: u64,
     },
     /// Create, list and describe keyspaces.
     Keyspace {
@@ -233,6 +253,19 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Server { config } => run_server(config),
         Command::Demo { duration, report } => demo::run(duration, report),
+        Command::Sim {
+            seed,
+            seeds,
+            first,
+            ops,
+            safety_s,
+        } => sim::run_cli(sim::Args {
+            seed,
+            seeds,
+            first,
+            ops,
+            safety_s,
+        }),
         Command::Bench {
             target,
             endpoints,

@@ -14,6 +14,7 @@ pub mod group;
 pub mod keys;
 pub mod log_store;
 pub mod network;
+pub mod runtime;
 pub mod state_machine;
 pub mod typ;
 

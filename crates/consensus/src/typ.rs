@@ -13,12 +13,21 @@ pub struct PeerNode {
     pub region: String,
 }
 
+// Standard Raft leader ids: at most one leader per term, so "one leader per term" is an
+// invariant the simulator can check and term numbers mean what operators expect. (openraft's
+// default, `leader_id_adv`, lets a voter grant a higher node id in the same term, so two
+// leaders of one term are legal there; the simulator found exactly that, seed 22.)
 openraft::declare_raft_types!(
     pub TypeConfig:
         D = Command,
         R = CommandResult,
         NodeId = u64,
         Node = PeerNode,
+        Term = u64,
+        LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
+        Entry = openraft::Entry<<Self::LeaderId as openraft::vote::RaftLeaderId>::Committed, Self::Payload>,
+        Vote = openraft::impls::Vote<Self::LeaderId>,
+        AsyncRuntime = crate::runtime::SeededRuntime,
 );
 
 pub type MRaft = openraft::Raft<TypeConfig, StateMachine>;

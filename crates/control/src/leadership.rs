@@ -5,7 +5,7 @@
 //! blinks in and out therefore never pulls leadership back and forth: each return needs a full
 //! quiet period. Elections themselves (failover away from a dead region) are openraft's.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use meridian_types::{GroupId, NodeId};
 
@@ -27,14 +27,14 @@ pub struct LeaderObservation {
 #[derive(Debug)]
 pub struct LeaderPlacement {
     pub return_delay_ms: u64,
-    caught_up_since: HashMap<GroupId, (NodeId, u64)>,
+    caught_up_since: BTreeMap<GroupId, (NodeId, u64)>,
 }
 
 impl LeaderPlacement {
     pub fn new(return_delay_ms: u64) -> LeaderPlacement {
         LeaderPlacement {
             return_delay_ms,
-            caught_up_since: HashMap::new(),
+            caught_up_since: BTreeMap::new(),
         }
     }
 

@@ -32,7 +32,7 @@ pub use config::NodeConfig;
 pub use node::Node;
 
 use crate::node::NodeHandler;
-use crate::transport::{Endpoint, Transport, WanModel};
+use crate::transport::{Dialer, Endpoint, Listener, TcpDialer, Transport, WanModel};
 
 /// How long a restarting node waits for a previous instance in this process to release the
 /// database file.
@@ -91,6 +91,30 @@ pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Run
     let peer_listener = bind("listen_peer", &cfg.listen_peer).await?;
     let http_listener = bind("listen_http", &cfg.listen_http).await?;
     let grpc_listener = bind("listen_grpc", &cfg.listen_grpc).await?;
+    let node = start_node(cfg, clock, committer, Arc::new(TcpDialer), peer_listener).await?;
+    let router = http::router(node.clone());
+    tokio::spawn(async move { axum::serve(http_listener, router).await });
+    let grpc = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(grpc::KvServer::new(grpc::KvService { node: node.clone() }))
+        .serve_with_incoming(no_delay(grpc_listener));
+    tokio::spawn(grpc);
+    let cfg = &node.cfg;
+    tracing::info!(node = cfg.node_id, region = %cfg.region, http = %cfg.listen_http, grpc = %cfg.listen_grpc, peer = %cfg.listen_peer, "node started");
+    Ok(RunningNode { node })
+}
+
+/// The node proper, as both composition roots run it: the peer transport over `dialer` and
+/// `listener`, the metadata group, joining, the control loop and the peer probe. Production
+/// passes TCP, the system clock and redb; the simulator passes simulated sockets, a skewable
+/// clock and an in-memory engine.
+pub async fn start_node(
+    cfg: NodeConfig,
+    clock: Arc<dyn Clock>,
+    committer: GroupCommitter,
+    dialer: Arc<dyn Dialer>,
+    listener: impl Listener,
+) -> anyhow::Result<Arc<Node>> {
     let wan = WanModel {
         enabled: cfg.wan.enabled,
         matrix: cfg.wan.matrix().map_err(anyhow::Error::msg)?,
@@ -100,22 +124,13 @@ pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Run
         node: cfg.node_id,
         region: cfg.region.clone(),
     };
-    let transport = Transport::new(me, wan, cfg.wan.seed ^ cfg.node_id);
+    let transport = Transport::new(me, wan, cfg.wan.seed ^ cfg.node_id, dialer);
     let node = Arc::new(Node::new(cfg.clone(), committer, transport.clone(), clock));
     let meta = node
         .ensure_group(META_GROUP)
         .await
         .map_err(anyhow::Error::msg)?;
-
-    tokio::spawn(transport.serve(peer_listener, Arc::new(NodeHandler(node.clone()))));
-    let router = http::router(node.clone());
-    tokio::spawn(async move { axum::serve(http_listener, router).await });
-    let grpc = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_service(grpc::KvServer::new(grpc::KvService { node: node.clone() }))
-        .serve_with_incoming(no_delay(grpc_listener));
-    tokio::spawn(grpc);
-
+    tokio::spawn(transport.serve(listener, Arc::new(NodeHandler(node.clone()))));
     if cfg.bootstrap && !meta.raft.is_initialized().await.unwrap_or(true) {
         let me = PeerNode {
             addr: cfg.listen_peer.clone(),
@@ -130,6 +145,5 @@ pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Run
     tokio::spawn(reconcile::join(node.clone()));
     tokio::spawn(reconcile::run(node.clone()));
     tokio::spawn(observe::probe_loop(node.clone()));
-    tracing::info!(node = cfg.node_id, region = %cfg.region, http = %cfg.listen_http, grpc = %cfg.listen_grpc, peer = %cfg.listen_peer, "node started");
-    Ok(RunningNode { node })
+    Ok(node)
 }

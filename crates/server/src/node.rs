@@ -2,7 +2,7 @@
 //! or forwarded to the node that can serve them.
 
 use openraft::async_runtime::WatchReceiver;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -63,15 +63,28 @@ pub struct Node {
     pub clock: Arc<dyn Clock>,
     pub matrix: LatencyMatrix,
     raft_config: Arc<openraft::Config>,
-    groups: RwLock<HashMap<GroupId, Group>>,
-    keyspaces: RwLock<HashMap<String, Arc<KeyspaceRecord>>>,
+    /// Ordered, so every walk over the groups is in the same order (the simulator replays).
+    groups: RwLock<BTreeMap<GroupId, Group>>,
+    keyspaces: RwLock<BTreeMap<String, Arc<KeyspaceRecord>>>,
     pub(crate) placement: Mutex<LeaderPlacement>,
     pub(crate) events: Mutex<VecDeque<LeaderEvent>>,
-    pub(crate) last_leaders: Mutex<HashMap<GroupId, Option<NodeId>>>,
+    pub(crate) last_leaders: Mutex<BTreeMap<GroupId, Option<NodeId>>>,
     /// Paused: leaders are not moved back to their home region (operator control).
     pub(crate) failback_paused: std::sync::atomic::AtomicBool,
     /// Lag, clock offsets and peer round trips, as last measured.
     pub observations: crate::observe::Observations,
+}
+
+/// One group's consensus state on this node, as the simulator's checkers observe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupStatus {
+    pub group: GroupId,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    /// This node leads the group in `term`.
+    pub is_leader: bool,
+    /// The last applied entry: its index and the leader that proposed it (term and node).
+    pub applied: Option<(u64, String)>,
 }
 
 /// What a local attempt at an operation concluded.
@@ -99,11 +112,11 @@ impl Node {
             clock,
             matrix,
             raft_config,
-            groups: RwLock::new(HashMap::new()),
-            keyspaces: RwLock::new(HashMap::new()),
+            groups: RwLock::new(BTreeMap::new()),
+            keyspaces: RwLock::new(BTreeMap::new()),
             placement: Mutex::new(placement),
             events: Mutex::new(VecDeque::new()),
-            last_leaders: Mutex::new(HashMap::new()),
+            last_leaders: Mutex::new(BTreeMap::new()),
             failback_paused: std::sync::atomic::AtomicBool::new(false),
             observations: Default::default(),
         }
@@ -159,6 +172,26 @@ impl Node {
             node: self.cfg.node_id,
             staleness_ms,
         }
+    }
+
+    /// The consensus state of every group this node runs.
+    pub fn group_status(&self) -> Vec<GroupStatus> {
+        self.groups()
+            .iter()
+            .map(|g| {
+                let m = g.raft.metrics().borrow_watched().clone();
+                GroupStatus {
+                    group: g.id,
+                    term: m.current_term,
+                    leader: m.current_leader,
+                    is_leader: m.state == openraft::ServerState::Leader,
+                    applied: m
+                        .last_applied
+                        .as_ref()
+                        .map(|l| (l.index, l.leader_id.to_string())),
+                }
+            })
+            .collect()
     }
 
     // ---- catalogue ----

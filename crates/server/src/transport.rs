@@ -8,24 +8,65 @@
 //!
 //! Architecture Invariant: no other module opens a socket to a peer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use meridian_types::limits::{FRAME_BYTES_MAX, PEER_INFLIGHT_MAX, PEER_QUEUE_MAX};
 use meridian_types::wan::LatencyMatrix;
 use meridian_types::NodeId;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
 use crate::peer::{PeerRequest, PeerResponse};
+
+/// A byte stream to or from a peer: a TCP connection in production, a simulated connection in
+/// the simulator.
+pub trait PeerStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> PeerStream for T {}
+pub type BoxStream = Box<dyn PeerStream>;
+
+/// How a node opens connections to peers.
+pub trait Dialer: Send + Sync + 'static {
+    fn dial(&self, addr: &str) -> BoxFuture<'static, io::Result<BoxStream>>;
+}
+
+/// How a node accepts connections from peers.
+pub trait Listener: Send + 'static {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<BoxStream>>;
+}
+
+/// Real TCP, with Nagle off (frames are small and latency-bound).
+pub struct TcpDialer;
+
+impl Dialer for TcpDialer {
+    fn dial(&self, addr: &str) -> BoxFuture<'static, io::Result<BoxStream>> {
+        let addr = addr.to_string();
+        Box::pin(async move {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(stream) as BoxStream)
+        })
+    }
+}
+
+impl Listener for TcpListener {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<BoxStream>> {
+        Box::pin(async move {
+            let (stream, _) = TcpListener::accept(self).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(stream) as BoxStream)
+        })
+    }
+}
 
 /// How long a dial may take before the peer counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -52,8 +93,8 @@ pub struct Faults {
 }
 
 struct FaultSets {
-    cut_regions: HashSet<(String, String)>,
-    isolate_nodes: HashSet<NodeId>,
+    cut_regions: BTreeSet<(String, String)>,
+    isolate_nodes: BTreeSet<NodeId>,
 }
 
 impl From<&Faults> for FaultSets {
@@ -114,7 +155,9 @@ pub trait Handler: Send + Sync + 'static {
 
 struct Conn {
     out: mpsc::Sender<(Instant, Vec<u8>)>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<PeerResponse>>>,
+    /// Ordered, so that failing every pending call (the connection died) wakes the callers in
+    /// the same order every time: the simulator replays a seed exactly.
+    pending: Mutex<BTreeMap<u64, oneshot::Sender<PeerResponse>>>,
     /// Set when the reader saw the connection end; no answer will arrive on it any more.
     dead: AtomicBool,
 }
@@ -144,6 +187,11 @@ impl PendingCall {
             Ok(Err(_)) => Err(CallError::Unreachable(self.addr, "connection lost".into())),
             Err(_) => {
                 self.conn.pending.lock().unwrap().remove(&self.id);
+                // A connection that lost a frame may never deliver again (a silently dropped
+                // segment stalls TCP until it gives up, and a simulated network never
+                // retransmits), so the next call dials afresh.
+                self.conn.dead.store(true, Ordering::SeqCst);
+                self.transport.forget(&self.addr, &self.conn).await;
                 Err(CallError::Timeout(self.addr, timeout))
             }
         }
@@ -155,24 +203,26 @@ pub struct Transport {
     wan: WanModel,
     faults: Mutex<FaultSets>,
     faults_spec: Mutex<Faults>,
-    conns: tokio::sync::Mutex<HashMap<String, Arc<Conn>>>,
+    conns: tokio::sync::Mutex<BTreeMap<String, Arc<Conn>>>,
     next_id: AtomicU64,
     rng: Mutex<rand::rngs::StdRng>,
     /// Last time each peer answered, in ms of the node clock, for health reports.
-    last_heard: Mutex<HashMap<NodeId, Instant>>,
+    last_heard: Mutex<BTreeMap<NodeId, Instant>>,
+    dialer: Arc<dyn Dialer>,
 }
 
 impl Transport {
-    pub fn new(me: Endpoint, wan: WanModel, seed: u64) -> Arc<Transport> {
+    pub fn new(me: Endpoint, wan: WanModel, seed: u64, dialer: Arc<dyn Dialer>) -> Arc<Transport> {
         Arc::new(Transport {
             me,
             wan,
+            dialer,
             faults: Mutex::new(FaultSets::from(&Faults::default())),
             faults_spec: Mutex::new(Faults::default()),
-            conns: tokio::sync::Mutex::new(HashMap::new()),
+            conns: tokio::sync::Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
-            last_heard: Mutex::new(HashMap::new()),
+            last_heard: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -272,6 +322,14 @@ impl Transport {
         })
     }
 
+    /// Drops the connection to `addr` if it is still `conn`.
+    async fn forget(&self, addr: &str, conn: &Arc<Conn>) {
+        let mut conns = self.conns.lock().await;
+        if conns.get(addr).is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            conns.remove(addr);
+        }
+    }
+
     async fn connection(self: &Arc<Self>, addr: &str) -> Result<Arc<Conn>, CallError> {
         let mut conns = self.conns.lock().await;
         if let Some(c) = conns.get(addr) {
@@ -279,7 +337,7 @@ impl Transport {
                 return Ok(c.clone());
             }
         }
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, self.dialer.dial(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(CallError::NotSent(addr.to_string(), e.to_string())),
             Err(_) => {
@@ -289,12 +347,11 @@ impl Transport {
                 ))
             }
         };
-        let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
+        let (read, write) = tokio::io::split(stream);
         let (out, out_rx) = mpsc::channel(PEER_QUEUE_MAX);
         let conn = Arc::new(Conn {
             out,
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(BTreeMap::new()),
             dead: AtomicBool::new(false),
         });
         tokio::spawn(write_loop(write, out_rx));
@@ -318,24 +375,23 @@ impl Transport {
     }
 
     /// Accepts peer connections on `listener` and serves them with `handler` until dropped.
-    pub async fn serve<H: Handler>(self: Arc<Self>, listener: TcpListener, handler: Arc<H>) {
+    pub async fn serve<H: Handler, L: Listener>(self: Arc<Self>, mut listener: L, handler: Arc<H>) {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok(stream) = listener.accept().await else {
                 continue;
             };
-            let _ = stream.set_nodelay(true);
             let me = self.clone();
             let handler = handler.clone();
             tokio::spawn(async move { me.serve_conn(stream, handler).await });
         }
     }
 
-    async fn serve_conn<H: Handler>(self: Arc<Self>, stream: TcpStream, handler: Arc<H>) {
-        let (mut read, write) = stream.into_split();
+    async fn serve_conn<H: Handler>(self: Arc<Self>, stream: BoxStream, handler: Arc<H>) {
+        let (mut read, write) = tokio::io::split(stream);
         let (out, out_rx) = mpsc::channel::<(Instant, Vec<u8>)>(PEER_QUEUE_MAX);
         tokio::spawn(write_loop(write, out_rx));
         let inflight = Arc::new(Semaphore::new(PEER_INFLIGHT_MAX));
-        let mut lanes: HashMap<u64, mpsc::Sender<(u64, Endpoint, PeerRequest)>> = HashMap::new();
+        let mut lanes: BTreeMap<u64, mpsc::Sender<(u64, Endpoint, PeerRequest)>> = BTreeMap::new();
         while let Ok(frame) = read_frame(&mut read).await {
             let Body::Request(req) = frame.body else {
                 continue;

@@ -39,6 +39,15 @@ impl GroupCommitter {
         GroupCommitter { queue, engine }
     }
 
+    /// Starts the writer as a task on the current tokio runtime instead of a thread, for an
+    /// engine whose commits do not wait on a disk (the simulator's memory engine): a simulated
+    /// host must not run threads of its own, or a seed could not be replayed.
+    pub fn start_task(engine: SharedEngine, node_label: String) -> GroupCommitter {
+        let (queue, rx) = mpsc::channel(COMMIT_QUEUE_MAX);
+        tokio::spawn(writer_task(engine.clone(), rx, node_label));
+        GroupCommitter { queue, engine }
+    }
+
     pub fn engine(&self) -> &SharedEngine {
         &self.engine
     }
@@ -63,31 +72,60 @@ impl GroupCommitter {
     }
 }
 
-fn writer_loop(engine: SharedEngine, mut rx: mpsc::Receiver<Job>, node_label: String) {
-    let fsync_seconds = metrics::histogram!("meridian_fsync_seconds", "node" => node_label.clone());
-    let batch_size = metrics::histogram!("meridian_group_commit_batch_size", "node" => node_label);
-    let mut jobs: Vec<Job> = Vec::with_capacity(COMMIT_BATCHES_MAX);
-    while let Some(first) = rx.blocking_recv() {
-        jobs.push(first);
-        while jobs.len() < COMMIT_BATCHES_MAX {
+/// Commits every queued job's batch as one transaction and completes the jobs in order.
+struct Writer {
+    engine: SharedEngine,
+    jobs: Vec<Job>,
+    fsync_seconds: metrics::Histogram,
+    batch_size: metrics::Histogram,
+}
+
+impl Writer {
+    fn new(engine: SharedEngine, node_label: String) -> Writer {
+        Writer {
+            engine,
+            jobs: Vec::with_capacity(COMMIT_BATCHES_MAX),
+            fsync_seconds: metrics::histogram!("meridian_fsync_seconds", "node" => node_label.clone()),
+            batch_size: metrics::histogram!("meridian_group_commit_batch_size", "node" => node_label),
+        }
+    }
+
+    fn commit(&mut self, first: Job, rx: &mut mpsc::Receiver<Job>) {
+        self.jobs.push(first);
+        while self.jobs.len() < COMMIT_BATCHES_MAX {
             match rx.try_recv() {
-                Ok(job) => jobs.push(job),
+                Ok(job) => self.jobs.push(job),
                 Err(_) => break,
             }
         }
-        let batches: Vec<WriteBatch> = jobs
+        let batches: Vec<WriteBatch> = self
+            .jobs
             .iter_mut()
             .map(|j| std::mem::take(&mut j.batch))
             .collect();
         let started = Instant::now();
-        let result = engine.commit(&batches);
-        fsync_seconds.record(started.elapsed().as_secs_f64());
-        batch_size.record(batches.len() as f64);
+        let result = self.engine.commit(&batches);
+        self.fsync_seconds.record(started.elapsed().as_secs_f64());
+        self.batch_size.record(batches.len() as f64);
         if let Err(e) = &result {
             tracing::error!(error = %e, batches = batches.len(), "group commit failed; no write in it is acknowledged");
         }
-        for job in jobs.drain(..) {
+        for job in self.jobs.drain(..) {
             (job.done)(result.clone());
         }
+    }
+}
+
+fn writer_loop(engine: SharedEngine, mut rx: mpsc::Receiver<Job>, node_label: String) {
+    let mut writer = Writer::new(engine, node_label);
+    while let Some(first) = rx.blocking_recv() {
+        writer.commit(first, &mut rx);
+    }
+}
+
+async fn writer_task(engine: SharedEngine, mut rx: mpsc::Receiver<Job>, node_label: String) {
+    let mut writer = Writer::new(engine, node_label);
+    while let Some(first) = rx.recv().await {
+        writer.commit(first, &mut rx);
     }
 }

@@ -1,0 +1,93 @@
+//! `meridian sim`: runs the deterministic simulator over one seed or many and reports.
+
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use meridian_sim::{run, Options, Outcome};
+
+pub struct Args {
+    pub seed: Option<u64>,
+    pub seeds: u64,
+    pub first: Option<u64>,
+    pub ops: usize,
+    pub safety_s: u64,
+}
+
+fn print_outcome(o: &Outcome, verbose: bool) {
+    let verdict = if o.violations.is_empty() {
+        "ok"
+    } else {
+        "VIOLATION"
+    };
+    println!(
+        "seed {}: {} nodes, {} shard(s), {} ops ({} unknown), {} faults, {:.1} s simulated in {:.1} s, history {:016x}: {verdict}",
+        o.seed,
+        o.nodes,
+        o.shards,
+        o.ops,
+        o.ops_unknown,
+        o.faults.len(),
+        o.simulated.as_secs_f64(),
+        o.wall.as_secs_f64(),
+        o.digest
+    );
+    if verbose || !o.violations.is_empty() {
+        for f in &o.faults {
+            println!("    fault {f}");
+        }
+    }
+    for v in &o.violations {
+        println!("    violation: {v}");
+    }
+    if !o.violations.is_empty() {
+        println!("    replay: meridian sim --seed {}", o.seed);
+    }
+    if o.inconclusive_keys > 0 {
+        println!(
+            "    {} key(s) too large for the linearizability search (neither passed nor failed)",
+            o.inconclusive_keys
+        );
+    }
+}
+
+pub fn run_cli(args: Args) -> Result<()> {
+    let opts = Options {
+        ops: args.ops,
+        safety: Duration::from_secs(args.safety_s),
+        ..Options::default()
+    };
+    let seeds: Vec<u64> = match args.seed {
+        Some(s) => vec![s],
+        None => {
+            let first = args
+                .first
+                .unwrap_or_else(|| RandomState::new().hash_one(0u8) % 1_000_000_000);
+            (first..first + args.seeds).collect()
+        }
+    };
+    let (mut ops, mut violations, mut failing) = (0, 0, Vec::new());
+    let (mut simulated, mut wall) = (Duration::ZERO, Duration::ZERO);
+    for seed in &seeds {
+        let o = run(*seed, &opts);
+        print_outcome(&o, args.seed.is_some());
+        ops += o.ops;
+        simulated += o.simulated;
+        wall += o.wall;
+        if !o.violations.is_empty() {
+            violations += o.violations.len();
+            failing.push(o.seed);
+        }
+    }
+    println!(
+        "seeds run: {}, operations checked: {ops}, violations: {violations}, simulated {:.0} s in {:.0} s wall ({:.1}x)",
+        seeds.len(),
+        simulated.as_secs_f64(),
+        wall.as_secs_f64(),
+        simulated.as_secs_f64() / wall.as_secs_f64().max(0.001)
+    );
+    if !failing.is_empty() {
+        bail!("seeds with violations: {failing:?}; replay one with `meridian sim --seed N`");
+    }
+    Ok(())
+}

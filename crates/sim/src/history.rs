@@ -1,0 +1,72 @@
+//! The record of what clients asked and what they were told: the input of every checker.
+//!
+//! Times are microseconds of simulated time, on one clock shared by every simulated host.
+
+use std::collections::BTreeMap;
+
+/// What a client asked for, on one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    Put(String),
+    Get,
+    /// Write `value` if the key holds `expected` (`None`: the key is absent).
+    Cas {
+        expected: Option<String>,
+        value: String,
+    },
+}
+
+/// What the client was told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ret {
+    Put,
+    Get(Option<String>),
+    Cas { succeeded: bool },
+}
+
+/// One operation. `returned: None` means the client never learned the outcome (a timeout or a
+/// lost connection on a write): it may or may not have taken effect, at any time after its
+/// invocation. Reads that failed are left out of the history: they changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Op {
+    pub client: u64,
+    pub key: String,
+    pub call: Call,
+    pub invoked_us: u64,
+    pub returned: Option<(u64, Ret)>,
+}
+
+impl Op {
+    pub fn returned_us(&self) -> u64 {
+        self.returned.as_ref().map_or(u64::MAX, |(t, _)| *t)
+    }
+
+    /// The value this operation wrote if it took effect.
+    pub fn written(&self) -> Option<&str> {
+        match &self.call {
+            Call::Put(v) | Call::Cas { value: v, .. } => Some(v),
+            Call::Get => None,
+        }
+    }
+
+    /// The operation certainly took effect: an acknowledged put or a successful CAS.
+    pub fn acknowledged_write(&self) -> bool {
+        matches!(
+            (&self.call, &self.returned),
+            (Call::Put(_), Some((_, Ret::Put)))
+                | (Call::Cas { .. }, Some((_, Ret::Cas { succeeded: true })))
+        )
+    }
+}
+
+/// Operations grouped by key, each group in invocation order.
+pub fn by_key(history: &[Op]) -> BTreeMap<&str, Vec<&Op>> {
+    let mut keys: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
+    for op in history {
+        keys.entry(op.key.as_str()).or_default().push(op);
+    }
+    for ops in keys.values_mut() {
+        ops.sort_by_key(|o| o.invoked_us);
+    }
+    keys
+}

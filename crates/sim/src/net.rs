@@ -1,0 +1,61 @@
+//! The simulator's side of the transport seam: turmoil's sockets behind the server's `Dialer`
+//! and `Listener`, and a clock that reads simulated time with a per-node offset the nemesis
+//! can skew and jump.
+
+use std::io;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use meridian_server::transport::{BoxStream, Dialer, Listener};
+use meridian_types::Clock;
+
+/// Milliseconds since the Unix epoch at the start of every simulation (2026-01-01).
+pub const EPOCH_MS: u64 = 1_767_225_600_000;
+
+pub struct SimDialer;
+
+impl Dialer for SimDialer {
+    fn dial(&self, addr: &str) -> BoxFuture<'static, io::Result<BoxStream>> {
+        let addr = addr.to_string();
+        Box::pin(async move {
+            let stream = turmoil::net::TcpStream::connect(addr).await?;
+            Ok(Box::new(stream) as BoxStream)
+        })
+    }
+}
+
+pub struct SimListener(pub turmoil::net::TcpListener);
+
+impl Listener for SimListener {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<BoxStream>> {
+        Box::pin(async move {
+            let (stream, _) = self.0.accept().await?;
+            Ok(Box::new(stream) as BoxStream)
+        })
+    }
+}
+
+/// A node's wall clock: simulated time since [`EPOCH_MS`] plus an offset.
+#[derive(Default)]
+pub struct SimClock {
+    offset_ms: AtomicI64,
+}
+
+impl SimClock {
+    pub fn set_offset_ms(&self, offset_ms: i64) {
+        self.offset_ms.store(offset_ms, Ordering::Relaxed);
+    }
+}
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> u64 {
+        let elapsed = turmoil::sim_elapsed().unwrap_or_default().as_millis() as i64;
+        (EPOCH_MS as i64 + elapsed + self.offset_ms.load(Ordering::Relaxed)).max(0) as u64
+    }
+}
+
+/// The clock handed to a node: shared with the nemesis, which moves its offset.
+pub fn clock(shared: &Arc<SimClock>) -> Arc<dyn Clock> {
+    shared.clone()
+}

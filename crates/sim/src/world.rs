@@ -1,0 +1,711 @@
+//! One simulated run, decided entirely by its seed: the topology (1-2 nodes in each of three
+//! regions, 1-2 shards), per-link latency from the WAN matrix, the clients' operations and the
+//! nemesis. A safety phase with faults is followed by a liveness phase without them, in which
+//! the cluster must converge; the checkers then judge the history.
+//!
+//! The nodes run the production node code (`meridian_server::start_node`) on turmoil's sockets,
+//! a skewable clock and the memory engine, whose state outlives a crash exactly as far as its
+//! commits went (a commit is atomic and durable once it returns; queued and unflushed writes
+//! die with the node).
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use anyhow::{anyhow, Result};
+use meridian_consensus::state_machine;
+use meridian_server::node::Node;
+use meridian_server::peer::{Op, PeerRequest, PeerResponse, ReadConsistencyWire};
+use meridian_server::transport::{CallError, Endpoint, Transport, WanModel};
+use meridian_server::NodeConfig;
+use meridian_storage::{GroupCommitter, MemEngine, SharedEngine};
+use meridian_types::ids::{group_id, keyspace_id};
+use meridian_types::wan::LatencyMatrix;
+use meridian_types::wire::Command;
+use meridian_types::{shard_for_key, GroupId, KeyspacePolicy, KvError};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::checker::{committed_stable, convergence, election_safety, linearizable, lost_writes};
+use crate::history::{Call, Op as HistoryOp, Ret};
+use crate::nemesis::{self, Fault, Scheduled};
+use crate::net::{SimClock, SimDialer, SimListener, EPOCH_MS};
+
+const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
+const KEYSPACE: &str = "sim";
+const KEYS: usize = 5;
+const PEER_PORT: u16 = 7000;
+/// How long a client waits for one operation before its outcome counts as unknown.
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Concurrent client processes in each region.
+const WORKERS: u64 = 4;
+/// One-way latency inside a region.
+const INTRA_REGION: Duration = Duration::from_millis(1);
+/// How often the consensus observers sample every node.
+const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+/// How long a run is and how much it does.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Operations the clients aim to complete over the safety phase (all regions together).
+    pub ops: usize,
+    pub safety: Duration,
+    /// The liveness phase ends as soon as the cluster has converged, or fails after this.
+    pub liveness_max: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ops: 400,
+            safety: Duration::from_secs(25),
+            liveness_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one seed's run found.
+#[derive(Debug)]
+pub struct Outcome {
+    pub seed: u64,
+    pub nodes: usize,
+    pub shards: u16,
+    pub ops: usize,
+    pub ops_unknown: usize,
+    pub faults: Vec<String>,
+    pub violations: Vec<String>,
+    pub inconclusive_keys: usize,
+    pub simulated: Duration,
+    pub wall: Duration,
+    /// A fingerprint of the history and the simulated time: two runs of one seed must agree.
+    pub digest: u64,
+    /// What the clients did and were told, in the order they were told.
+    pub history: Vec<HistoryOp>,
+}
+
+struct SimNode {
+    id: u64,
+    region: usize,
+    host: String,
+    engine: SharedEngine,
+    clock: Arc<SimClock>,
+}
+
+type Slots = Arc<Mutex<Vec<Option<Arc<Node>>>>>;
+
+fn key_name(i: usize) -> String {
+    format!("k{i}")
+}
+
+fn node_config(node: &SimNode, bootstrap_host: &str) -> Result<NodeConfig> {
+    let text = format!(
+        r#"
+node_id = {id}
+region = "{region}"
+zone = "{region}a"
+data_dir = "/sim/{host}"
+listen_peer = "{host}:{PEER_PORT}"
+listen_http = "{host}:8000"
+listen_grpc = "{host}:9000"
+seeds = ["{bootstrap_host}:{PEER_PORT}"]
+bootstrap = {bootstrap}
+[wan]
+enabled = false
+"#,
+        id = node.id,
+        region = REGIONS[node.region],
+        host = node.host,
+        bootstrap = node.host == bootstrap_host,
+    );
+    // Not `validated()`: that insists on IP addresses, and simulated hosts have names.
+    Ok(toml::from_str(&text)?)
+}
+
+fn policy(shards: u16) -> KeyspacePolicy {
+    let json = format!(
+        r#"{{"name": "{KEYSPACE}", "replication": "sync", "survive": "region", "home_region": "{}",
+             "regions": ["{}", "{}", "{}"], "shards": {shards}}}"#,
+        REGIONS[0], REGIONS[0], REGIONS[1], REGIONS[2]
+    );
+    serde_json::from_str(&json).expect("the simulation's policy is valid")
+}
+
+/// Runs seed `seed` and checks it.
+pub fn run(seed: u64, opts: &Options) -> Outcome {
+    let wall = Instant::now();
+    meridian_consensus::runtime::install_seed(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let regions: Vec<usize> = (0..3)
+        .flat_map(|r| std::iter::repeat_n(r, rng.gen_range(1..=2)))
+        .collect();
+    let shards: u16 = rng.gen_range(1..=2);
+    let nodes: Vec<SimNode> = regions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| SimNode {
+            id: i as u64 + 1,
+            region: *r,
+            host: format!("node-{}", i + 1),
+            engine: Arc::new(MemEngine::new()),
+            clock: Arc::new(SimClock::default()),
+        })
+        .collect();
+    let schedule = nemesis::schedule(&mut rng, &regions, opts.safety.as_millis() as u64);
+    let mut outcome = Outcome {
+        seed,
+        nodes: nodes.len(),
+        shards,
+        ops: 0,
+        ops_unknown: 0,
+        faults: schedule
+            .iter()
+            .map(|s| format!("{:>6} ms - {:>6} ms: {}", s.start_ms, s.end_ms, s.fault))
+            .collect(),
+        violations: Vec::new(),
+        inconclusive_keys: 0,
+        simulated: Duration::ZERO,
+        wall: Duration::ZERO,
+        digest: 0,
+        history: Vec::new(),
+    };
+    match simulate(
+        seed,
+        opts,
+        &nodes,
+        shards,
+        &schedule,
+        &mut rng,
+        &mut outcome,
+    ) {
+        Ok(()) => {}
+        Err(e) => outcome
+            .violations
+            .push(format!("the simulation failed: {e}")),
+    }
+    outcome.wall = wall.elapsed();
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+fn simulate(
+    seed: u64,
+    opts: &Options,
+    nodes: &[SimNode],
+    shards: u16,
+    schedule: &[Scheduled],
+    rng: &mut StdRng,
+    outcome: &mut Outcome,
+) -> Result<()> {
+    let total = opts.safety + opts.liveness_max + Duration::from_secs(30);
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .epoch(UNIX_EPOCH + Duration::from_millis(EPOCH_MS))
+        .simulation_duration(total)
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_micros(100))
+        .max_message_latency(Duration::from_micros(500))
+        .tcp_capacity(65_536)
+        .build();
+    let slots: Slots = Arc::new(Mutex::new(vec![None; nodes.len()]));
+    let bootstrap = nodes[0].host.clone();
+    for (i, n) in nodes.iter().enumerate() {
+        let cfg = node_config(n, &bootstrap)?;
+        let (engine, clock, slots) = (n.engine.clone(), n.clock.clone(), slots.clone());
+        sim.host(n.host.as_str(), move || {
+            let (cfg, engine, clock, slots) =
+                (cfg.clone(), engine.clone(), clock.clone(), slots.clone());
+            async move {
+                let label = cfg.node_id.to_string();
+                let committer = GroupCommitter::start_task(engine, label);
+                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PEER_PORT)).await?;
+                let node = meridian_server::start_node(
+                    cfg,
+                    clock,
+                    committer,
+                    Arc::new(SimDialer),
+                    SimListener(listener),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                if i == 0 {
+                    tokio::spawn(create_keyspace(node.clone(), shards));
+                }
+                slots.lock().unwrap()[i] = Some(node);
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+    }
+    let history: Arc<Mutex<Vec<HistoryOp>>> = Arc::default();
+    let stop_issuing = opts.safety.as_micros() as u64;
+    for (c, region) in REGIONS.iter().enumerate() {
+        let targets: Vec<(u64, String)> = nodes
+            .iter()
+            .filter(|n| REGIONS[n.region] == *region)
+            .map(|n| (n.id, n.host.clone()))
+            .collect();
+        let client = Client {
+            id: c as u64 + 1,
+            region: region.to_string(),
+            targets,
+            shards,
+            seed: rng.gen(),
+            history: history.clone(),
+            ops_per_worker: opts.ops.div_ceil(3 * WORKERS as usize),
+            stop_issuing_us: stop_issuing,
+        };
+        sim.client(format!("client-{region}"), client.run());
+    }
+    set_latencies(&sim, nodes, 1);
+
+    let mut election = election_safety::ElectionSafety::default();
+    let mut committed = committed_stable::CommittedStable::default();
+    let mut active: Vec<(usize, Scheduled)> = Vec::new();
+    let mut next_fault = 0;
+    let mut last_sample = Duration::ZERO;
+    let mut last_convergence_check = Duration::ZERO;
+    let mut healed = false;
+    let mut clients_done = false;
+    let mut converged = None;
+    loop {
+        if !clients_done {
+            clients_done = sim.step().map_err(|e| anyhow!("{e}"))?;
+        } else {
+            sim.step().map_err(|e| anyhow!("{e}"))?;
+        }
+        let now = sim.elapsed();
+        if now - last_sample >= SAMPLE_EVERY {
+            last_sample = now;
+            sample(&slots, &mut election, &mut committed);
+        }
+        let now_ms = now.as_millis() as u64;
+        if !healed {
+            while next_fault < schedule.len() && schedule[next_fault].start_ms <= now_ms {
+                begin(&mut sim, nodes, &slots, &schedule[next_fault].fault);
+                active.push((next_fault, schedule[next_fault].clone()));
+                next_fault += 1;
+            }
+            let (ending, still): (Vec<_>, Vec<_>) =
+                active.drain(..).partition(|(_, s)| s.end_ms <= now_ms);
+            active = still;
+            for (_, s) in ending {
+                end(&mut sim, nodes, &s.fault);
+            }
+            if now >= opts.safety {
+                for (_, s) in active.drain(..) {
+                    end(&mut sim, nodes, &s.fault);
+                }
+                heal_all(&mut sim, nodes);
+                healed = true;
+            }
+            continue;
+        }
+        if clients_done && now - last_convergence_check >= Duration::from_secs(1) {
+            last_convergence_check = now;
+            let (problems, finals) = converge_check(&slots, nodes, shards);
+            if problems.is_empty() {
+                converged = Some(finals);
+                break;
+            }
+            if now >= opts.safety + opts.liveness_max {
+                outcome.violations.push(format!(
+                    "the cluster did not converge within {:?} after the faults ended: {}",
+                    opts.liveness_max,
+                    problems.join("; ")
+                ));
+                break;
+            }
+        }
+    }
+    outcome.simulated = sim.elapsed();
+    outcome
+        .violations
+        .extend(election.violations().iter().cloned());
+    outcome
+        .violations
+        .extend(committed.violations().iter().cloned());
+    let history = history.lock().unwrap().clone();
+    let mut hasher = std::hash::DefaultHasher::new();
+    format!("{history:?} {:?}", outcome.simulated).hash(&mut hasher);
+    outcome.digest = hasher.finish();
+    outcome.ops = history.len();
+    outcome.ops_unknown = history.iter().filter(|o| o.returned.is_none()).count();
+    let lin = linearizable::check(&history);
+    outcome.violations.extend(lin.violations);
+    outcome.inconclusive_keys = lin.inconclusive_keys.len();
+    if let Some(finals) = converged {
+        outcome
+            .violations
+            .extend(lost_writes::check(&history, &finals));
+    }
+    outcome.history = history;
+    Ok(())
+}
+
+/// The keyspace the clients use, created through the first node once the cluster allows it.
+async fn create_keyspace(node: Arc<Node>, shards: u16) {
+    loop {
+        match node.create_keyspace(policy(shards)).await {
+            Ok(_) => return,
+            Err(KvError::FailedPrecondition(m)) if m.contains("already exists") => return,
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+fn host_pairs(nodes: &[SimNode]) -> Vec<(String, String, Duration)> {
+    let matrix = LatencyMatrix::aws_default();
+    let mut hosts: Vec<(String, usize)> =
+        nodes.iter().map(|n| (n.host.clone(), n.region)).collect();
+    for (c, _) in REGIONS.iter().enumerate() {
+        hosts.push((format!("client-{}", REGIONS[c]), c));
+    }
+    let mut pairs = Vec::new();
+    for (i, (a, ra)) in hosts.iter().enumerate() {
+        for (b, rb) in &hosts[i + 1..] {
+            let one_way = if ra == rb {
+                INTRA_REGION
+            } else {
+                Duration::from_micros((matrix.rtt_ms(REGIONS[*ra], REGIONS[*rb]) * 500.0) as u64)
+            };
+            pairs.push((a.clone(), b.clone(), one_way));
+        }
+    }
+    pairs
+}
+
+/// Every link's latency: the WAN matrix's one-way delay times `factor`.
+fn set_latencies(sim: &turmoil::Sim, nodes: &[SimNode], factor: u32) {
+    for (a, b, one_way) in host_pairs(nodes) {
+        sim.set_link_latency(a.as_str(), b.as_str(), one_way * factor);
+    }
+}
+
+fn begin(sim: &mut turmoil::Sim, nodes: &[SimNode], slots: &Slots, fault: &Fault) {
+    let n = nodes.len();
+    for (a, b) in nemesis::cut_pairs(fault, n) {
+        sim.partition(nodes[a].host.as_str(), nodes[b].host.as_str());
+    }
+    match fault {
+        Fault::OneWay { from, to } => {
+            for a in from {
+                for b in to {
+                    sim.partition_oneway(nodes[*a].host.as_str(), nodes[*b].host.as_str());
+                }
+            }
+        }
+        Fault::Crash { nodes: crashed, .. } => {
+            for i in crashed {
+                sim.crash(nodes[*i].host.as_str());
+                slots.lock().unwrap()[*i] = None;
+            }
+        }
+        Fault::DelaySpike {
+            nodes: slow,
+            factor,
+        } => {
+            let matrix = LatencyMatrix::aws_default();
+            for a in slow {
+                for (b, other) in nodes.iter().enumerate().filter(|(b, _)| b != a) {
+                    let one_way = if nodes[*a].region == other.region {
+                        INTRA_REGION
+                    } else {
+                        Duration::from_micros(
+                            (matrix.rtt_ms(REGIONS[nodes[*a].region], REGIONS[other.region])
+                                * 500.0) as u64,
+                        )
+                    };
+                    sim.set_link_latency(
+                        nodes[*a].host.as_str(),
+                        nodes[b].host.as_str(),
+                        one_way * *factor,
+                    );
+                }
+            }
+        }
+        Fault::ClockJump { node, offset_ms } => nodes[*node].clock.set_offset_ms(*offset_ms),
+        Fault::Partition { .. } | Fault::Ring => {}
+    }
+}
+
+fn end(sim: &mut turmoil::Sim, nodes: &[SimNode], fault: &Fault) {
+    for (a, b) in nemesis::cut_pairs(fault, nodes.len()) {
+        sim.repair(nodes[a].host.as_str(), nodes[b].host.as_str());
+    }
+    match fault {
+        Fault::OneWay { from, to } => {
+            for a in from {
+                for b in to {
+                    sim.repair_oneway(nodes[*a].host.as_str(), nodes[*b].host.as_str());
+                }
+            }
+        }
+        Fault::Crash { nodes: crashed, .. } => {
+            for i in crashed {
+                sim.bounce(nodes[*i].host.as_str());
+            }
+        }
+        Fault::DelaySpike { .. } => set_latencies(sim, nodes, 1),
+        Fault::ClockJump { node, .. } => nodes[*node].clock.set_offset_ms(0),
+        Fault::Partition { .. } | Fault::Ring => {}
+    }
+}
+
+/// Undoes everything: links repaired, latencies restored, clocks reset, every node running.
+fn heal_all(sim: &mut turmoil::Sim, nodes: &[SimNode]) {
+    for (i, a) in nodes.iter().enumerate() {
+        for b in &nodes[i + 1..] {
+            sim.repair(a.host.as_str(), b.host.as_str());
+        }
+        a.clock.set_offset_ms(0);
+        if !sim.is_host_running(a.host.as_str()) {
+            sim.bounce(a.host.as_str());
+        }
+    }
+    set_latencies(sim, nodes, 1);
+}
+
+fn sample(
+    slots: &Slots,
+    election: &mut election_safety::ElectionSafety,
+    committed: &mut committed_stable::CommittedStable,
+) {
+    for node in slots.lock().unwrap().iter().flatten() {
+        for s in node.group_status() {
+            if s.is_leader {
+                election.observe(s.group, s.term, node.id());
+            }
+            if let Some((index, proposer)) = &s.applied {
+                committed.observe(s.group, *index, proposer, node.id());
+            }
+        }
+    }
+}
+
+/// Whether the replicas have converged, and if so every key's final value.
+fn converge_check(
+    slots: &Slots,
+    nodes: &[SimNode],
+    shards: u16,
+) -> (Vec<String>, BTreeMap<String, Option<String>>) {
+    let slots = slots.lock().unwrap();
+    if slots.iter().any(Option::is_none) {
+        return (
+            vec!["not every node is running yet".into()],
+            BTreeMap::new(),
+        );
+    }
+    let mut groups: BTreeMap<GroupId, Vec<convergence::Replica>> = BTreeMap::new();
+    for (node, sim_node) in slots.iter().flatten().zip(nodes) {
+        for s in node.group_status() {
+            let data =
+                state_machine::scan(&sim_node.engine, s.group, b"", usize::MAX).unwrap_or_default();
+            groups
+                .entry(s.group)
+                .or_default()
+                .push(convergence::Replica {
+                    node: node.id(),
+                    is_leader: s.is_leader,
+                    applied_index: s.applied.as_ref().map_or(0, |(i, _)| *i),
+                    data,
+                });
+        }
+    }
+    let ks = keyspace_id(KEYSPACE);
+    let mut problems = Vec::new();
+    for shard in 0..shards {
+        if !groups.contains_key(&group_id(ks, shard)) {
+            problems.push(format!("no node runs shard {shard} of the keyspace"));
+        }
+    }
+    problems.extend(convergence::check(&groups));
+    let mut finals = BTreeMap::new();
+    if problems.is_empty() {
+        for k in 0..KEYS {
+            let key = key_name(k);
+            let group = group_id(ks, shard_for_key(key.as_bytes(), shards));
+            let value = groups[&group][0]
+                .data
+                .iter()
+                .find(|(kk, _)| kk == key.as_bytes())
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+            finals.insert(key, value);
+        }
+    }
+    (problems, finals)
+}
+
+/// The clients of one region: `WORKERS` concurrent processes that talk to that region's nodes
+/// through the same transport the nodes use, and record every operation.
+struct Client {
+    id: u64,
+    region: String,
+    targets: Vec<(u64, String)>,
+    shards: u16,
+    seed: u64,
+    history: Arc<Mutex<Vec<HistoryOp>>>,
+    ops_per_worker: usize,
+    stop_issuing_us: u64,
+}
+
+fn sim_now_us() -> u64 {
+    turmoil::sim_elapsed().unwrap_or_default().as_micros() as u64
+}
+
+impl Client {
+    async fn run(self) -> turmoil::Result {
+        let me = Endpoint {
+            node: 1000 + self.id,
+            region: self.region.clone(),
+        };
+        let wan = WanModel {
+            enabled: false,
+            matrix: LatencyMatrix::aws_default(),
+            jitter_pct: 0.0,
+        };
+        let transport = Transport::new(me, wan, self.seed, Arc::new(SimDialer));
+        let this = Arc::new(self);
+        let mut workers = Vec::new();
+        for w in 0..WORKERS {
+            let rng = StdRng::seed_from_u64(this.seed ^ (w + 1));
+            let process = this.id * 100 + w;
+            workers.push(tokio::spawn(this.clone().worker(
+                transport.clone(),
+                process,
+                rng,
+            )));
+        }
+        for w in workers {
+            w.await?;
+        }
+        Ok(())
+    }
+
+    /// One sequential process: an operation at a time, each on a random key through a random
+    /// node of the region.
+    async fn worker(self: Arc<Self>, transport: Arc<Transport>, process: u64, mut rng: StdRng) {
+        let mut written = 0u64;
+        let mut last_seen: BTreeMap<String, Option<String>> = BTreeMap::new();
+        // Wait for the keyspace (not recorded: nothing is written).
+        while sim_now_us() < self.stop_issuing_us {
+            let (node, host) = self.targets[rng.gen_range(0..self.targets.len())].clone();
+            if let Reply::Done(_) = self
+                .call(&transport, node, &host, &key_name(0), &Call::Get)
+                .await
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut issued = 0;
+        while issued < self.ops_per_worker && sim_now_us() < self.stop_issuing_us {
+            let key = key_name(rng.gen_range(0..KEYS));
+            let call = match rng.gen_range(0..10) {
+                0..=3 => {
+                    written += 1;
+                    Call::Put(format!("p{process}-{written}"))
+                }
+                4..=7 => Call::Get,
+                _ => {
+                    written += 1;
+                    Call::Cas {
+                        expected: last_seen.get(&key).cloned().flatten(),
+                        value: format!("p{process}-{written}"),
+                    }
+                }
+            };
+            let (node, host) = self.targets[rng.gen_range(0..self.targets.len())].clone();
+            let invoked_us = sim_now_us();
+            tracing::debug!(process, node, %key, ?call, "client invokes");
+            let reply = self.call(&transport, node, &host, &key, &call).await;
+            tracing::debug!(process, node, %key, "client hears back");
+            let returned = match reply {
+                Reply::NotSent => {
+                    // Never left this client: it cannot have taken effect.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Reply::Unknown if call == Call::Get => continue,
+                Reply::Unknown => None,
+                Reply::Done(ret) => {
+                    if let Ret::Get(v) = &ret {
+                        last_seen.insert(key.clone(), v.clone());
+                    }
+                    Some((sim_now_us(), ret))
+                }
+            };
+            issued += 1;
+            self.history.lock().unwrap().push(HistoryOp {
+                client: process,
+                key,
+                call,
+                invoked_us,
+                returned,
+            });
+            // Think time that spreads the process's operations over the safety phase, so that
+            // they meet the faults, and lets concurrent processes interleave.
+            let pace_ms = self.stop_issuing_us / 1000 / self.ops_per_worker.max(1) as u64;
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=pace_ms / 2))).await;
+        }
+    }
+
+    async fn call(
+        &self,
+        transport: &Arc<Transport>,
+        node: u64,
+        host: &str,
+        key: &str,
+        call: &Call,
+    ) -> Reply {
+        let group = group_id(
+            keyspace_id(KEYSPACE),
+            shard_for_key(key.as_bytes(), self.shards),
+        );
+        let key = key.as_bytes().to_vec();
+        let op = match call {
+            Call::Put(v) => Op::Write(Command::Put {
+                key,
+                value: v.clone().into_bytes(),
+            }),
+            Call::Get => Op::Get {
+                key,
+                consistency: ReadConsistencyWire::Linearizable,
+            },
+            Call::Cas { expected, value } => Op::Write(Command::Cas {
+                key,
+                expected: expected.clone().map(String::into_bytes),
+                value: Some(value.clone().into_bytes()),
+            }),
+        };
+        let to = Endpoint {
+            node,
+            region: self.region.clone(),
+        };
+        let addr = format!("{host}:{PEER_PORT}");
+        let req = PeerRequest::Op { group, op, hops: 0 };
+        match transport.call(&to, &addr, req, OP_TIMEOUT).await {
+            Err(CallError::NotSent(..)) => Reply::NotSent,
+            Err(_) => Reply::Unknown,
+            Ok(PeerResponse::Op(Ok(r))) => Reply::Done(match call {
+                Call::Put(_) => Ret::Put,
+                Call::Get => Ret::Get(r.value.map(|v| String::from_utf8_lossy(&v).into_owned())),
+                Call::Cas { .. } => Ret::Cas {
+                    succeeded: r.result.succeeded,
+                },
+            }),
+            // Refused before anything was written.
+            Ok(PeerResponse::Op(Err(
+                KvError::NotFound(_) | KvError::InvalidArgument(_) | KvError::FailedPrecondition(_),
+            ))) => Reply::NotSent,
+            // Another error from the cluster: a write may or may not have been applied.
+            Ok(_) => Reply::Unknown,
+        }
+    }
+}
+
+enum Reply {
+    NotSent,
+    Unknown,
+    Done(Ret),
+}
