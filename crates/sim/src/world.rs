@@ -364,15 +364,20 @@ fn host_pairs(nodes: &[SimNode]) -> Vec<(String, String, Duration)> {
     let mut pairs = Vec::new();
     for (i, (a, ra)) in hosts.iter().enumerate() {
         for (b, rb) in &hosts[i + 1..] {
-            let one_way = if ra == rb {
-                INTRA_REGION
-            } else {
-                Duration::from_micros((matrix.rtt_ms(REGIONS[*ra], REGIONS[*rb]) * 500.0) as u64)
-            };
-            pairs.push((a.clone(), b.clone(), one_way));
+            pairs.push((a.clone(), b.clone(), one_way(&matrix, *ra, *rb)));
         }
     }
     pairs
+}
+
+/// The usual one-way latency between two regions (by index): half the matrix's RTT, or
+/// `INTRA_REGION` inside one region.
+fn one_way(matrix: &LatencyMatrix, a: usize, b: usize) -> Duration {
+    if a == b {
+        INTRA_REGION
+    } else {
+        Duration::from_micros((matrix.rtt_ms(REGIONS[a], REGIONS[b]) * 500.0) as u64)
+    }
 }
 
 /// Every link's latency: the WAN matrix's one-way delay times `factor`.
@@ -408,18 +413,11 @@ fn begin(sim: &mut turmoil::Sim, nodes: &[SimNode], slots: &Slots, fault: &Fault
             let matrix = LatencyMatrix::aws_default();
             for a in slow {
                 for (b, other) in nodes.iter().enumerate().filter(|(b, _)| b != a) {
-                    let one_way = if nodes[*a].region == other.region {
-                        INTRA_REGION
-                    } else {
-                        Duration::from_micros(
-                            (matrix.rtt_ms(REGIONS[nodes[*a].region], REGIONS[other.region])
-                                * 500.0) as u64,
-                        )
-                    };
+                    let usual = one_way(&matrix, nodes[*a].region, other.region);
                     sim.set_link_latency(
                         nodes[*a].host.as_str(),
                         nodes[b].host.as_str(),
-                        one_way * *factor,
+                        usual * *factor,
                     );
                 }
             }
