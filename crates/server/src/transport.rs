@@ -158,8 +158,24 @@ struct Conn {
     /// Ordered, so that failing every pending call (the connection died) wakes the callers in
     /// the same order every time: the simulator replays a seed exactly.
     pending: Mutex<BTreeMap<u64, oneshot::Sender<PeerResponse>>>,
-    /// Set when the reader saw the connection end; no answer will arrive on it any more.
+    /// Set when the reader saw the connection end, or when a call on it timed out and it was
+    /// given up; it is not used for new calls.
     dead: AtomicBool,
+    /// Stops the reader, which holds the read half of the socket.
+    reader: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Conn {
+    /// A given-up connection closes once no call waits on it any more: the reader stops, and
+    /// with the last handle gone the writer ends, so the socket is released rather than kept
+    /// open by its own tasks.
+    fn close_if_drained(&self) {
+        if self.dead.load(Ordering::SeqCst) && self.pending.lock().unwrap().is_empty() {
+            if let Some(reader) = self.reader.lock().unwrap().take() {
+                reader.abort();
+            }
+        }
+    }
 }
 
 /// A request on the wire, waiting for its answer.
@@ -192,6 +208,7 @@ impl PendingCall {
                 // retransmits), so the next call dials afresh.
                 self.conn.dead.store(true, Ordering::SeqCst);
                 self.transport.forget(&self.addr, &self.conn).await;
+                self.conn.close_if_drained();
                 Err(CallError::Timeout(self.addr, timeout))
             }
         }
@@ -353,10 +370,11 @@ impl Transport {
             out,
             pending: Mutex::new(BTreeMap::new()),
             dead: AtomicBool::new(false),
+            reader: Mutex::new(None),
         });
         tokio::spawn(write_loop(write, out_rx));
         let reader_conn = conn.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut read = read;
             while let Ok(frame) = read_frame(&mut read).await {
                 if let Body::Response(resp) = frame.body {
@@ -364,12 +382,19 @@ impl Transport {
                         let _ = tx.send(resp);
                     }
                 }
+                if reader_conn.dead.load(Ordering::SeqCst)
+                    && reader_conn.pending.lock().unwrap().is_empty()
+                {
+                    // Given up and drained: close (see `Conn::close_if_drained`).
+                    return;
+                }
             }
             // Dropping the senders fails every waiting call as "connection lost"; marking the
             // connection dead first makes a call racing with this see it and not wait forever.
             reader_conn.dead.store(true, Ordering::SeqCst);
             reader_conn.pending.lock().unwrap().clear();
         });
+        *conn.reader.lock().unwrap() = Some(reader.abort_handle());
         conns.insert(addr.to_string(), conn.clone());
         Ok(conn)
     }
@@ -490,5 +515,50 @@ async fn write_loop<W: AsyncWriteExt + Unpin>(
         if write.write_all(&bytes).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: a connection given up after a call timed out is closed, not kept open by its own
+    // reader and writer (one leaked socket per timeout, without end, under a flaky peer).
+    #[tokio::test]
+    async fn a_timed_out_connection_is_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let me = Endpoint {
+            node: 1,
+            region: "us-east-1".into(),
+        };
+        let to = Endpoint {
+            node: 2,
+            region: "us-east-1".into(),
+        };
+        let wan = WanModel {
+            enabled: false,
+            matrix: LatencyMatrix::aws_default(),
+            jitter_pct: 0.0,
+        };
+        let transport = Transport::new(me, wan, 1, Arc::new(TcpDialer));
+        let call = {
+            let (t, to, addr) = (transport.clone(), to.clone(), addr.clone());
+            tokio::spawn(async move {
+                t.call(&to, &addr, PeerRequest::Stats, Duration::from_millis(50))
+                    .await
+            })
+        };
+        // The peer reads the request and never answers.
+        let (mut peer, _) = listener.accept().await.unwrap();
+        let result = call.await.unwrap();
+        assert!(
+            matches!(result, Err(CallError::Timeout(..))),
+            "the call did not time out"
+        );
+        // After the timeout the caller closes its side: the peer reads to end of stream.
+        let mut sink = Vec::new();
+        let eof = tokio::time::timeout(Duration::from_secs(10), peer.read_to_end(&mut sink)).await;
+        assert!(eof.is_ok(), "the timed-out connection was left open");
     }
 }
