@@ -9,6 +9,10 @@ use std::collections::BTreeMap;
 pub enum Call {
     Put(String),
     Get,
+    /// A read that accepts state up to `bound_ms` old (`consistency=bounded:<ms>`).
+    StaleGet {
+        bound_ms: u64,
+    },
     /// Write `value` if the key holds `expected` (`None`: the key is absent).
     Cas {
         expected: Option<String>,
@@ -21,6 +25,11 @@ pub enum Call {
 pub enum Ret {
     Put,
     Get(Option<String>),
+    /// The value a bounded read returned and the staleness the node said it served.
+    StaleGet {
+        value: Option<String>,
+        staleness_ms: u64,
+    },
     Cas { succeeded: bool },
 }
 
@@ -45,7 +54,7 @@ impl Op {
     pub fn written(&self) -> Option<&str> {
         match &self.call {
             Call::Put(v) | Call::Cas { value: v, .. } => Some(v),
-            Call::Get => None,
+            Call::Get | Call::StaleGet { .. } => None,
         }
     }
 
@@ -56,6 +65,12 @@ impl Op {
             (Call::Put(_), Some((_, Ret::Put)))
                 | (Call::Cas { .. }, Some((_, Ret::Cas { succeeded: true })))
         )
+    }
+
+    /// A read that promises no more than bounded staleness: the linearizability checker leaves
+    /// it to the bounded-staleness checker.
+    pub fn is_stale_read(&self) -> bool {
+        matches!(self.call, Call::StaleGet { .. })
     }
 }
 

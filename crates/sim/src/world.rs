@@ -27,7 +27,9 @@ use meridian_types::{shard_for_key, GroupId, KeyspacePolicy, KvError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::checker::{committed_stable, convergence, election_safety, linearizable, lost_writes};
+use crate::checker::{
+    bounded_staleness, committed_stable, convergence, election_safety, linearizable, lost_writes,
+};
 use crate::history::{Call, Op as HistoryOp, Ret};
 use crate::nemesis::{self, Fault, Scheduled};
 use crate::net::{SimClock, SimDialer, SimListener, EPOCH_MS};
@@ -42,6 +44,9 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 const WORKERS: u64 = 4;
 /// One-way latency inside a region.
 const INTRA_REGION: Duration = Duration::from_millis(1);
+/// The bounds of the clients' bounded-staleness reads: from below a WAN round trip (mostly
+/// served by the leader) to well above the followers' usual lag.
+const STALE_BOUNDS_MS: [u64; 4] = [100, 250, 500, 1_000];
 /// How often the consensus observers sample every node.
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
@@ -331,6 +336,9 @@ fn simulate(
     outcome.digest = hasher.finish();
     outcome.ops = history.len();
     outcome.ops_unknown = history.iter().filter(|o| o.returned.is_none()).count();
+    outcome
+        .violations
+        .extend(bounded_staleness::check(&history));
     let lin = linearizable::check(&history);
     outcome.violations.extend(lin.violations);
     outcome.inconclusive_keys = lin.inconclusive_keys.len();
@@ -604,7 +612,10 @@ impl Client {
                     written += 1;
                     Call::Put(format!("p{process}-{written}"))
                 }
-                4..=7 => Call::Get,
+                4..=5 => Call::Get,
+                6..=7 => Call::StaleGet {
+                    bound_ms: STALE_BOUNDS_MS[rng.gen_range(0..STALE_BOUNDS_MS.len())],
+                },
                 _ => {
                     written += 1;
                     Call::Cas {
@@ -624,10 +635,10 @@ impl Client {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
-                Reply::Unknown if call == Call::Get => continue,
+                Reply::Unknown if matches!(call, Call::Get | Call::StaleGet { .. }) => continue,
                 Reply::Unknown => None,
                 Reply::Done(ret) => {
-                    if let Ret::Get(v) = &ret {
+                    if let Ret::Get(v) | Ret::StaleGet { value: v, .. } = &ret {
                         last_seen.insert(key.clone(), v.clone());
                     }
                     Some((sim_now_us(), ret))
@@ -670,6 +681,10 @@ impl Client {
                 key,
                 consistency: ReadConsistencyWire::Linearizable,
             },
+            Call::StaleGet { bound_ms } => Op::Get {
+                key,
+                consistency: ReadConsistencyWire::Bounded(*bound_ms),
+            },
             Call::Cas { expected, value } => Op::Write(Command::Cas {
                 key,
                 expected: expected.clone().map(String::into_bytes),
@@ -688,6 +703,11 @@ impl Client {
             Ok(PeerResponse::Op(Ok(r))) => Reply::Done(match call {
                 Call::Put(_) => Ret::Put,
                 Call::Get => Ret::Get(r.value.map(|v| String::from_utf8_lossy(&v).into_owned())),
+                Call::StaleGet { .. } => Ret::StaleGet {
+                    value: r.value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                    // A node that gives no staleness claims none: judged as 0.
+                    staleness_ms: r.served_by.staleness_ms.unwrap_or(0),
+                },
                 Call::Cas { .. } => Ret::Cas {
                     succeeded: r.result.succeeded,
                 },
