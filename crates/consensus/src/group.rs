@@ -1,15 +1,23 @@
 //! Opening a group: its log, state machine and network adapter wired into an openraft instance.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use meridian_storage::GroupCommitter;
-use meridian_types::{Clock, GroupId, NodeId};
+use meridian_types::{GroupId, NodeId};
+use openraft::errors::RaftError;
+use openraft::ReadPolicy;
 
+use crate::freshness::{FreshnessClock, Stamp, Stamper};
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, RaftRpc};
 use crate::state_machine::StateMachine;
 use crate::typ::MRaft;
 use crate::Freshness;
+
+/// How often a leader renews the freshness stamp its appends carry. A follower's reported
+/// staleness includes the stamp's age, so this is the floor of what followers report.
+pub const STAMP_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Timing of every group, tuned for WAN links. openraft waits for a heartbeat's answer for one
 /// heartbeat interval, so the interval must exceed the slowest inter-region round trip (~230 ms
@@ -53,6 +61,8 @@ pub struct Group {
     pub id: GroupId,
     pub raft: MRaft,
     pub freshness: Arc<Freshness>,
+    /// While this node leads: the promise its appends carry (see `freshness`).
+    pub stamper: Arc<Stamper>,
 }
 
 impl Group {
@@ -63,23 +73,50 @@ impl Group {
         config: Arc<openraft::Config>,
         committer: GroupCommitter,
         rpc: Arc<dyn RaftRpc>,
-        clock: Arc<dyn Clock>,
+        clock: Arc<FreshnessClock>,
     ) -> Result<Group, String> {
+        let stamper = Arc::new(Stamper::default());
         let network = NetworkFactory {
             node_id,
             group: id,
             rpc,
-            clock,
+            stamper: stamper.clone(),
         };
         let log = LogStore::new(id, committer.clone());
         let sm = StateMachine::new(id, committer);
         let raft = MRaft::new(node_id, config, network, log, sm)
             .await
             .map_err(|e| e.to_string())?;
+        tokio::spawn(stamp_loop(raft.clone(), stamper.clone(), clock));
         Ok(Group {
             id,
             raft,
             freshness: Arc::new(Freshness::default()),
+            stamper,
         })
+    }
+}
+
+/// Renews the leader's freshness stamp every [`STAMP_INTERVAL`] while this node leads, until
+/// the group shuts down. The time is read before the question to openraft, so the index it
+/// answers covers every write acknowledged before that time; openraft answers only while the
+/// leader's lease is valid, so no other leader acknowledged anything meanwhile.
+async fn stamp_loop(raft: MRaft, stamper: Arc<Stamper>, clock: Arc<FreshnessClock>) {
+    loop {
+        tokio::time::sleep(STAMP_INTERVAL).await;
+        if !raft.is_leader() {
+            continue;
+        }
+        let at_ms = clock.now_ms();
+        match raft.get_read_linearizer(ReadPolicy::LeaseRead).await {
+            Ok(l) => stamper.set(Stamp {
+                commit_index: l.read_log_id().index(),
+                at_ms,
+                epoch: clock.epoch(),
+            }),
+            Err(RaftError::Fatal(_)) => return,
+            // No valid lease (or no longer the leader): no promise this round.
+            Err(RaftError::APIError(_)) => {}
+        }
     }
 }

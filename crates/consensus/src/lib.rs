@@ -18,7 +18,7 @@ pub mod runtime;
 pub mod state_machine;
 pub mod typ;
 
-pub use freshness::Freshness;
+pub use freshness::{ClockOffset, Freshness, FreshnessClock, Stamp};
 pub use group::{raft_config, Group, GroupOptions};
 pub use network::{
     handle_raft_request, PendingReply, RaftRequest, RaftResponse, RaftRpc, RpcFailure,

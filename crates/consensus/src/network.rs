@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
-use meridian_types::{Clock, GroupId, NodeId};
+use meridian_types::{GroupId, NodeId};
 use openraft::base::BoxStream;
 use openraft::errors::{
     NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
@@ -21,15 +21,16 @@ use openraft::raft::{
 use openraft::{AnyError, RPCTypes};
 use serde::{Deserialize, Serialize};
 
+use crate::freshness::{ClockOffset, Stamp, Stamper};
 use crate::typ::{LogId, MRaft, PeerNode, Snapshot, SnapshotMeta, TypeConfig, Vote};
 
 /// A consensus message for one group on another node.
 #[derive(Serialize, Deserialize)]
 pub enum RaftRequest {
-    /// An append (or heartbeat), stamped with the sender's clock for follower staleness.
+    /// An append (or heartbeat), with the sender's latest freshness stamp while it leads.
     Append {
         req: AppendEntriesRequest<TypeConfig>,
-        sent_at_ms: u64,
+        stamp: Option<Stamp>,
     },
     Vote(VoteRequest<TypeConfig>),
     PreVote(VoteRequest<TypeConfig>),
@@ -106,7 +107,7 @@ pub struct NetworkFactory {
     pub node_id: NodeId,
     pub group: GroupId,
     pub rpc: Arc<dyn RaftRpc>,
-    pub clock: Arc<dyn Clock>,
+    pub stamper: Arc<Stamper>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -182,10 +183,10 @@ impl RaftNetworkV2<TypeConfig> for Network {
         req: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let sent_at_ms = self.factory.clock.now_ms();
+        let stamp = self.factory.stamper.latest();
         // Heartbeats: openraft abandons the call after `hard_ttl` anyway, so wait that long.
         match self
-            .send(RaftRequest::Append { req, sent_at_ms }, option.hard_ttl())
+            .send(RaftRequest::Append { req, stamp }, option.hard_ttl())
             .await?
         {
             RaftResponse::Append(r) => Ok(r),
@@ -227,8 +228,9 @@ impl RaftNetworkV2<TypeConfig> for Network {
                 while let Some(req) = input.next().await {
                     let prev = req.prev_log_id;
                     let last = req.entries.last().map(|e| e.log_id).or(prev);
-                    let sent_at_ms = factory.clock.now_ms();
-                    let msg = RaftRequest::Append { req, sent_at_ms };
+                    // The stamp is a promise made before now: true whenever it is sent.
+                    let stamp = factory.stamper.latest();
+                    let msg = RaftRequest::Append { req, stamp };
                     let pending = factory
                         .rpc
                         .send(target, &node, factory.group, msg, timeout)
@@ -328,20 +330,23 @@ impl RaftNetworkV2<TypeConfig> for Network {
     }
 }
 
-/// Hands a received consensus message to the local group and returns its answer.
+/// Hands a received consensus message to the local group and returns its answer. `offset`:
+/// the sender's freshness clock as this node knows it (`Err`: why it does not).
 pub async fn handle_raft_request(
     raft: &MRaft,
     freshness: &crate::Freshness,
+    offset: impl FnOnce() -> Result<ClockOffset, String>,
     req: RaftRequest,
 ) -> RaftResponse {
     let stopped = |e: &dyn std::fmt::Display| RaftResponse::NoGroup(format!("group stopped: {e}"));
     match req {
-        RaftRequest::Append { req, sent_at_ms } => {
-            let commit = req.leader_commit.as_ref().map(|l| l.index());
+        RaftRequest::Append { req, stamp } => {
             match raft.append_entries(req).await {
                 Ok(resp) => {
-                    if let Some(commit) = commit {
-                        freshness.record(commit, sent_at_ms);
+                    // A stamp is true whatever this node's log holds: committed entries are
+                    // the same on every replica, and applied ones are committed.
+                    if let Some(stamp) = stamp {
+                        freshness.receive(stamp, offset());
                     }
                     RaftResponse::Append(resp)
                 }

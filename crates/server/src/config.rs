@@ -37,10 +37,27 @@ pub struct NodeConfig {
     /// How long a home-region voter must stay caught up before leadership returns to it.
     #[serde(default = "default_return_delay")]
     pub leader_return_delay_ms: u64,
+    /// The largest clock offset to a leader that this node accepts when it bounds the staleness
+    /// of what it serves: beyond it (or with the offset unknown), bounded reads go to the
+    /// leader.
+    #[serde(default = "default_max_clock_offset")]
+    pub max_clock_offset_ms: u64,
+    /// How long a bounded-staleness read may wait for a replica within its bound (the leader,
+    /// when the local replica is too stale) before it fails as unavailable.
+    #[serde(default = "default_bounded_read_wait")]
+    pub bounded_read_wait_ms: u64,
 }
 
 fn default_return_delay() -> u64 {
     3000
+}
+
+fn default_max_clock_offset() -> u64 {
+    500
+}
+
+fn default_bounded_read_wait() -> u64 {
+    1000
 }
 
 /// The emulated WAN between regions, applied to every frame this node sends.
@@ -142,6 +159,19 @@ impl NodeConfig {
         {
             return Err("[raft] needs heartbeat_interval_ms * 3 <= election_timeout_min_ms < election_timeout_max_ms".into());
         }
+        if !(1..=60_000).contains(&self.max_clock_offset_ms) {
+            return Err(format!(
+                "max_clock_offset_ms = {} is out of range: give 1 to 60000 (500 is typical with NTP)",
+                self.max_clock_offset_ms
+            ));
+        }
+        let wait_max = crate::node::REQUEST_TIMEOUT.as_millis() as u64;
+        if !(1..=wait_max).contains(&self.bounded_read_wait_ms) {
+            return Err(format!(
+                "bounded_read_wait_ms = {} is out of range: give 1 to {wait_max} (the request timeout)",
+                self.bounded_read_wait_ms
+            ));
+        }
         self.wan.matrix()?;
         Ok(self)
     }
@@ -197,6 +227,14 @@ jitter_pct = 2.0
         assert!(cfg.validated().unwrap_err().contains("listen_http"));
         let cfg: NodeConfig = toml::from_str(&GOOD.replace("bootstrap = true", "")).unwrap();
         assert!(cfg.validated().unwrap_err().contains("seeds"));
+        let cfg: NodeConfig = toml::from_str(&format!("max_clock_offset_ms = 0\n{GOOD}")).unwrap();
+        assert!(cfg.validated().unwrap_err().contains("max_clock_offset_ms"));
+        let cfg: NodeConfig =
+            toml::from_str(&format!("bounded_read_wait_ms = 999999\n{GOOD}")).unwrap();
+        assert!(cfg
+            .validated()
+            .unwrap_err()
+            .contains("bounded_read_wait_ms"));
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use meridian_consensus::state_machine;
 use meridian_consensus::{
-    handle_raft_request, raft_config, Group, MRaft, PeerNode, PendingReply, RaftRequest,
-    RaftResponse, RaftRpc, RpcFailure,
+    handle_raft_request, raft_config, FreshnessClock, Group, MRaft, PeerNode, PendingReply,
+    RaftRequest, RaftResponse, RaftRpc, RpcFailure,
 };
 use meridian_control::LeaderPlacement;
 use meridian_storage::GroupCommitter;
@@ -61,6 +61,8 @@ pub struct Node {
     pub committer: GroupCommitter,
     pub transport: Arc<Transport>,
     pub clock: Arc<dyn Clock>,
+    /// The clock of freshness stamps and staleness bounds (immune to wall-clock jumps).
+    pub fresh_clock: Arc<FreshnessClock>,
     pub matrix: LatencyMatrix,
     raft_config: Arc<openraft::Config>,
     /// Ordered, so every walk over the groups is in the same order (the simulator replays).
@@ -87,6 +89,14 @@ pub struct GroupStatus {
     pub applied: Option<(u64, String)>,
 }
 
+/// Whether a replica serves a read itself.
+enum LocalRead {
+    /// Yes, with this staleness (`None`: unknown, for an eventual read).
+    Serve(Option<u64>),
+    /// No, and why.
+    Refuse(String),
+}
+
 /// What a local attempt at an operation concluded.
 enum Attempt {
     Done(Result<OpReply, KvError>),
@@ -109,6 +119,7 @@ impl Node {
             cfg,
             committer,
             transport,
+            fresh_clock: Arc::new(FreshnessClock::new(clock.as_ref())),
             clock,
             matrix,
             raft_config,
@@ -159,7 +170,7 @@ impl Node {
             self.raft_config.clone(),
             self.committer.clone(),
             rpc,
-            self.clock.clone(),
+            self.fresh_clock.clone(),
         )
         .await?;
         let mut groups = self.groups.write().unwrap();
@@ -337,12 +348,41 @@ impl Node {
         op: Op,
         hops: u32,
     ) -> Result<OpReply, KvError> {
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        // A bounded read that no replica within its bound answers fails fast: waiting longer
+        // than the configured wait would serve the caller worse than an error it can act on.
+        let bound_ms = match &op {
+            Op::Get { consistency, .. } | Op::Scan { consistency, .. } => {
+                match ReadConsistency::from(*consistency) {
+                    ReadConsistency::Bounded { staleness_ms_max } => Some(staleness_ms_max),
+                    _ => None,
+                }
+            }
+            Op::Write(_) => None,
+        };
+        let wait = match bound_ms {
+            Some(_) => Duration::from_millis(self.cfg.bounded_read_wait_ms).min(REQUEST_TIMEOUT),
+            None => REQUEST_TIMEOUT,
+        };
+        let deadline = Instant::now() + wait;
         let mut last_problem = String::from("no leader elected yet");
         loop {
             if Instant::now() >= deadline {
+                if let Some(bound) = bound_ms {
+                    let local = match self.group(group) {
+                        Some(g) => match self.local_read(&g, bound_ms) {
+                            LocalRead::Serve(_) => {
+                                "the local replica has just come within the bound".to_string()
+                            }
+                            LocalRead::Refuse(why) => why,
+                        },
+                        None => format!("node {} holds no replica of this shard", self.id()),
+                    };
+                    return Err(KvError::Unavailable(format!(
+                        "no replica within the staleness bound of {bound} ms answered within {wait:?}: {local}, and the leader did not answer ({last_problem}); retry, or read with a larger bound or consistency=eventual"
+                    )));
+                }
                 return Err(KvError::Unavailable(format!(
-                    "no replica could serve the request within {REQUEST_TIMEOUT:?} ({last_problem}); retry later"
+                    "no replica could serve the request within {wait:?} ({last_problem}); retry later"
                 )));
             }
             let target = match self.attempt_local(group, &op).await {
@@ -428,32 +468,31 @@ impl Node {
                 Err(e) => Attempt::Done(Err(KvError::Unavailable(format!("write failed: {e}")))),
             },
             Op::Get { consistency, .. } | Op::Scan { consistency, .. } => {
-                let staleness = match ReadConsistency::from(*consistency) {
+                let bound = match ReadConsistency::from(*consistency) {
                     ReadConsistency::Linearizable | ReadConsistency::Session => None,
                     ReadConsistency::Bounded { staleness_ms_max } => Some(Some(staleness_ms_max)),
                     ReadConsistency::Eventual => Some(None),
                 };
-                let served = match staleness {
-                    None => None,
-                    Some(bound) => self.follower_staleness(&g, bound),
-                };
-                let staleness_ms = match served {
-                    Some(s) => Some(s),
-                    None => match self.linearize(&g.raft).await {
-                        Ok(()) => staleness.map(|_| 0),
-                        Err(a) => return a,
-                    },
-                };
-                Attempt::Done(self.read_local(group, op, staleness_ms))
+                if let Some(bound) = bound {
+                    if let LocalRead::Serve(staleness_ms) = self.local_read(&g, bound) {
+                        return Attempt::Done(self.read_local(group, op, staleness_ms));
+                    }
+                }
+                match self.linearize(&g.raft).await {
+                    // The leader's state reflects every acknowledged write: staleness 0.
+                    Ok(()) => Attempt::Done(self.read_local(group, op, bound.map(|_| 0))),
+                    Err(a) => a,
+                }
             }
         }
     }
 
-    /// The staleness this replica can serve within `bound` (`None` bound: any), or `None` when
-    /// it cannot (unknown staleness, or too stale).
-    fn follower_staleness(&self, g: &Group, bound: Option<u64>) -> Option<u64> {
+    /// Whether this replica serves a non-linearizable read with staleness `bound` (`None`:
+    /// any) itself, and the staleness it would serve. The leader never does: it serves
+    /// linearizably, at no extra cost.
+    fn local_read(&self, g: &Group, bound: Option<u64>) -> LocalRead {
         if g.raft.is_leader() {
-            return None;
+            return LocalRead::Refuse("this node leads the shard".into());
         }
         let applied = g
             .raft
@@ -461,11 +500,23 @@ impl Node {
             .borrow_watched()
             .last_applied
             .as_ref()
-            .map(|l| l.index())?;
-        let s = g.freshness.staleness_ms(applied, self.clock.now_ms())?;
-        match bound {
-            Some(b) if s > b => None,
-            _ => Some(s),
+            .map_or(0, |l| l.index());
+        let staleness = g.freshness.staleness_ms(applied, self.fresh_clock.now_ms());
+        match (bound, staleness) {
+            // Eventual: any local state, with its staleness when known.
+            (None, s) => LocalRead::Serve(s),
+            (Some(b), Some(s)) if s <= b => LocalRead::Serve(Some(s)),
+            (Some(b), Some(s)) => LocalRead::Refuse(format!(
+                "the local replica (node {}) is up to {s} ms stale, beyond the bound of {b} ms",
+                self.id()
+            )),
+            (Some(_), None) => LocalRead::Refuse(match g.freshness.refused() {
+                Some(why) => format!("the local replica (node {}) cannot bound its staleness: {why}", self.id()),
+                None => format!(
+                    "the local replica (node {}) has not applied any state its leader vouched for recently",
+                    self.id()
+                ),
+            }),
         }
     }
 
@@ -624,11 +675,17 @@ impl Node {
 }
 
 impl Handler for Node {
-    async fn handle(&self, _from: Endpoint, req: PeerRequest) -> PeerResponse {
+    async fn handle(&self, from: Endpoint, req: PeerRequest) -> PeerResponse {
         match req {
             PeerRequest::Raft { group, req } => match self.group(group) {
                 Some(g) => {
-                    PeerResponse::Raft(handle_raft_request(&g.raft, &g.freshness, req).await)
+                    let offset = || {
+                        self.observations
+                            .clock_offset(from.node, self.cfg.max_clock_offset_ms)
+                    };
+                    PeerResponse::Raft(
+                        handle_raft_request(&g.raft, &g.freshness, offset, req).await,
+                    )
                 }
                 None => PeerResponse::Raft(RaftResponse::NoGroup(format!(
                     "node {} does not run group {group}",

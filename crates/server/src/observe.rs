@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use meridian_consensus::ClockOffset;
 use meridian_types::catalog::NodeRecord;
 use meridian_types::NodeId;
 use serde::Serialize;
@@ -27,6 +28,11 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A peer's report older than this is left out of the lag matrix.
 const REPORT_AGE_MAX: Duration = Duration::from_secs(10);
+/// A clock offset probed longer ago than this is not trusted for bounded reads.
+const OFFSET_AGE_MAX: Duration = Duration::from_secs(60);
+/// How fast two freshness clocks may drift apart, in parts per million: monotonic clocks of
+/// healthy machines drift by tens of ppm; this allows for far worse.
+const CLOCK_DRIFT_PPM_MAX: u64 = 1_000;
 
 /// The last successful probe of one peer.
 #[derive(Clone, Debug, Serialize)]
@@ -37,6 +43,10 @@ pub struct PeerProbe {
     /// error is at most half the round trip.
     pub clock_offset_ms: i64,
     pub rtt_ms: f64,
+    /// The peer's freshness clock against this node's (see `meridian_consensus::freshness`),
+    /// which bounded-staleness reads rely on.
+    #[serde(skip)]
+    pub freshness_offset: ClockOffset,
     #[serde(skip)]
     pub at: Instant,
     #[serde(skip)]
@@ -61,6 +71,36 @@ impl Observations {
 
     pub fn peers(&self) -> Vec<PeerProbe> {
         self.peers.lock().unwrap().values().cloned().collect()
+    }
+
+    /// Peer `node`'s freshness clock against this node's, with an error that covers the
+    /// probe's round trip and the drift since, if it is known and within `max_offset_ms`.
+    /// `Err` says why bounded reads cannot rest on it.
+    pub fn clock_offset(&self, node: NodeId, max_offset_ms: u64) -> Result<ClockOffset, String> {
+        let peers = self.peers.lock().unwrap();
+        let Some(p) = peers.get(&node) else {
+            return Err(format!(
+                "the clock of node {node} has not been probed yet (every {PROBE_INTERVAL:?})"
+            ));
+        };
+        let age = p.at.elapsed();
+        if age > OFFSET_AGE_MAX {
+            return Err(format!(
+                "the clock of node {node} was last probed {age:?} ago, longer than {OFFSET_AGE_MAX:?}"
+            ));
+        }
+        let drift_ms = (age.as_millis() as u64 * CLOCK_DRIFT_PPM_MAX).div_ceil(1_000_000);
+        let o = ClockOffset {
+            error_ms: p.freshness_offset.error_ms + drift_ms,
+            ..p.freshness_offset
+        };
+        if o.offset_ms.unsigned_abs() + o.error_ms > max_offset_ms {
+            return Err(format!(
+                "the clock of node {node} is {} ms off this node's (± {} ms), beyond max_clock_offset_ms = {max_offset_ms}; fix the clocks (NTP) or raise the limit",
+                o.offset_ms, o.error_ms
+            ));
+        }
+        Ok(o)
     }
 }
 
@@ -91,7 +131,7 @@ pub fn merge_lag<'a>(views: impl Iterator<Item = &'a RegionLag>) -> Vec<RegionLa
 /// Measures this node's lag view over every group it runs and exports it as gauges.
 pub fn measure_lag(node: &Node) {
     let regions = node.regions_by_node();
-    let now_ms = node.clock.now_ms();
+    let fresh_now_ms = node.fresh_clock.now_ms();
     let mut views = Vec::new();
     for g in node.groups() {
         let m = g.raft.metrics().borrow_watched().clone();
@@ -114,7 +154,7 @@ pub fn measure_lag(node: &Node) {
             }
         } else {
             let applied = m.last_applied.as_ref().map(|l| l.index()).unwrap_or(0);
-            if let Some(ms) = g.freshness.staleness_ms(applied, now_ms) {
+            if let Some(ms) = g.freshness.staleness_ms(applied, fresh_now_ms) {
                 views.push(RegionLag {
                     source_region: leader_region.clone(),
                     dest_region: node.cfg.region.clone(),
@@ -176,6 +216,8 @@ pub fn lag_matrix(node: &Node) -> Vec<RegionLag> {
 pub fn stats(node: &Node) -> NodeStats {
     NodeStats {
         clock_ms: node.clock.now_ms(),
+        freshness_clock_ms: node.fresh_clock.now_ms(),
+        freshness_epoch: node.fresh_clock.epoch(),
         lag: node.observations.lag(),
     }
 }
@@ -214,6 +256,7 @@ async fn probe(node: &Arc<Node>, peer: &NodeRecord) -> Option<PeerProbe> {
         region: peer.region.clone(),
     };
     let sent_ms = node.clock.now_ms();
+    let sent_fresh_ms = node.fresh_clock.now_ms();
     let started = Instant::now();
     let reply = node
         .transport
@@ -224,11 +267,25 @@ async fn probe(node: &Arc<Node>, peer: &NodeRecord) -> Option<PeerProbe> {
     };
     let rtt = started.elapsed();
     let midpoint_ms = (sent_ms + node.clock.now_ms()) / 2;
+    let received_fresh_ms = node.fresh_clock.now_ms();
+    debug_assert!(
+        received_fresh_ms >= sent_fresh_ms,
+        "a freshness clock went back"
+    );
+    // The peer read its clock somewhere in the round trip: at the midpoint, give or take half
+    // of it, plus a millisecond for each side's rounding.
+    let fresh_midpoint_ms = (sent_fresh_ms + received_fresh_ms) / 2;
+    let freshness_offset = ClockOffset {
+        offset_ms: stats.freshness_clock_ms as i64 - fresh_midpoint_ms as i64,
+        error_ms: (received_fresh_ms - sent_fresh_ms).div_ceil(2) + 2,
+        epoch: stats.freshness_epoch,
+    };
     Some(PeerProbe {
         node: peer.id,
         region: peer.region.clone(),
         clock_offset_ms: stats.clock_ms as i64 - midpoint_ms as i64,
         rtt_ms: rtt.as_secs_f64() * 1000.0,
+        freshness_offset,
         at: Instant::now(),
         lag: stats.lag,
     })

@@ -83,6 +83,10 @@ pub struct RegionLag {
 pub struct NodeStats {
     /// The node's clock when it answered, for the prober's clock-offset estimate.
     pub clock_ms: u64,
+    /// The node's freshness clock and its epoch, for bounded-staleness reads (see
+    /// `meridian_consensus::freshness`).
+    pub freshness_clock_ms: u64,
+    pub freshness_epoch: u64,
     pub lag: Vec<RegionLag>,
 }
 

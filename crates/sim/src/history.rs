@@ -30,7 +30,9 @@ pub enum Ret {
         value: Option<String>,
         staleness_ms: u64,
     },
-    Cas { succeeded: bool },
+    Cas {
+        succeeded: bool,
+    },
 }
 
 /// One operation. `returned: None` means the client never learned the outcome (a timeout or a

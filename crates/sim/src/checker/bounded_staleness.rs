@@ -37,9 +37,7 @@ pub fn check(history: &[Op]) -> Vec<String> {
         }
     }
     if more > 0 {
-        violations.push(format!(
-            "and {more} more bounded-staleness violations"
-        ));
+        violations.push(format!("and {more} more bounded-staleness violations"));
     }
     violations
 }
@@ -50,8 +48,16 @@ fn ms(us: u64) -> f64 {
 
 /// The violations one bounded read shows against the other operations on its key.
 fn check_read(key: &str, read: &Op, ops: &[&Op]) -> Vec<String> {
-    let (Call::StaleGet { bound_ms }, Some((_, Ret::StaleGet { value, staleness_ms }))) =
-        (&read.call, &read.returned)
+    let (
+        Call::StaleGet { bound_ms },
+        Some((
+            _,
+            Ret::StaleGet {
+                value,
+                staleness_ms,
+            },
+        )),
+    ) = (&read.call, &read.returned)
     else {
         return Vec::new();
     };
@@ -185,7 +191,11 @@ mod tests {
     // Goal: a staleness report below the truth fails even when the truth is within the bound.
     #[test]
     fn under_reported_staleness_fails() {
-        let h = vec![put(1, "a", 0, 10), put(1, "b", 20, 30), read(500, 300, Some("a"), 200)];
+        let h = vec![
+            put(1, "a", 0, 10),
+            put(1, "b", 20, 30),
+            read(500, 300, Some("a"), 200),
+        ];
         let v = check(&h);
         assert_eq!(v.len(), 1, "{v:?}");
         assert!(v[0].contains("reported a staleness of 200 ms"), "{v:?}");
