@@ -4,6 +4,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use meridian_sim::history::Ret;
 use meridian_sim::{run, Options, Outcome};
 
 pub struct Args {
@@ -67,11 +68,19 @@ pub fn run_cli(args: Args) -> Result<()> {
         }
     };
     let (mut ops, mut violations, mut failing) = (0, 0, Vec::new());
+    let (mut bounded, mut bounded_by_followers) = (0usize, 0usize);
     let (mut simulated, mut wall) = (Duration::ZERO, Duration::ZERO);
     for seed in &seeds {
         let o = run(*seed, &opts);
         print_outcome(&o, args.seed.is_some());
         ops += o.ops;
+        for op in &o.history {
+            if let Some((_, Ret::StaleGet { staleness_ms, .. })) = &op.returned {
+                bounded += 1;
+                // The leader serves with staleness 0; a follower always reports more.
+                bounded_by_followers += usize::from(*staleness_ms > 0);
+            }
+        }
         simulated += o.simulated;
         wall += o.wall;
         if !o.violations.is_empty() {
@@ -80,7 +89,7 @@ pub fn run_cli(args: Args) -> Result<()> {
         }
     }
     println!(
-        "seeds run: {}, operations checked: {ops}, violations: {violations}, simulated {:.0} s in {:.0} s wall ({:.1}x)",
+        "seeds run: {}, operations checked: {ops} (bounded reads answered: {bounded}, {bounded_by_followers} of them by followers), violations: {violations}, simulated {:.0} s in {:.0} s wall ({:.1}x)",
         seeds.len(),
         simulated.as_secs_f64(),
         wall.as_secs_f64(),
