@@ -15,8 +15,19 @@ pub struct NodeProc {
     pub config: PathBuf,
     pub http: String,
     pub grpc: String,
+    /// A command the server runs under, e.g. `faketime -f -2s` (empty: none).
+    pub wrapper: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
+}
+
+/// What sets one node apart in a test cluster.
+#[derive(Default)]
+pub struct NodeTweak {
+    /// Top-level config lines (`key = value\n`), put first in the file.
+    pub extra_config: String,
+    /// See `NodeProc::wrapper`.
+    pub wrapper: Vec<String>,
 }
 
 pub struct Cluster {
@@ -61,7 +72,16 @@ impl NodeProc {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        let bin = env!("CARGO_BIN_EXE_meridian");
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
             .args(["server", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info,openraft=warn")
@@ -88,6 +108,11 @@ impl NodeProc {
 impl Cluster {
     /// Writes one config file per node (`regions[i]` has `counts[i]` nodes) and starts them all.
     pub fn start(regions: &[(&str, usize)]) -> Cluster {
+        Cluster::start_with(regions, |_| NodeTweak::default())
+    }
+
+    /// As `start`, with extra config lines and a wrapper command per node id.
+    pub fn start_with(regions: &[(&str, usize)], tweak: impl Fn(u64) -> NodeTweak) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let total: usize = regions.iter().map(|(_, n)| n).sum();
         let ports = free_ports(total * 3);
@@ -107,6 +132,11 @@ impl Cluster {
                     seed = ports[0],
                     bootstrap = i == 0,
                 );
+                let NodeTweak {
+                    extra_config,
+                    wrapper,
+                } = tweak(id);
+                let text = format!("{extra_config}{text}");
                 std::fs::write(&config, text).unwrap();
                 nodes.push(NodeProc {
                     id,
@@ -114,6 +144,7 @@ impl Cluster {
                     config,
                     http: format!("127.0.0.1:{http}"),
                     grpc: format!("127.0.0.1:{grpc}"),
+                    wrapper,
                     child: None,
                     log: dir.path().join(format!("node{id}.log")),
                 });
@@ -243,6 +274,20 @@ impl Cluster {
             200 => Ok(Some(r.text().await.unwrap())),
             404 if r.headers().contains_key("x-meridian-region") => Ok(None),
             s => Err(format!("{s}: {}", r.text().await.unwrap_or_default())),
+        }
+    }
+
+    /// Sets the fault injection of every node (`Value::Null`-free JSON of `Faults`).
+    pub async fn set_faults_everywhere(&self, faults: &Value) {
+        for n in &self.nodes {
+            let r = self
+                .http
+                .post(n.url("/v1/admin/faults"))
+                .json(faults)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
         }
     }
 
