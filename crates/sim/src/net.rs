@@ -36,13 +36,24 @@ impl Listener for SimListener {
     }
 }
 
-/// A node's wall clock: simulated time since [`EPOCH_MS`] plus an offset.
+/// A node's wall clock: simulated time since [`EPOCH_MS`] plus the node's fixed skew plus an
+/// offset the nemesis jumps.
 #[derive(Default)]
 pub struct SimClock {
+    skew_ms: i64,
     offset_ms: AtomicI64,
 }
 
 impl SimClock {
+    /// A clock that reads `skew_ms` off the simulation's true time (before any jump).
+    pub fn with_skew(skew_ms: i64) -> SimClock {
+        SimClock {
+            skew_ms,
+            offset_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// Jumps the clock to `offset_ms` off its skewed reading (0: back to the skew alone).
     pub fn set_offset_ms(&self, offset_ms: i64) {
         self.offset_ms.store(offset_ms, Ordering::Relaxed);
     }
@@ -51,7 +62,8 @@ impl SimClock {
 impl Clock for SimClock {
     fn now_ms(&self) -> u64 {
         let elapsed = turmoil::sim_elapsed().unwrap_or_default().as_millis() as i64;
-        (EPOCH_MS as i64 + elapsed + self.offset_ms.load(Ordering::Relaxed)).max(0) as u64
+        let off = self.skew_ms + self.offset_ms.load(Ordering::Relaxed);
+        (EPOCH_MS as i64 + elapsed + off).max(0) as u64
     }
 }
 

@@ -99,6 +99,17 @@ struct SimNode {
 
 type Slots = Arc<Mutex<Vec<Option<Arc<Node>>>>>;
 
+/// A node's wall-clock skew: mostly within what bounded reads tolerate (`max_clock_offset_ms`,
+/// 500 ms by default), sometimes beyond it, so both the offset correction and the refusal run.
+fn clock_skew_ms(rng: &mut StdRng) -> i64 {
+    let sign = if rng.gen_bool(0.5) { 1 } else { -1 };
+    if rng.gen_bool(0.9) {
+        sign * rng.gen_range(0..=300)
+    } else {
+        sign * rng.gen_range(500..=1_500)
+    }
+}
+
 fn key_name(i: usize) -> String {
     format!("k{i}")
 }
@@ -153,7 +164,7 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
             region: *r,
             host: format!("node-{}", i + 1),
             engine: Arc::new(MemEngine::new()),
-            clock: Arc::new(SimClock::default()),
+            clock: Arc::new(SimClock::with_skew(clock_skew_ms(&mut rng))),
         })
         .collect();
     let schedule = nemesis::schedule(&mut rng, &regions, opts.safety.as_millis() as u64);
