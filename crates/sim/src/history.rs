@@ -87,3 +87,15 @@ pub fn by_key(history: &[Op]) -> BTreeMap<&str, Vec<&Op>> {
     }
     keys
 }
+
+/// Builds an operation for checker tests: `to` is `(returned_us, ret)`, `None` if unanswered.
+#[cfg(test)]
+pub(crate) fn op(client: u64, call: Call, from: u64, to: Option<(u64, Ret)>) -> Op {
+    Op {
+        client,
+        key: "k".into(),
+        call,
+        invoked_us: from,
+        returned: to,
+    }
+}

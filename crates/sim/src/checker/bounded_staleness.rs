@@ -124,16 +124,8 @@ fn check_read(key: &str, read: &Op, ops: &[&Op]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::op;
 
-    fn op(client: u64, call: Call, from: u64, to: Option<(u64, Ret)>) -> Op {
-        Op {
-            client,
-            key: "k".into(),
-            call,
-            invoked_us: from,
-            returned: to,
-        }
-    }
     fn put(client: u64, v: &str, from_ms: u64, to_ms: u64) -> Op {
         op(
             client,

@@ -200,16 +200,8 @@ impl Search<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::op;
 
-    fn op(client: u64, call: Call, from: u64, to: Option<(u64, Ret)>) -> Op {
-        Op {
-            client,
-            key: "k".into(),
-            call,
-            invoked_us: from,
-            returned: to,
-        }
-    }
     fn put(v: &str) -> Call {
         Call::Put(v.into())
     }
