@@ -7,6 +7,15 @@ pub const META_VOTE: &[u8] = b"vote";
 pub const META_PURGED: &[u8] = b"purged";
 pub const META_APPLIED: &[u8] = b"applied";
 pub const META_SNAPSHOT: &[u8] = b"snapshot";
+/// Async groups' replicated state beside the data, under one prefix so snapshots carry it:
+/// the highest HLC applied, and one cursor per source group.
+pub const META_GEO: &[u8] = b"g/";
+pub const META_HLC_MAX: &[u8] = b"g/hlc_max";
+
+/// The meta tag of the cursor of source group `source` in an async group.
+pub fn cursor_tag(source: GroupId) -> Vec<u8> {
+    [b"g/cursor/".as_slice(), &source.to_be_bytes()].concat()
+}
 
 pub fn group_prefix(group: GroupId) -> Vec<u8> {
     group.to_be_bytes().to_vec()

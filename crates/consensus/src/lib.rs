@@ -15,6 +15,7 @@ pub mod keys;
 pub mod log_store;
 pub mod network;
 pub mod runtime;
+pub mod ship;
 pub mod state_machine;
 pub mod typ;
 

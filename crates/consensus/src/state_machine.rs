@@ -3,12 +3,14 @@
 //! Applying a batch of entries is one durable commit holding the data changes and the new
 //! applied index, so after a crash the data and the applied index agree.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 
 use futures::{Stream, StreamExt};
 use meridian_storage::{prefix_end, GroupCommitter, SharedEngine, Table, WriteBatch};
-use meridian_types::wire::{Command, CommandResult};
+use meridian_crdt::{lww, Hlc, Versioned};
+use meridian_types::ids::is_async_group;
+use meridian_types::wire::{Command, CommandResult, ShipBatch};
 use meridian_types::GroupId;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::EntryPayload;
@@ -23,6 +25,21 @@ use crate::typ::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 struct Applied {
     last_applied: Option<LogId>,
     membership: StoredMembership,
+}
+
+/// What an async group's apply changed besides data, written in the same commit.
+#[derive(Default)]
+struct GeoChanges {
+    hlc_max: Option<Hlc>,
+    cursors: BTreeMap<GroupId, u64>,
+}
+
+/// A snapshot's content: the group's data rows and its replicated meta rows (an async group's
+/// cursors and highest HLC), so a replica installing it resumes shipping where the data is.
+#[derive(Serialize, Deserialize)]
+struct SnapshotContent {
+    data: Vec<(Vec<u8>, Vec<u8>)>,
+    meta: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A built snapshot as stored: its meta and its encoded data.
@@ -66,17 +83,135 @@ impl StateMachine {
         read(self.engine(), self.group, key).map_err(io_err)
     }
 
+    /// The highest HLC this async group has applied.
+    fn hlc_max(&self, geo: &GeoChanges) -> io::Result<Option<Hlc>> {
+        if geo.hlc_max.is_some() {
+            return Ok(geo.hlc_max);
+        }
+        hlc_max(self.engine(), self.group).map_err(io_err)
+    }
+
+    fn cursor(&self, geo: &GeoChanges, source: GroupId) -> io::Result<u64> {
+        if let Some(c) = geo.cursors.get(&source) {
+            return Ok(*c);
+        }
+        Ok(cursor(self.engine(), self.group, source).map_err(io_err)?)
+    }
+
+    /// Merges one version of `key` last-writer-wins; returns whether a live value existed.
+    fn merge(
+        &self,
+        key: Vec<u8>,
+        incoming: Versioned,
+        batch: &mut WriteBatch,
+        overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+        geo: &mut GeoChanges,
+    ) -> io::Result<bool> {
+        let stored = self
+            .current(overlay, &key)?
+            .map(|b| decode::<Versioned>(&b))
+            .transpose()?;
+        let existed = stored.as_ref().is_some_and(|s| !s.is_tombstone());
+        let high = self.hlc_max(geo)?;
+        geo.hlc_max = Some(high.map_or(incoming.hlc, |h| h.max(incoming.hlc)));
+        if lww::wins(&incoming, stored.as_ref()) {
+            let bytes = encode(&incoming);
+            batch.put(Table::Data, keys::data_key(self.group, &key), bytes.clone());
+            overlay.insert(key, Some(bytes));
+        }
+        Ok(existed)
+    }
+
+    /// Applies a shipped batch: refused if it would leave a gap after the cursor; writes at
+    /// or below the cursor are skipped (already applied); the cursor moves to the batch's end.
+    fn apply_ship(
+        &self,
+        b: ShipBatch,
+        batch: &mut WriteBatch,
+        overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+        geo: &mut GeoChanges,
+    ) -> io::Result<CommandResult> {
+        let cursor = self.cursor(geo, b.source)?;
+        let refused = |cursor| CommandResult {
+            succeeded: false,
+            cursor: Some(cursor),
+            ..Default::default()
+        };
+        if !b.is_well_formed() || b.source == self.group || b.from > cursor + 1 {
+            return Ok(refused(cursor));
+        }
+        let mut last = cursor;
+        if b.state {
+            for w in b.writes {
+                let v = Versioned {
+                    hlc: w.hlc,
+                    value: w.value,
+                };
+                self.merge(w.key, v, batch, overlay, geo)?;
+            }
+        } else {
+            for w in b.writes.into_iter().filter(|w| w.index > cursor) {
+                assert!(w.index > last, "shipped writes apply in source order");
+                last = w.index;
+                let v = Versioned {
+                    hlc: w.hlc,
+                    value: w.value,
+                };
+                self.merge(w.key, v, batch, overlay, geo)?;
+            }
+        }
+        let moved = cursor.max(b.to);
+        assert!(moved >= cursor, "a cursor never goes back");
+        if moved != cursor {
+            batch.put(
+                Table::Meta,
+                keys::meta_key(self.group, &keys::cursor_tag(b.source)),
+                moved.to_be_bytes().to_vec(),
+            );
+            geo.cursors.insert(b.source, moved);
+        }
+        Ok(CommandResult {
+            succeeded: true,
+            cursor: Some(moved),
+            ..Default::default()
+        })
+    }
+
     fn apply_command(
         &self,
         cmd: Command,
         batch: &mut WriteBatch,
         overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+        geo: &mut GeoChanges,
     ) -> io::Result<CommandResult> {
+        let is_async = is_async_group(self.group);
+        let cmd = match (cmd, is_async) {
+            (Command::Write { key, value, hlc }, true) => {
+                let existed = self.merge(key, Versioned { hlc, value }, batch, overlay, geo)?;
+                return Ok(CommandResult {
+                    existed,
+                    succeeded: true,
+                    hlc: Some(hlc),
+                    ..Default::default()
+                });
+            }
+            (Command::Ship(b), true) => return self.apply_ship(b, batch, overlay, geo),
+            (cmd @ (Command::Write { .. } | Command::Ship(_)), false)
+            | (cmd @ (Command::Put { .. } | Command::Delete { .. } | Command::Cas { .. }), true) => {
+                // The node routes by keyspace type; a command of the other kind is refused
+                // (deterministically, on every replica) rather than applied half-right.
+                debug_assert!(false, "{cmd} does not belong in group {}", self.group);
+                tracing::error!(group = self.group, %cmd, "command of the wrong keyspace type refused");
+                return Ok(CommandResult::default());
+            }
+            (cmd, false) => cmd,
+        };
         let current = self.current(overlay, cmd.key())?;
         let existed = current.is_some();
         let (key, new_value, succeeded) = match cmd {
             Command::Put { key, value } => (key, Some(value), true),
             Command::Delete { key } => (key, None, true),
+            Command::Write { .. } | Command::Ship(_) => unreachable!("handled above"),
             Command::Cas {
                 key,
                 expected,
@@ -87,6 +222,7 @@ impl StateMachine {
                         existed,
                         succeeded: false,
                         current,
+                        ..Default::default()
                     });
                 }
                 (key, value, true)
@@ -100,9 +236,63 @@ impl StateMachine {
         Ok(CommandResult {
             existed,
             succeeded,
-            current: None,
+            ..Default::default()
         })
     }
+}
+
+/// The highest HLC an async group has applied (`None` before its first write).
+pub fn hlc_max(engine: &SharedEngine, group: GroupId) -> meridian_storage::Result<Option<Hlc>> {
+    let bytes = engine.get(Table::Meta, &keys::meta_key(group, keys::META_HLC_MAX))?;
+    Ok(bytes.and_then(|b| decode(&b).ok()))
+}
+
+/// The last index of `source`'s log that async group `group` has applied (0: none).
+pub fn cursor(
+    engine: &SharedEngine,
+    group: GroupId,
+    source: GroupId,
+) -> meridian_storage::Result<u64> {
+    let bytes = engine.get(Table::Meta, &keys::meta_key(group, &keys::cursor_tag(source)))?;
+    Ok(bytes
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes))
+}
+
+/// One key of an async group with its version (tombstones included).
+pub fn read_versioned(
+    engine: &SharedEngine,
+    group: GroupId,
+    key: &[u8],
+) -> meridian_storage::Result<Option<Versioned>> {
+    let bytes = engine.get(Table::Data, &keys::data_key(group, key))?;
+    Ok(bytes.and_then(|b| decode_version(group, &b)))
+}
+
+fn decode_version(group: GroupId, bytes: &[u8]) -> Option<Versioned> {
+    match decode::<Versioned>(bytes) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(group, error = %e, "undecodable version in an async group");
+            None
+        }
+    }
+}
+
+/// Up to `limit` rows of an async group from `start` (inclusive), tombstones included, in key
+/// order: the raw material of shipping state and anti-entropy.
+pub fn scan_versioned(
+    engine: &SharedEngine,
+    group: GroupId,
+    start: &[u8],
+    limit: usize,
+) -> meridian_storage::Result<Vec<(Vec<u8>, Versioned)>> {
+    let from = keys::data_key(group, start);
+    let rows = engine.scan(Table::Data, &from, &keys::group_end(group), limit)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(k, v)| Some((keys::user_key(&k).to_vec(), decode_version(group, &v)?)))
+        .collect())
 }
 
 /// Reads one key of a group from the engine.
@@ -111,6 +301,9 @@ pub fn read(
     group: GroupId,
     key: &[u8],
 ) -> meridian_storage::Result<Option<Vec<u8>>> {
+    if is_async_group(group) {
+        return Ok(read_versioned(engine, group, key)?.and_then(|v| v.value));
+    }
     engine.get(Table::Data, &keys::data_key(group, key))
 }
 
@@ -123,11 +316,31 @@ pub fn scan(
 ) -> meridian_storage::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let start = keys::data_key(group, prefix);
     let end = prefix_end(&start).unwrap_or_else(|| keys::group_end(group));
-    let rows = engine.scan(Table::Data, &start, &end, limit)?;
-    Ok(rows
-        .into_iter()
-        .map(|(k, v)| (keys::user_key(&k).to_vec(), v))
-        .collect())
+    if !is_async_group(group) {
+        let rows = engine.scan(Table::Data, &start, &end, limit)?;
+        return Ok(rows
+            .into_iter()
+            .map(|(k, v)| (keys::user_key(&k).to_vec(), v))
+            .collect());
+    }
+    // Tombstones are rows too: page until `limit` live rows or the end of the prefix.
+    let mut out = Vec::new();
+    let mut from = start;
+    while out.len() < limit {
+        let page = engine.scan(Table::Data, &from, &end, limit - out.len())?;
+        let full = page.len() == limit - out.len();
+        let Some((last, _)) = page.last() else { break };
+        from = [last.as_slice(), &[0]].concat();
+        for (k, v) in page {
+            if let Some(value) = decode_version(group, &v).and_then(|v| v.value) {
+                out.push((keys::user_key(&k).to_vec(), value));
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -146,21 +359,42 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut applied = self.applied()?;
         let mut batch = WriteBatch::default();
         let mut overlay = HashMap::new();
+        let mut geo = GeoChanges::default();
         let mut replies = Vec::new();
+        let before = applied.last_applied.map(|l| l.index);
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::default(),
-                EntryPayload::Normal(cmd) => self.apply_command(cmd, &mut batch, &mut overlay)?,
+                EntryPayload::Normal(cmd) => {
+                    let mut r = self.apply_command(cmd, &mut batch, &mut overlay, &mut geo)?;
+                    r.index = entry.log_id.index;
+                    r
+                }
                 EntryPayload::Membership(m) => {
                     applied.membership = StoredMembership::new(Some(entry.log_id), m);
                     CommandResult::default()
                 }
             };
+            assert!(
+                applied.last_applied.is_none_or(|l| l.index < entry.log_id.index),
+                "group {}: applied index must advance ({:?} then {})",
+                self.group,
+                applied.last_applied,
+                entry.log_id
+            );
             applied.last_applied = Some(entry.log_id);
             if let Some(r) = responder {
                 replies.push((r, result));
             }
+        }
+        debug_assert!(applied.last_applied.map(|l| l.index) >= before);
+        if let Some(h) = geo.hlc_max {
+            batch.put(
+                Table::Meta,
+                keys::meta_key(self.group, keys::META_HLC_MAX),
+                encode(&h),
+            );
         }
         batch.put(
             Table::Meta,
@@ -179,15 +413,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> io::Result<()> {
-        let pairs: Vec<(Vec<u8>, Vec<u8>)> = decode(&snapshot)?;
+        let content: SnapshotContent = decode(&snapshot)?;
         let mut batch = WriteBatch::default();
         batch.delete_range(
             Table::Data,
             keys::group_prefix(self.group),
             keys::group_end(self.group),
         );
-        for (k, v) in pairs {
+        let geo = keys::meta_key(self.group, keys::META_GEO);
+        batch.delete_range(
+            Table::Meta,
+            geo.clone(),
+            prefix_end(&geo).expect("meta keys end below 0xff"),
+        );
+        for (k, v) in content.data {
             batch.put(Table::Data, keys::data_key(self.group, &k), v);
+        }
+        for (tag, v) in content.meta {
+            assert!(tag.starts_with(keys::META_GEO), "snapshots carry only replicated meta");
+            batch.put(Table::Meta, keys::meta_key(self.group, &tag), v);
         }
         let applied = Applied {
             last_applied: meta.last_log_id,
@@ -235,6 +479,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         // read transaction, so an apply running concurrently is either wholly in or wholly out.
         let applied_key = keys::meta_key(self.group, keys::META_APPLIED);
         let applied_end = prefix_end(&applied_key).expect("meta keys end below 0xff");
+        let geo_key = keys::meta_key(self.group, keys::META_GEO);
+        let geo_end = prefix_end(&geo_key).expect("meta keys end below 0xff");
         let views = self
             .engine()
             .scan_consistent(&[
@@ -244,17 +490,24 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                     keys::group_prefix(self.group),
                     keys::group_end(self.group),
                 ),
+                (Table::Meta, geo_key, geo_end),
             ])
             .map_err(io_err)?;
         let applied: Applied = match views[0].first() {
             Some((_, v)) => decode(v)?,
             None => Applied::default(),
         };
-        let pairs: Vec<(Vec<u8>, Vec<u8>)> = views[1]
-            .iter()
-            .map(|(k, v)| (keys::user_key(k).to_vec(), v.clone()))
-            .collect();
-        let data = encode(&pairs);
+        let content = SnapshotContent {
+            data: views[1]
+                .iter()
+                .map(|(k, v)| (keys::user_key(k).to_vec(), v.clone()))
+                .collect(),
+            meta: views[2]
+                .iter()
+                .map(|(k, v)| (keys::user_key(k).to_vec(), v.clone()))
+                .collect(),
+        };
+        let data = encode(&content);
         let meta = SnapshotMeta {
             last_log_id: applied.last_applied,
             last_membership: applied.membership,

@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 
 use meridian_types::catalog::{NodeRecord, ShardPlacement};
-use meridian_types::ids::{group_id, keyspace_id};
+use meridian_types::ids::{async_group_id, group_id, keyspace_id};
 use meridian_types::wan::LatencyMatrix;
-use meridian_types::{KeyspacePolicy, KvError, NodeId, Survive};
+use meridian_types::{KeyspacePolicy, KvError, NodeId, Replication, Survive};
 
 const REGION_VOTERS: [usize; 3] = [2, 2, 1];
 const ZONE_VOTERS: usize = 3;
@@ -23,6 +23,9 @@ pub fn place_keyspace(
     nodes: &[NodeRecord],
     matrix: &LatencyMatrix,
 ) -> Result<Vec<ShardPlacement>, KvError> {
+    if policy.replication == Replication::Async {
+        return place_async(policy, nodes);
+    }
     let home = policy
         .home_region
         .as_deref()
@@ -82,12 +85,45 @@ pub fn place_keyspace(
             ShardPlacement {
                 shard,
                 group: group_id(id, shard),
+                region: None,
                 voters,
                 learners,
             }
         })
         .collect();
     Ok(placements)
+}
+
+/// async: every region in `regions` gets its own group per shard, up to 3 voters in distinct
+/// zones of that region first (so a write commits on a majority inside the region, with no
+/// WAN round trip), and learners on the region's other nodes. Nothing outside `regions`.
+fn place_async(
+    policy: &KeyspacePolicy,
+    nodes: &[NodeRecord],
+) -> Result<Vec<ShardPlacement>, KvError> {
+    let id = keyspace_id(&policy.name);
+    let mut out = Vec::new();
+    for (ri, region) in policy.regions.iter().enumerate() {
+        let mut list: Vec<&NodeRecord> = nodes.iter().filter(|n| &n.region == region).collect();
+        if list.is_empty() {
+            return Err(KvError::FailedPrecondition(format!(
+                "region {region:?} has no live node to hold the keyspace's replicas there; start a node there or choose other `regions`"
+            )));
+        }
+        list.sort_by_key(|n| (n.zone.clone(), n.id));
+        for shard in 0..policy.shards {
+            let ordered = distinct_zones_first(&rotate(&list, shard as usize));
+            let (voters, learners) = ordered.split_at(ordered.len().min(ZONE_VOTERS));
+            out.push(ShardPlacement {
+                shard,
+                group: async_group_id(id, ri, shard),
+                region: Some(region.clone()),
+                voters: voters.iter().map(|n| n.id).collect(),
+                learners: learners.iter().map(|n| n.id).collect(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn rotate<'a>(list: &[&'a NodeRecord], by: usize) -> Vec<&'a NodeRecord> {
@@ -114,7 +150,7 @@ pub fn regions_of(nodes: &[NodeRecord]) -> BTreeMap<NodeId, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meridian_types::{ReadConsistency, Replication};
+    use meridian_types::ReadConsistency;
 
     fn nodes(regions: &[&str], per_region: u64) -> Vec<NodeRecord> {
         let mut out = Vec::new();
@@ -142,8 +178,40 @@ mod tests {
             home_region: Some("us-east-1".into()),
             regions: regions.iter().map(|s| s.to_string()).collect(),
             shards: 4,
-            read: ReadConsistency::Linearizable,
+            read: Some(ReadConsistency::Linearizable),
+            conflict: Default::default(),
+            lag_budget_ms: None,
+            on_lag_budget: Default::default(),
         }
+    }
+
+    // Goal: an async keyspace gets one group per (region, shard) with every replica inside
+    // that region, voters in distinct zones, and nothing in regions it does not list.
+    #[test]
+    fn async_places_a_group_per_region_inside_it() {
+        let all = nodes(&["us-east-1", "us-west-2", "eu-west-1"], 3);
+        let mut p = policy(Survive::Region, &["us-east-1", "eu-west-1"]);
+        p.replication = Replication::Async;
+        p.home_region = None;
+        let shards = place_keyspace(&p, &all, &LatencyMatrix::aws_default()).unwrap();
+        let regions = regions_of(&all);
+        assert_eq!(shards.len(), 2 * 4);
+        let groups: std::collections::BTreeSet<_> = shards.iter().map(|s| s.group).collect();
+        assert_eq!(groups.len(), 8, "every (region, shard) has its own group");
+        for s in &shards {
+            let region = s.region.clone().unwrap();
+            assert!(s.replicas().all(|n| regions[&n] == region));
+            assert_eq!(s.voters.len(), 3);
+            let zones: std::collections::BTreeSet<_> = s
+                .voters
+                .iter()
+                .map(|v| all.iter().find(|n| n.id == *v).unwrap().zone.clone())
+                .collect();
+            assert_eq!(zones.len(), 3, "voters in distinct zones");
+        }
+        assert!(shards
+            .iter()
+            .all(|s| s.replicas().all(|n| regions[&n] != "us-west-2")));
     }
 
     // Goal: survive=region puts 2/2/1 voters in home, nearest and next region, learners on the

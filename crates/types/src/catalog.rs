@@ -36,6 +36,9 @@ pub struct NodeRecord {
 pub struct ShardPlacement {
     pub shard: u16,
     pub group: GroupId,
+    /// For an async keyspace: the region whose group this is (every replica is in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// Voters, the first of which initialises the group. The leader is kept in the home region.
     pub voters: Vec<NodeId>,
     /// Non-voting replicas, for local reads in other allowed regions.
@@ -45,6 +48,23 @@ pub struct ShardPlacement {
 impl ShardPlacement {
     pub fn replicas(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.voters.iter().chain(self.learners.iter()).copied()
+    }
+}
+
+impl KeyspaceRecord {
+    pub fn is_async(&self) -> bool {
+        self.policy.replication == crate::Replication::Async
+    }
+
+    /// For an async keyspace: the group of `shard` in `region`, if the keyspace lists it.
+    pub fn region_group(&self, region: &str, shard: u16) -> Option<GroupId> {
+        let i = self.policy.regions.iter().position(|r| r == region)?;
+        Some(crate::ids::async_group_id(self.id, i, shard))
+    }
+
+    /// The placement of group `group`.
+    pub fn placement(&self, group: GroupId) -> Option<&ShardPlacement> {
+        self.shards.iter().find(|s| s.group == group)
     }
 }
 

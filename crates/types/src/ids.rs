@@ -30,9 +30,47 @@ pub fn group_id(id: KeyspaceId, shard: u16) -> GroupId {
     (id << SHARD_BITS) | u64::from(shard)
 }
 
-/// The shard of a group (its low 16 bits).
+/// Marks the group of an async keyspace: one group per (region, shard), the region's index
+/// in the policy's `regions` in bits 8..15 and the shard in bits 0..7 (a keyspace has at most
+/// 256 shards, see `SHARDS_MAX`).
+const ASYNC_BIT: u64 = 0x8000;
+/// Regions an async keyspace may list (the index must fit in 7 bits).
+pub const ASYNC_REGIONS_MAX: usize = 127;
+
+/// The group that holds `shard` of async keyspace `id` in the region at `region_index` of the
+/// policy's `regions`.
+pub fn async_group_id(id: KeyspaceId, region_index: usize, shard: u16) -> GroupId {
+    assert!(
+        region_index < ASYNC_REGIONS_MAX,
+        "an async keyspace lists at most {ASYNC_REGIONS_MAX} regions"
+    );
+    assert!(shard < 256, "an async keyspace has at most 256 shards");
+    (id << SHARD_BITS) | ASYNC_BIT | ((region_index as u64) << 8) | u64::from(shard)
+}
+
+/// Whether `group` belongs to an async keyspace (its state machine merges by HLC).
+pub fn is_async_group(group: GroupId) -> bool {
+    group != META_GROUP && group & ASYNC_BIT != 0
+}
+
+/// The index in `regions` of an async group's region.
+pub fn async_region_index(group: GroupId) -> usize {
+    debug_assert!(is_async_group(group));
+    ((group >> 8) & 0x7f) as usize
+}
+
+/// The keyspace id of a group.
+pub fn group_keyspace(group: GroupId) -> KeyspaceId {
+    group >> SHARD_BITS
+}
+
+/// The shard of a group.
 pub fn group_shard(group: GroupId) -> u16 {
-    (group & 0xffff) as u16
+    if is_async_group(group) {
+        (group & 0xff) as u16
+    } else {
+        (group & 0xffff) as u16
+    }
 }
 
 /// The shard a key lives in: a stable 64-bit hash of the key modulo the shard count.
@@ -50,11 +88,31 @@ mod tests {
     fn group_ids_keep_shard_and_avoid_meta() {
         let id = keyspace_id("orders");
         assert_ne!(id, 0);
-        for shard in [0u16, 1, 3, 65535] {
+        for shard in [0u16, 1, 3, 255] {
             let g = group_id(id, shard);
             assert_ne!(g, META_GROUP);
             assert_eq!(group_shard(g), shard);
         }
+    }
+
+    // Goal: async groups keep keyspace, region and shard apart, and never look like sync
+    // groups or the metadata group.
+    #[test]
+    fn async_group_ids_round_trip() {
+        let id = keyspace_id("carts");
+        let mut seen = std::collections::BTreeSet::new();
+        for region in [0usize, 1, 2, 126] {
+            for shard in [0u16, 1, 255] {
+                let g = async_group_id(id, region, shard);
+                assert!(is_async_group(g));
+                assert_eq!(async_region_index(g), region);
+                assert_eq!(group_shard(g), shard);
+                assert_eq!(group_keyspace(g), id);
+                assert!(seen.insert(g));
+            }
+        }
+        assert!(!is_async_group(group_id(id, 3)));
+        assert!(!is_async_group(META_GROUP));
     }
 
     // Goal: keys spread over every shard, so no shard is left empty by the hash.

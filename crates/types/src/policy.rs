@@ -31,6 +31,34 @@ pub enum Survive {
     Zone,
 }
 
+/// How concurrent writes to one key of an async keyspace are merged.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Conflict {
+    /// Last-writer-wins by HLC.
+    #[default]
+    Lww,
+    /// A PN-counter (not available yet).
+    Counter,
+    /// An add-wins observed-remove set (not available yet).
+    Set,
+    /// A multi-value register (not available yet).
+    Mv,
+}
+
+/// What happens when a region falls further behind than `lag_budget_ms`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnLagBudget {
+    /// Record an event and set a metric.
+    #[default]
+    Alert,
+    /// Delay writes in the source region (bounded) until the lag is back under budget.
+    Throttle,
+    /// Fail writes in the source region with a retriable error.
+    Reject,
+}
+
 /// Read consistency, strongest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadConsistency {
@@ -120,9 +148,6 @@ fn default_shards() -> u16 {
     4
 }
 
-fn default_read() -> ReadConsistency {
-    ReadConsistency::Linearizable
-}
 
 /// A keyspace's policy as a client states it (`POST /v1/keyspaces`, `meridian keyspace create`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -138,8 +163,18 @@ pub struct KeyspacePolicy {
     pub regions: Vec<String>,
     #[serde(default = "default_shards")]
     pub shards: u16,
-    #[serde(default = "default_read")]
-    pub read: ReadConsistency,
+    /// The default read consistency; absent: linearizable for sync, session for async.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<ReadConsistency>,
+    /// Async only: how concurrent writes merge.
+    #[serde(default)]
+    pub conflict: Conflict,
+    /// Async only: the replication lag (ms) a region may fall behind before `on_lag_budget`
+    /// acts. Signed, so a negative number is refused with a message instead of a parse error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_budget_ms: Option<i64>,
+    #[serde(default)]
+    pub on_lag_budget: OnLagBudget,
 }
 
 impl KeyspacePolicy {
@@ -148,11 +183,6 @@ impl KeyspacePolicy {
     pub fn validate(&self, cluster_regions: &BTreeSet<String>) -> Result<(), KvError> {
         let invalid = |m: String| Err(KvError::InvalidArgument(m));
         validate_name(&self.name)?;
-        if self.replication == Replication::Async {
-            return Err(KvError::FailedPrecondition(
-                "replication = \"async\" is not available in this version of Meridian; use replication = \"sync\"".into(),
-            ));
-        }
         if self.regions.is_empty() {
             return invalid(
                 "`regions` is empty; list the regions where the keyspace may store data".into(),
@@ -172,6 +202,98 @@ impl KeyspacePolicy {
                 ));
             }
         }
+        if self.shards == 0 || self.shards > SHARDS_MAX {
+            return invalid(format!(
+                "`shards` is {}; it must be between 1 and {SHARDS_MAX}",
+                self.shards
+            ));
+        }
+        match self.replication {
+            Replication::Async => self.validate_async(),
+            Replication::Sync => self.validate_sync(),
+        }
+    }
+
+    /// The read consistency a request without one gets.
+    pub fn default_read(&self) -> ReadConsistency {
+        match (self.read, self.replication) {
+            (Some(r), _) => r,
+            (None, Replication::Sync) => ReadConsistency::Linearizable,
+            (None, Replication::Async) => ReadConsistency::Session,
+        }
+    }
+
+    /// Whether a read may ask for `requested`: never stronger than the keyspace offers, and
+    /// never linearizable on an async keyspace.
+    pub fn allows_read(&self, requested: ReadConsistency) -> Result<(), KvError> {
+        if self.replication == Replication::Async {
+            if requested == ReadConsistency::Linearizable {
+                return Err(KvError::FailedPrecondition(ASYNC_LINEARIZABLE.into()));
+            }
+            // Every region accepts writes, so bounded, session and eventual reads are all
+            // served from replicas; none is stronger than another here.
+            return Ok(());
+        }
+        let offered = self.default_read();
+        if offered.allows(requested) || requested == ReadConsistency::Session {
+            return Ok(());
+        }
+        Err(KvError::FailedPrecondition(format!(
+            "the keyspace offers {offered} reads at most; ask for {offered} or weaker"
+        )))
+    }
+
+    fn validate_async(&self) -> Result<(), KvError> {
+        let invalid = |m: String| Err(KvError::InvalidArgument(m));
+        if self.home_region.is_some() {
+            return invalid(
+                "`home_region` has no meaning for an async keyspace: every region in `regions` accepts writes; remove it, or use replication = \"sync\" to keep writes in one region".into(),
+            );
+        }
+        if self.regions.len() < 2 {
+            return invalid(format!(
+                "replication = \"async\" needs at least 2 `regions` to replicate between, but `regions` has {}; add a region or use replication = \"sync\"",
+                self.regions.len()
+            ));
+        }
+        if self.regions.len() > crate::ids::ASYNC_REGIONS_MAX {
+            return invalid(format!(
+                "`regions` lists {} regions; an async keyspace may list at most {}",
+                self.regions.len(),
+                crate::ids::ASYNC_REGIONS_MAX
+            ));
+        }
+        if self.conflict != Conflict::Lww {
+            return invalid(format!(
+                "conflict = \"{}\" is not available yet; use conflict = \"lww\" (last writer wins by HLC)",
+                serde_json::to_value(self.conflict).expect("enum encodes").as_str().unwrap_or("?")
+            ));
+        }
+        if let Some(b) = self.lag_budget_ms {
+            if b <= 0 {
+                return invalid(format!(
+                    "`lag_budget_ms` is {b}; it must be a positive number of milliseconds (e.g. 1000), or left out for no budget"
+                ));
+            }
+        }
+        if self.read == Some(ReadConsistency::Linearizable) {
+            return invalid(format!("read = \"linearizable\": {ASYNC_LINEARIZABLE}"));
+        }
+        Ok(())
+    }
+
+    fn validate_sync(&self) -> Result<(), KvError> {
+        let invalid = |m: String| Err(KvError::InvalidArgument(m));
+        if self.conflict != Conflict::Lww {
+            return invalid(
+                "`conflict` applies to async keyspaces only; a sync keyspace orders every write through consensus; remove it or use replication = \"async\"".into(),
+            );
+        }
+        if self.lag_budget_ms.is_some() {
+            return invalid(
+                "`lag_budget_ms` applies to async keyspaces only; remove it or use replication = \"async\"".into(),
+            );
+        }
         let Some(home) = &self.home_region else {
             return invalid(
                 "`home_region` is required for a sync keyspace; name one of `regions`".into(),
@@ -189,20 +311,11 @@ impl KeyspacePolicy {
                 self.regions.len()
             ));
         }
-        if self.shards == 0 || self.shards > SHARDS_MAX {
-            return invalid(format!(
-                "`shards` is {}; it must be between 1 and {SHARDS_MAX}",
-                self.shards
-            ));
-        }
-        if self.read == ReadConsistency::Session {
-            return Err(KvError::FailedPrecondition(
-                "read = \"session\" is not available in this version; use linearizable, bounded:<ms> or eventual".into(),
-            ));
-        }
         Ok(())
     }
 }
+
+const ASYNC_LINEARIZABLE: &str = "an async keyspace accepts writes in every region and ships them between regions afterwards, so no replica can promise a linearizable read; use session (read-your-writes), bounded:<ms> or eventual, or a sync keyspace";
 
 /// A keyspace name: 1 to 128 characters of letters, digits, `-`, `_` and `.`.
 pub fn validate_name(name: &str) -> Result<(), KvError> {
@@ -240,7 +353,7 @@ mod tests {
     fn sync_policy_validates() {
         let p = parse(r#"{"name":"orders","home_region":"us-east-1","regions":["us-east-1","us-west-2","eu-west-1"]}"#).unwrap();
         assert_eq!(p.shards, 4);
-        assert_eq!(p.read, ReadConsistency::Linearizable);
+        assert_eq!(p.default_read(), ReadConsistency::Linearizable);
         p.validate(&regions()).unwrap();
     }
 
@@ -264,6 +377,32 @@ mod tests {
         )
         .unwrap();
         assert!(bad_name.validate(&regions()).is_err());
+    }
+
+    // Goal: an async policy validates with session reads by default; each invalid async
+    // policy names the field and what would be accepted.
+    #[test]
+    fn async_policies_validate_and_refuse_what_has_no_meaning() {
+        let ok = parse(r#"{"name":"carts","replication":"async","regions":["us-east-1","eu-west-1"],"lag_budget_ms":1000,"on_lag_budget":"throttle"}"#).unwrap();
+        ok.validate(&regions()).unwrap();
+        assert_eq!(ok.default_read(), ReadConsistency::Session);
+        assert!(ok.allows_read(ReadConsistency::Linearizable).is_err());
+        assert!(ok.allows_read("bounded:100".parse().unwrap()).is_ok());
+        let cases = [
+            (r#"{"name":"a","replication":"async","home_region":"us-east-1","regions":["us-east-1","eu-west-1"]}"#, "home_region"),
+            (r#"{"name":"a","replication":"async","regions":["us-east-1"]}"#, "at least 2"),
+            (r#"{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"conflict":"counter"}"#, "conflict"),
+            (r#"{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"lag_budget_ms":-5}"#, "lag_budget_ms"),
+            (r#"{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"read":"linearizable"}"#, "linearizable"),
+        ];
+        for (json, field) in cases {
+            let e = parse(json).unwrap().validate(&regions()).unwrap_err().to_string();
+            assert!(e.contains(field), "{json}: {e}");
+        }
+        let e = parse(r#"{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"conflict":"newest"}"#).unwrap_err().to_string();
+        assert!(e.contains("lww"), "{e}");
+        let e = parse(r#"{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"on_lag_budget":"panic"}"#).unwrap_err().to_string();
+        assert!(e.contains("throttle"), "{e}");
     }
 
     // Goal: consistency strings round-trip and weaker-than-offered is allowed, stronger is not.

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::NodeId;
+use meridian_crdt::Hlc;
+
+use crate::ids::{GroupId, NodeId};
 
 /// A mutation of one key, replicated through a group's log and applied by its state machine.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -22,12 +24,69 @@ pub enum Command {
         expected: Option<Vec<u8>>,
         value: Option<Vec<u8>>,
     },
+    /// A put (`Some`) or delete (`None`) of an async keyspace, stamped with its HLC by the
+    /// leader of the region's group that accepted it. Merged last-writer-wins.
+    Write {
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        hlc: Hlc,
+    },
+    /// Writes another region's group committed, shipped in its log order (see [`ShipBatch`]).
+    Ship(ShipBatch),
+}
+
+/// One write as shipped: the source log index that committed it, and the write.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Shipped {
+    pub index: u64,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+    pub hlc: Hlc,
+}
+
+/// A run of a source group's log, delivered to a destination group of the same shard in
+/// another region. The destination keeps a cursor per source (the last source index applied)
+/// in the same commit as the merged data: a batch that starts past `cursor + 1` would leave a
+/// gap and is refused; writes at or below the cursor are skipped, so nothing applies twice.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShipBatch {
+    pub source: GroupId,
+    /// First source index the batch covers (entries that are not writes are covered too).
+    pub from: u64,
+    /// Last source index covered; the cursor moves here. `to < from` carries nothing and
+    /// asks only for the cursor.
+    pub to: u64,
+    /// The writes in `from..=to`, in index order.
+    pub writes: Vec<Shipped>,
+    /// The writes are rows of the source's state (any origin, index 0), sent because the
+    /// log from `from` was compacted: merged whatever the cursor, which moves to `to` with the
+    /// last chunk (earlier chunks carry `to < from`).
+    pub state: bool,
+}
+
+impl ShipBatch {
+    /// The batch is in order and inside its range.
+    pub fn is_well_formed(&self) -> bool {
+        if self.state {
+            return self.writes.iter().all(|w| w.index == 0);
+        }
+        self.writes.windows(2).all(|w| w[0].index < w[1].index)
+            && self
+                .writes
+                .iter()
+                .all(|w| w.index >= self.from && w.index <= self.to)
+    }
 }
 
 impl Command {
+    /// The key of a single-key command; a shipped batch has none (empty).
     pub fn key(&self) -> &[u8] {
         match self {
-            Command::Put { key, .. } | Command::Delete { key } | Command::Cas { key, .. } => key,
+            Command::Put { key, .. }
+            | Command::Delete { key }
+            | Command::Cas { key, .. }
+            | Command::Write { key, .. } => key,
+            Command::Ship(_) => &[],
         }
     }
 }
@@ -41,6 +100,15 @@ pub struct CommandResult {
     pub succeeded: bool,
     /// For a failed CAS: the current value.
     pub current: Option<Vec<u8>>,
+    /// The log index that committed the command (filled in by the node, for session tokens).
+    #[serde(default)]
+    pub index: u64,
+    /// For an async write: its HLC. For a shipped batch: unused.
+    #[serde(default)]
+    pub hlc: Option<Hlc>,
+    /// For a shipped batch: the destination's cursor for the source after it.
+    #[serde(default)]
+    pub cursor: Option<u64>,
 }
 
 /// Where a request was served, reported in every response.
@@ -59,6 +127,18 @@ impl std::fmt::Display for Command {
             Command::Put { value, .. } => write!(f, "put {key:?} ({} bytes)", value.len()),
             Command::Delete { .. } => write!(f, "delete {key:?}"),
             Command::Cas { .. } => write!(f, "cas {key:?}"),
+            Command::Write { value: Some(v), .. } => {
+                write!(f, "write {key:?} ({} bytes)", v.len())
+            }
+            Command::Write { value: None, .. } => write!(f, "write {key:?} (delete)"),
+            Command::Ship(b) => write!(
+                f,
+                "ship {} writes of group {} ({}..={})",
+                b.writes.len(),
+                b.source,
+                b.from,
+                b.to
+            ),
         }
     }
 }

@@ -1,0 +1,117 @@
+//! Reading a group's committed log for shipping to other regions (async keyspaces).
+//!
+//! Only applied entries are read: applied implies committed and durable on this node, so a
+//! shipped write can never be rolled back at its source.
+
+use std::io;
+
+use meridian_storage::{SharedEngine, Table};
+use meridian_types::wire::{Command, ShipBatch, Shipped};
+use meridian_types::GroupId;
+use openraft::EntryPayload;
+
+use crate::keys;
+use crate::log_store::{decode, io_err};
+use crate::typ::{Entry, LogId};
+
+/// What reading the log from an index found.
+#[derive(Debug)]
+pub enum LogRead {
+    /// A batch covering `from..=to` (possibly without writes: blank, membership and shipped
+    /// entries are covered, not shipped: each region ships only what it accepted itself).
+    Batch(ShipBatch),
+    /// The entries from the requested index were compacted into a snapshot; the destination
+    /// needs the source's state instead (see `georep::shipper`).
+    Purged { last_purged: u64 },
+}
+
+/// The last log index compacted away (0: none).
+pub fn last_purged(engine: &SharedEngine, group: GroupId) -> io::Result<u64> {
+    let bytes = engine
+        .get(Table::Meta, &keys::meta_key(group, keys::META_PURGED))
+        .map_err(io_err)?;
+    let purged: Option<LogId> = bytes.map(|b| decode(&b)).transpose()?;
+    Ok(purged.map_or(0, |l| l.index))
+}
+
+/// Reads `group`'s log from `from` up to `applied` (inclusive), at most `max_entries` entries
+/// and, past the first write, at most `max_bytes` of keys and values.
+pub fn read_committed(
+    engine: &SharedEngine,
+    group: GroupId,
+    from: u64,
+    applied: u64,
+    max_entries: u64,
+    max_bytes: usize,
+) -> io::Result<LogRead> {
+    assert!(from >= 1 && from <= applied, "read {from}..={applied}");
+    assert!(max_entries >= 1);
+    let purged = last_purged(engine, group)?;
+    if from <= purged {
+        return Ok(LogRead::Purged {
+            last_purged: purged,
+        });
+    }
+    let end = applied.min(from.saturating_add(max_entries - 1));
+    let rows = engine
+        .scan(
+            Table::Log,
+            &keys::log_key(group, from),
+            &keys::log_key(group, end + 1),
+            usize::MAX,
+        )
+        .map_err(io_err)?;
+    let mut batch = ShipBatch {
+        source: group,
+        from,
+        to: from - 1,
+        writes: Vec::new(),
+        state: false,
+    };
+    let mut bytes = 0usize;
+    for (k, v) in rows {
+        let index = keys::log_index_of(&k);
+        if index != batch.to + 1 {
+            // A hole below the applied index: compacted while we read.
+            let purged = last_purged(engine, group)?;
+            if purged >= index.min(batch.to + 1) {
+                return Ok(LogRead::Purged {
+                    last_purged: purged,
+                });
+            }
+            return Err(io::Error::other(format!(
+                "group {group}: log entry {} missing below the applied index {applied}",
+                batch.to + 1
+            )));
+        }
+        let entry: Entry = decode(&v)?;
+        if let EntryPayload::Normal(Command::Write { key, value, hlc }) = entry.payload {
+            let size = key.len() + value.as_ref().map_or(0, Vec::len);
+            if !batch.writes.is_empty() && bytes + size > max_bytes {
+                break;
+            }
+            bytes += size;
+            batch.writes.push(Shipped {
+                index,
+                key,
+                value,
+                hlc,
+            });
+        }
+        batch.to = index;
+    }
+    if batch.to < from {
+        // Nothing at `from` although it is at or below the applied index.
+        let purged = last_purged(engine, group)?;
+        if purged >= from {
+            return Ok(LogRead::Purged {
+                last_purged: purged,
+            });
+        }
+        return Err(io::Error::other(format!(
+            "group {group}: log entry {from} missing below the applied index {applied}"
+        )));
+    }
+    debug_assert!(batch.is_well_formed());
+    Ok(LogRead::Batch(batch))
+}
