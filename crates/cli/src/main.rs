@@ -104,6 +104,10 @@ enum Command {
         /// Seconds of simulated time with faults (the safety phase).
         #[arg(long, default_value_t = 25)]
         safety_s: u64,
+        /// Which keyspaces the clients use: sync, async (an async keyspace in two or three
+        /// regions, drawn from the seed), or mixed (both, half the clients each).
+        #[arg(long, default_value = "mixed")]
+        workload: meridian_sim::Workload,
     },
     /// Create, list and describe keyspaces.
     Keyspace {
@@ -259,12 +263,14 @@ fn main() -> Result<()> {
             first,
             ops,
             safety_s,
+            workload,
         } => sim::run_cli(sim::Args {
             seed,
             seeds,
             first,
             ops,
             safety_s,
+            workload,
         }),
         Command::Bench {
             target,

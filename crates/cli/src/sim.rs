@@ -13,16 +13,22 @@ pub struct Args {
     pub first: Option<u64>,
     pub ops: usize,
     pub safety_s: u64,
+    pub workload: meridian_sim::Workload,
 }
 
 fn print_outcome(o: &Outcome, verbose: bool) {
+    let async_note = if o.async_regions.is_empty() {
+        String::new()
+    } else {
+        format!(", async in {}", o.async_regions.join("+"))
+    };
     let verdict = if o.violations.is_empty() {
         "ok"
     } else {
         "VIOLATION"
     };
     println!(
-        "seed {}: {} nodes, {} shard(s), {} ops ({} unknown), {} faults, {:.1} s simulated in {:.1} s, history {:016x}: {verdict}",
+        "seed {}: {} nodes, {} shard(s){async_note}, {} ops ({} unknown), {} faults, {:.1} s simulated in {:.1} s, history {:016x}: {verdict}",
         o.seed,
         o.nodes,
         o.shards,
@@ -54,6 +60,7 @@ fn print_outcome(o: &Outcome, verbose: bool) {
 
 pub fn run_cli(args: Args) -> Result<()> {
     let opts = Options {
+        workload: args.workload,
         ops: args.ops,
         safety: Duration::from_secs(args.safety_s),
         ..Options::default()
@@ -69,11 +76,18 @@ pub fn run_cli(args: Args) -> Result<()> {
     };
     let (mut ops, mut violations, mut failing) = (0, 0, Vec::new());
     let (mut bounded, mut bounded_by_followers) = (0usize, 0usize);
+    let (mut async_ops, mut async_reads) = (0usize, 0usize);
     let (mut simulated, mut wall) = (Duration::ZERO, Duration::ZERO);
     for seed in &seeds {
         let o = run(*seed, &opts);
         print_outcome(&o, args.seed.is_some());
         ops += o.ops;
+        async_ops += o.async_history.len();
+        for op in &o.async_history {
+            if let Some((_, Ret::Read { .. })) = &op.returned {
+                async_reads += 1;
+            }
+        }
         for op in &o.history {
             if let Some((_, Ret::StaleGet { staleness_ms, .. })) = &op.returned {
                 bounded += 1;
@@ -89,7 +103,7 @@ pub fn run_cli(args: Args) -> Result<()> {
         }
     }
     println!(
-        "seeds run: {}, operations checked: {ops} (bounded reads answered: {bounded}, {bounded_by_followers} of them by followers), violations: {violations}, simulated {:.0} s in {:.0} s wall ({:.1}x)",
+        "seeds run: {}, operations checked: {ops} (bounded reads answered: {bounded}, {bounded_by_followers} of them by followers; async: {async_ops}, {async_reads} of them reads), violations: {violations}, simulated {:.0} s in {:.0} s wall ({:.1}x)",
         seeds.len(),
         simulated.as_secs_f64(),
         wall.as_secs_f64(),

@@ -159,6 +159,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
             keyspace: "ks".into(),
             key: vec![b'k'; 5000],
             value: b"v".to_vec(),
+            session: String::new(),
         })
         .await
         .unwrap_err();
@@ -169,6 +170,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
             keyspace: "nope".into(),
             key: b"k".to_vec(),
             consistency: String::new(),
+            session: String::new(),
         })
         .await
         .unwrap_err();
@@ -187,6 +189,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
         keyspace: "ks".into(),
         key: b"g".to_vec(),
         value: b"1".to_vec(),
+        session: String::new(),
     })
     .await
     .unwrap();
@@ -195,6 +198,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
             keyspace: "ks".into(),
             key: b"g".to_vec(),
             consistency: String::new(),
+            session: String::new(),
         })
         .await
         .unwrap();

@@ -80,7 +80,10 @@ impl StateMachine {
         if let Some(v) = overlay.get(key) {
             return Ok(v.clone());
         }
-        read(self.engine(), self.group, key).map_err(io_err)
+        // The stored bytes as they are (an async group's are encoded versions).
+        self.engine()
+            .get(Table::Data, &keys::data_key(self.group, key))
+            .map_err(io_err)
     }
 
     /// The highest HLC this async group has applied.
@@ -257,6 +260,23 @@ pub fn cursor(
     Ok(bytes
         .and_then(|b| b.try_into().ok())
         .map_or(0, u64::from_be_bytes))
+}
+
+/// Every cursor of async group `group`: (source group, last source index applied).
+pub fn cursors(
+    engine: &SharedEngine,
+    group: GroupId,
+) -> meridian_storage::Result<Vec<(GroupId, u64)>> {
+    let start = keys::meta_key(group, &keys::cursor_tag(0));
+    let end = prefix_end(&keys::meta_key(group, b"g/cursor/")).expect("meta keys end below 0xff");
+    let rows = engine.scan(Table::Meta, &start, &end, usize::MAX)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let source = u64::from_be_bytes(k[k.len() - 8..].try_into().ok()?);
+            Some((source, u64::from_be_bytes(v.try_into().ok()?)))
+        })
+        .collect())
 }
 
 /// One key of an async group with its version (tombstones included).

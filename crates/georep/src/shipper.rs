@@ -149,6 +149,8 @@ impl Shipper {
             match self.session(&mut hint).await {
                 Ok(()) => {}
                 Err(e) => {
+                    // Try another node of the destination next time.
+                    hint = None;
                     tracing::debug!(source = self.group.id, dest = self.dest, error = %e, "shipping paused; resuming from the destination's cursor");
                     let pending = self.peek_oldest();
                     self.status.update(|s| {

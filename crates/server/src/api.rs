@@ -4,10 +4,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use meridian_types::ids::group_id;
+use meridian_crdt::Hlc;
+use meridian_georep::SessionToken;
+use meridian_types::catalog::KeyspaceRecord;
+use meridian_types::ids::{group_id, group_keyspace, group_shard, is_async_group};
 use meridian_types::limits::SCAN_LIMIT_DEFAULT;
 use meridian_types::wire::{Command, CommandResult, ServedBy};
-use meridian_types::{shard_for_key, KvError, ReadConsistency};
+use meridian_types::{shard_for_key, GroupId, KvError, ReadConsistency};
 
 use crate::node::Node;
 use crate::peer::{Op, OpReply};
@@ -42,24 +45,49 @@ fn check_value(node: &Node, value: &[u8]) -> Result<(), KvError> {
 /// The consistency a read asked for (empty: the keyspace's default), checked against what the
 /// keyspace offers.
 fn consistency(
-    offered: ReadConsistency,
+    policy: &meridian_types::KeyspacePolicy,
     requested: Option<&str>,
 ) -> Result<ReadConsistency, KvError> {
     let Some(requested) = requested.filter(|s| !s.is_empty()) else {
-        return Ok(offered);
+        return Ok(policy.default_read());
     };
     let c: ReadConsistency = requested.parse()?;
-    if c == ReadConsistency::Session {
-        return Err(KvError::FailedPrecondition(
-            "session consistency is not available in this version; use linearizable, bounded:<ms> or eventual".into(),
-        ));
-    }
-    if !offered.allows(c) {
-        return Err(KvError::FailedPrecondition(format!(
-            "the keyspace offers {offered} reads at most; ask for {offered} or weaker"
-        )));
-    }
+    policy.allows_read(c)?;
     Ok(c)
+}
+
+/// The group that serves `shard` of `ks` for this node: for an async keyspace, the group of
+/// this node's region, or of the nearest listed region when this region is not listed (the
+/// request passes through; nothing is stored here).
+fn group_for(node: &Node, ks: &KeyspaceRecord, shard: u16) -> GroupId {
+    if !ks.is_async() {
+        return group_id(ks.id, shard);
+    }
+    let here = &node.cfg.region;
+    let region = if ks.policy.regions.contains(here) {
+        here.clone()
+    } else {
+        ks.policy
+            .regions
+            .iter()
+            .min_by_key(|r| ((node.matrix.rtt_ms(here, r) * 1000.0) as u64, (*r).clone()))
+            .cloned()
+            .expect("an async keyspace lists at least 2 regions")
+    };
+    ks.region_group(&region, shard)
+        .expect("the region is one of the keyspace's")
+}
+
+/// The session positions a read of `group` must respect: the entries of every group of the
+/// same shard (an async keyspace's regions), or of the group itself.
+fn needs_for(session: &SessionToken, group: GroupId) -> Vec<(GroupId, u64)> {
+    session.select(|g| {
+        g == group
+            || (is_async_group(g)
+                && is_async_group(group)
+                && group_keyspace(g) == group_keyspace(group)
+                && group_shard(g) == group_shard(group))
+    })
 }
 
 fn observe(
@@ -90,13 +118,39 @@ async fn write(
     op: &'static str,
     keyspace: &str,
     cmd: Command,
+    session: &mut SessionToken,
 ) -> Result<OpReply, KvError> {
     let started = Instant::now();
     let result = async {
         check_key(node, cmd.key())?;
         let ks = node.keyspace(keyspace).await?;
-        let group = group_id(ks.id, shard_for_key(cmd.key(), ks.policy.shards));
-        node.execute(group, Op::Write(cmd), 0).await
+        let group = group_for(node, &ks, shard_for_key(cmd.key(), ks.policy.shards));
+        let cmd = if ks.is_async() {
+            match cmd {
+                Command::Put { key, value } => Command::Write {
+                    key,
+                    value: Some(value),
+                    hlc: Hlc::default(),
+                },
+                Command::Delete { key } => Command::Write {
+                    key,
+                    value: None,
+                    hlc: Hlc::default(),
+                },
+                _ => {
+                    return Err(KvError::FailedPrecondition(format!(
+                        "keyspace {keyspace:?} is async (every region accepts writes and they merge last-writer-wins), so compare-and-set has no single order of writes to compare against; use put and delete, or a sync keyspace"
+                    )))
+                }
+            }
+        } else {
+            cmd
+        };
+        let r = node.execute(group, Op::Write(cmd), 0).await?;
+        for (g, i) in &r.positions {
+            session.observe(*g, *i);
+        }
+        Ok(r)
     }
     .await;
     observe(
@@ -115,9 +169,10 @@ pub async fn put(
     keyspace: &str,
     key: Vec<u8>,
     value: Vec<u8>,
+    session: &mut SessionToken,
 ) -> Result<(CommandResult, ServedBy), KvError> {
     check_value(node, &value)?;
-    let r = write(node, "put", keyspace, Command::Put { key, value }).await?;
+    let r = write(node, "put", keyspace, Command::Put { key, value }, session).await?;
     Ok((r.result, r.served_by))
 }
 
@@ -125,8 +180,9 @@ pub async fn delete(
     node: &Arc<Node>,
     keyspace: &str,
     key: Vec<u8>,
+    session: &mut SessionToken,
 ) -> Result<(CommandResult, ServedBy), KvError> {
-    let r = write(node, "delete", keyspace, Command::Delete { key }).await?;
+    let r = write(node, "delete", keyspace, Command::Delete { key }, session).await?;
     Ok((r.result, r.served_by))
 }
 
@@ -136,6 +192,7 @@ pub async fn cas(
     key: Vec<u8>,
     expected: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
+    session: &mut SessionToken,
 ) -> Result<(CommandResult, ServedBy), KvError> {
     if let Some(v) = &value {
         check_value(node, v)?;
@@ -149,9 +206,18 @@ pub async fn cas(
             expected,
             value,
         },
+        session,
     )
     .await?;
     Ok((r.result, r.served_by))
+}
+
+/// What a get found: the value, where it was served, and for an async keyspace the HLC of
+/// the version read (a delete's too).
+pub struct GetReply {
+    pub value: Option<Vec<u8>>,
+    pub served_by: ServedBy,
+    pub version: Option<Hlc>,
 }
 
 pub async fn get(
@@ -159,24 +225,23 @@ pub async fn get(
     keyspace: &str,
     key: Vec<u8>,
     requested: Option<&str>,
-) -> Result<(Option<Vec<u8>>, ServedBy), KvError> {
+    session: &mut SessionToken,
+) -> Result<GetReply, KvError> {
     let started = Instant::now();
     let mut label = requested.unwrap_or("default").to_string();
     let result = async {
         check_key(node, &key)?;
         let ks = node.keyspace(keyspace).await?;
-        let c = consistency(ks.policy.read, requested)?;
+        let c = consistency(&ks.policy, requested)?;
         label = c.to_string();
-        let group = group_id(ks.id, shard_for_key(&key, ks.policy.shards));
-        node.execute(
-            group,
-            Op::Get {
-                key,
-                consistency: c.into(),
-            },
-            0,
-        )
-        .await
+        let group = group_for(node, &ks, shard_for_key(&key, ks.policy.shards));
+        let needs = match c {
+            ReadConsistency::Session => needs_for(session, group),
+            _ => Vec::new(),
+        };
+        let consistency = c.into();
+        node.execute(group, Op::Get { key, consistency, needs }, 0)
+            .await
     }
     .await;
     observe(
@@ -188,7 +253,14 @@ pub async fn get(
         result.as_ref().ok().map(|r| &r.served_by),
     );
     let r = result?;
-    Ok((r.value, r.served_by))
+    for (g, i) in &r.positions {
+        session.observe(*g, *i);
+    }
+    Ok(GetReply {
+        value: r.value,
+        served_by: r.served_by,
+        version: r.version,
+    })
 }
 
 /// Keys starting with `prefix` across every shard, merged in key order, at most `limit`.
@@ -198,6 +270,7 @@ pub async fn scan(
     prefix: Vec<u8>,
     limit: Option<usize>,
     requested: Option<&str>,
+    session: &mut SessionToken,
 ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, ServedBy), KvError> {
     let started = Instant::now();
     let max = node.cfg.limits.scan_limit_max;
@@ -208,14 +281,20 @@ pub async fn scan(
         )));
     }
     let ks = node.keyspace(keyspace).await?;
-    let c = consistency(ks.policy.read, requested)?;
+    let c = consistency(&ks.policy, requested)?;
     let shards = (0..ks.policy.shards).map(|s| {
+        let group = group_for(node, &ks, s);
+        let needs = match c {
+            ReadConsistency::Session => needs_for(session, group),
+            _ => Vec::new(),
+        };
         let op = Op::Scan {
             prefix: prefix.clone(),
             limit,
             consistency: c.into(),
+            needs,
         };
-        node.execute(group_id(ks.id, s), op, 0)
+        node.execute(group, op, 0)
     });
     let replies = futures::future::try_join_all(shards).await;
     let served = replies.as_ref().ok().map(|_| node.served(None));
@@ -228,6 +307,11 @@ pub async fn scan(
         served.as_ref(),
     );
     let replies = replies?;
+    for r in &replies {
+        for (g, i) in &r.positions {
+            session.observe(*g, *i);
+        }
+    }
     let staleness_ms = replies
         .iter()
         .filter_map(|r| r.served_by.staleness_ms)
@@ -242,13 +326,22 @@ pub async fn scan(
 mod tests {
     use super::*;
 
-    // Goal: reads default to the keyspace's consistency and may only ask for weaker ones.
+    fn policy(read: &str) -> meridian_types::KeyspacePolicy {
+        serde_json::from_str(&format!(
+            r#"{{"name":"k","home_region":"a","regions":["a"],"survive":"zone","read":"{read}"}}"#
+        ))
+        .unwrap()
+    }
+
+    // Goal: reads default to the keyspace's consistency and may only ask for weaker ones;
+    // session reads are open to sync keyspaces too.
     #[test]
     fn requested_consistency_is_checked() {
         let bounded: ReadConsistency = "bounded:100".parse().unwrap();
-        assert_eq!(consistency(bounded, None).unwrap(), bounded);
-        assert!(consistency(bounded, Some("linearizable")).is_err());
-        assert!(consistency(ReadConsistency::Linearizable, Some("bounded:5")).is_ok());
-        assert!(consistency(ReadConsistency::Linearizable, Some("nonsense")).is_err());
+        assert_eq!(consistency(&policy("bounded:100"), None).unwrap(), bounded);
+        assert!(consistency(&policy("bounded:100"), Some("linearizable")).is_err());
+        assert!(consistency(&policy("linearizable"), Some("bounded:5")).is_ok());
+        assert!(consistency(&policy("linearizable"), Some("session")).is_ok());
+        assert!(consistency(&policy("linearizable"), Some("nonsense")).is_err());
     }
 }

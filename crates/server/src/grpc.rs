@@ -7,6 +7,7 @@ use meridian_types::KvError;
 use tonic::{Request, Response, Status};
 
 use crate::api;
+use meridian_georep::SessionToken;
 use crate::node::Node;
 
 pub mod pb {
@@ -37,28 +38,48 @@ fn served(s: ServedBy) -> Option<pb::ServedBy> {
     })
 }
 
+fn session_in(text: &str) -> Result<SessionToken, Status> {
+    SessionToken::parse(text).map_err(Status::invalid_argument)
+}
+
+fn version(h: Option<&meridian_crdt::Hlc>) -> String {
+    h.map(crate::http::version_text).unwrap_or_default()
+}
+
 #[tonic::async_trait]
 impl pb::kv_server::Kv for KvService {
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let r = req.into_inner();
-        let (res, s) = api::put(&self.node, &r.keyspace, r.key, r.value)
+        let mut session = session_in(&r.session)?;
+        let (res, s) = api::put(&self.node, &r.keyspace, r.key, r.value, &mut session)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::PutResponse {
             existed: res.existed,
             served_by: served(s),
+            session: session.encode(),
+            version: version(res.hlc.as_ref()),
         }))
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let r = req.into_inner();
-        let (value, s) = api::get(&self.node, &r.keyspace, r.key, Some(&r.consistency))
-            .await
-            .map_err(status)?;
+        let mut session = session_in(&r.session)?;
+        let g = api::get(
+            &self.node,
+            &r.keyspace,
+            r.key,
+            Some(&r.consistency),
+            &mut session,
+        )
+        .await
+        .map_err(status)?;
         Ok(Response::new(pb::GetResponse {
-            found: value.is_some(),
-            value: value.unwrap_or_default(),
-            served_by: served(s),
+            found: g.value.is_some(),
+            value: g.value.unwrap_or_default(),
+            served_by: served(g.served_by),
+            session: session.encode(),
+            version: version(g.version.as_ref()),
         }))
     }
 
@@ -67,12 +88,15 @@ impl pb::kv_server::Kv for KvService {
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let r = req.into_inner();
-        let (res, s) = api::delete(&self.node, &r.keyspace, r.key)
+        let mut session = session_in(&r.session)?;
+        let (res, s) = api::delete(&self.node, &r.keyspace, r.key, &mut session)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DeleteResponse {
             existed: res.existed,
             served_by: served(s),
+            session: session.encode(),
+            version: version(res.hlc.as_ref()),
         }))
     }
 
@@ -81,6 +105,7 @@ impl pb::kv_server::Kv for KvService {
         req: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
         let r = req.into_inner();
+        let mut session = session_in(&r.session)?;
         let limit = Some(r.limit as usize);
         let (rows, s) = api::scan(
             &self.node,
@@ -88,6 +113,7 @@ impl pb::kv_server::Kv for KvService {
             r.prefix,
             limit,
             Some(&r.consistency),
+            &mut session,
         )
         .await
         .map_err(status)?;
@@ -98,6 +124,7 @@ impl pb::kv_server::Kv for KvService {
         Ok(Response::new(pb::ScanResponse {
             items,
             served_by: served(s),
+            session: session.encode(),
         }))
     }
 
@@ -106,13 +133,22 @@ impl pb::kv_server::Kv for KvService {
         req: Request<pb::CompareAndSwapRequest>,
     ) -> Result<Response<pb::CompareAndSwapResponse>, Status> {
         let r = req.into_inner();
-        let (res, s) = api::cas(&self.node, &r.keyspace, r.key, r.expected, r.value)
-            .await
-            .map_err(status)?;
+        let mut session = session_in(&r.session)?;
+        let (res, s) = api::cas(
+            &self.node,
+            &r.keyspace,
+            r.key,
+            r.expected,
+            r.value,
+            &mut session,
+        )
+        .await
+        .map_err(status)?;
         Ok(Response::new(pb::CompareAndSwapResponse {
             succeeded: res.succeeded,
             current: res.current,
             served_by: served(s),
+            session: session.encode(),
         }))
     }
 }

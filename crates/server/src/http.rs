@@ -13,6 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use meridian_types::limits::HTTP_BODY_BYTES_MAX;
+use meridian_crdt::Hlc;
+use meridian_georep::SessionToken;
 use meridian_types::wire::ServedBy;
 use meridian_types::{KeyspacePolicy, KvError, META_GROUP};
 use serde::Deserialize;
@@ -59,6 +61,40 @@ fn bad_json(rejection: JsonRejection, what: &str) -> ApiError {
             rejection.body_text()
         ),
     )
+}
+
+/// The session token a request carries in `meridian-session` (absent: a new session).
+fn session_in(headers: &HeaderMap) -> Result<SessionToken, ApiError> {
+    let Some(v) = headers.get(SESSION_HEADER) else {
+        return Ok(SessionToken::default());
+    };
+    let text = v.to_str().map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "the meridian-session header is not text; send back the value an earlier response gave".into(),
+        )
+    })?;
+    SessionToken::parse(text)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_argument", e))
+}
+
+pub const SESSION_HEADER: &str = "meridian-session";
+
+/// An HLC as headers and JSON show it: `physical_ms.logical.origin` (origin in hex).
+pub fn version_text(h: &Hlc) -> String {
+    format!("{}.{}.{:x}", h.physical_ms, h.logical, h.origin.0)
+}
+
+fn reply_headers(s: &ServedBy, session: &SessionToken, version: Option<&Hlc>) -> HeaderMap {
+    let mut h = served_headers(s);
+    if let Ok(v) = HeaderValue::from_str(&session.encode()) {
+        h.insert(SESSION_HEADER, v);
+    }
+    if let Some(v) = version.and_then(|v| HeaderValue::from_str(&version_text(v)).ok()) {
+        h.insert("x-meridian-version", v);
+    }
+    h
 }
 
 fn served_headers(s: &ServedBy) -> HeaderMap {
@@ -136,11 +172,19 @@ async fn get_key(
     State(node): State<AppState>,
     Path((keyspace, key)): Path<(String, String)>,
     Query(q): Query<ReadParams>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (value, served) =
-        api::get(&node, &keyspace, key.into_bytes(), q.consistency.as_deref()).await?;
-    let headers = served_headers(&served);
-    Ok(match value {
+    let mut session = session_in(&headers)?;
+    let r = api::get(
+        &node,
+        &keyspace,
+        key.into_bytes(),
+        q.consistency.as_deref(),
+        &mut session,
+    )
+    .await?;
+    let headers = reply_headers(&r.served_by, &session, r.version.as_ref());
+    Ok(match r.value {
         Some(v) => (headers, v).into_response(),
         None => {
             let e = ApiError(
@@ -153,21 +197,44 @@ async fn get_key(
     })
 }
 
+fn write_reply(
+    r: &meridian_types::wire::CommandResult,
+    served: &ServedBy,
+    session: &SessionToken,
+) -> Response {
+    let mut body = json!({"existed": r.existed});
+    if let Some(h) = &r.hlc {
+        body["version"] = json!(version_text(h));
+    }
+    (reply_headers(served, session, r.hlc.as_ref()), Json(body)).into_response()
+}
+
 async fn put_key(
     State(node): State<AppState>,
     Path((keyspace, key)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (r, served) = api::put(&node, &keyspace, key.into_bytes(), body.to_vec()).await?;
-    Ok((served_headers(&served), Json(json!({"existed": r.existed}))).into_response())
+    let mut session = session_in(&headers)?;
+    let (r, served) = api::put(
+        &node,
+        &keyspace,
+        key.into_bytes(),
+        body.to_vec(),
+        &mut session,
+    )
+    .await?;
+    Ok(write_reply(&r, &served, &session))
 }
 
 async fn delete_key(
     State(node): State<AppState>,
     Path((keyspace, key)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (r, served) = api::delete(&node, &keyspace, key.into_bytes()).await?;
-    Ok((served_headers(&served), Json(json!({"existed": r.existed}))).into_response())
+    let mut session = session_in(&headers)?;
+    let (r, served) = api::delete(&node, &keyspace, key.into_bytes(), &mut session).await?;
+    Ok(write_reply(&r, &served, &session))
 }
 
 fn text_or_hex(bytes: &[u8]) -> serde_json::Value {
@@ -181,15 +248,28 @@ async fn scan(
     State(node): State<AppState>,
     Path(keyspace): Path<String>,
     Query(q): Query<ReadParams>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let mut session = session_in(&headers)?;
     let prefix = q.prefix.unwrap_or_default().into_bytes();
-    let (rows, served) =
-        api::scan(&node, &keyspace, prefix, q.limit, q.consistency.as_deref()).await?;
+    let (rows, served) = api::scan(
+        &node,
+        &keyspace,
+        prefix,
+        q.limit,
+        q.consistency.as_deref(),
+        &mut session,
+    )
+    .await?;
     let items: Vec<_> = rows
         .iter()
         .map(|(k, v)| json!({"key": text_or_hex(k), "value": text_or_hex(v)}))
         .collect();
-    Ok((served_headers(&served), Json(json!({"items": items}))).into_response())
+    Ok((
+        reply_headers(&served, &session, None),
+        Json(json!({"items": items})),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -202,8 +282,10 @@ struct CasBody {
 async fn cas(
     State(node): State<AppState>,
     Path((keyspace, key)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Result<Json<CasBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let mut session = session_in(&headers)?;
     let Json(b) = body.map_err(|r| {
         bad_json(
             r,
@@ -216,11 +298,12 @@ async fn cas(
         key.into_bytes(),
         b.expected.map(String::into_bytes),
         b.value.map(String::into_bytes),
+        &mut session,
     )
     .await?;
     let current = r.current.as_deref().map(text_or_hex);
     Ok((
-        served_headers(&served),
+        reply_headers(&served, &session, None),
         Json(json!({"succeeded": r.succeeded, "current": current})),
     )
         .into_response())

@@ -18,8 +18,11 @@ use meridian_types::catalog::{self, KeyspaceRecord, NodeRecord};
 use meridian_types::limits::FORWARD_HOPS_MAX;
 use meridian_types::wan::LatencyMatrix;
 use meridian_types::wire::{Command, ServedBy};
+use meridian_crdt::{Hlc, HlcClock, RegionTag};
+use meridian_georep::{ShipStatus, Shipper};
+use meridian_types::ids::{group_keyspace, is_async_group};
 use meridian_types::{
-    Clock, GroupId, KeyspacePolicy, KvError, NodeId, ReadConsistency, META_GROUP,
+    Clock, GroupId, KeyspaceId, KeyspacePolicy, KvError, NodeId, ReadConsistency, META_GROUP,
 };
 use openraft::errors::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
 use openraft::ReadPolicy;
@@ -75,6 +78,21 @@ pub struct Node {
     pub(crate) failback_paused: std::sync::atomic::AtomicBool,
     /// Lag, clock offsets and peer round trips, as last measured.
     pub observations: crate::observe::Observations,
+    /// The hybrid logical clock that stamps this region's async writes on this node.
+    pub(crate) hlc: Mutex<HlcClock>,
+    /// Per async group: the term in which this node, leading, has applied everything earlier
+    /// terms committed (so its HLC has seen every stamp in the log before it stamps).
+    ready_terms: Mutex<BTreeMap<GroupId, u64>>,
+    /// Running shippers: (source group, destination group) to the task and its progress.
+    pub(crate) shippers: Mutex<BTreeMap<(GroupId, GroupId), RunningShipper>>,
+}
+
+pub(crate) struct RunningShipper {
+    pub task: tokio::task::JoinHandle<()>,
+    pub status: Arc<ShipStatus>,
+    pub keyspace: String,
+    pub source_region: String,
+    pub dest_region: String,
 }
 
 /// One group's consensus state on this node, as the simulator's checkers observe it.
@@ -102,6 +120,9 @@ enum Attempt {
     Done(Result<OpReply, KvError>),
     /// Forward to this node (id, peer address, region), or wait when no leader is known.
     Forward(Option<(NodeId, String, String)>),
+    /// Serve from another group of the same shard (an async keyspace's region that has
+    /// applied what a session needs).
+    Retarget(GroupId),
 }
 
 impl Node {
@@ -114,6 +135,7 @@ impl Node {
         let matrix = cfg.wan.matrix().expect("validated config");
         let raft_config = raft_config(&cfg.group_options());
         let placement = LeaderPlacement::new(cfg.leader_return_delay_ms);
+        let cfg_region = cfg.region.clone();
         Node {
             me: transport.me.clone(),
             cfg,
@@ -130,6 +152,9 @@ impl Node {
             last_leaders: Mutex::new(BTreeMap::new()),
             failback_paused: std::sync::atomic::AtomicBool::new(false),
             observations: Default::default(),
+            hlc: Mutex::new(HlcClock::new(RegionTag::of(&cfg_region))),
+            ready_terms: Mutex::new(BTreeMap::new()),
+            shippers: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -261,10 +286,7 @@ impl Node {
         let bytes = match local {
             Some(b) => Some(b),
             None => {
-                let op = Op::Get {
-                    key,
-                    consistency: ReadConsistencyWire::Linearizable,
-                };
+                let op = Op::get(key, ReadConsistency::Linearizable);
                 self.execute(META_GROUP, op, 0).await?.value
             }
         };
@@ -293,6 +315,7 @@ impl Node {
             prefix: catalog::NODE_PREFIX.as_bytes().to_vec(),
             limit: usize::MAX,
             consistency: ReadConsistencyWire::Linearizable,
+            needs: Vec::new(),
         };
         let rows = self.execute(META_GROUP, op, 0).await?.rows;
         let nodes: Vec<NodeRecord> = rows
@@ -329,6 +352,7 @@ impl Node {
             prefix: catalog::KEYSPACE_PREFIX.as_bytes().to_vec(),
             limit: usize::MAX,
             consistency: ReadConsistencyWire::Linearizable,
+            needs: Vec::new(),
         };
         let reply = self.execute(META_GROUP, op, 0).await?;
         Ok(reply
@@ -365,6 +389,8 @@ impl Node {
         };
         let deadline = Instant::now() + wait;
         let mut last_problem = String::from("no leader elected yet");
+        let mut group = group;
+        let mut hops = hops;
         loop {
             if Instant::now() >= deadline {
                 if let Some(bound) = bound_ms {
@@ -388,6 +414,16 @@ impl Node {
             let target = match self.attempt_local(group, &op).await {
                 Attempt::Done(r) => return r,
                 Attempt::Forward(t) => t,
+                Attempt::Retarget(other) => {
+                    if hops >= FORWARD_HOPS_MAX {
+                        return Err(KvError::Unavailable(format!(
+                            "no replica of this shard has applied what the session token needs (last tried group {group}); retry, or read with consistency=eventual"
+                        )));
+                    }
+                    hops += 1;
+                    group = other;
+                    continue;
+                }
             };
             let Some((node, addr, region)) = target.filter(|(n, _, _)| *n != self.id()) else {
                 tokio::time::sleep(NO_LEADER_BACKOFF).await;
@@ -459,17 +495,50 @@ impl Node {
             return self.remote_guess(group);
         };
         match op {
-            Op::Write(cmd) => match g.raft.client_write(cmd.clone()).await {
-                Ok(resp) => Attempt::Done(Ok(OpReply { result: resp.data, served_by: self.served(None), ..Default::default() })),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => self.forward_target(&f),
-                Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Attempt::Done(Err(KvError::Unavailable(
-                    "leadership changed while the write was in flight; it may or may not have been applied".into(),
-                ))),
-                Err(e) => Attempt::Done(Err(KvError::Unavailable(format!("write failed: {e}")))),
-            },
-            Op::Get { consistency, .. } | Op::Scan { consistency, .. } => {
-                let bound = match ReadConsistency::from(*consistency) {
-                    ReadConsistency::Linearizable | ReadConsistency::Session => None,
+            Op::Write(cmd) => {
+                let cmd = match self.prepare_write(&g, cmd).await {
+                    Ok(c) => c,
+                    Err(e) => return Attempt::Done(Err(e)),
+                };
+                let shipped = match &cmd {
+                    Command::Ship(b) => Some((b.source, b.writes.iter().map(|w| w.hlc).collect::<Vec<_>>())),
+                    _ => None,
+                };
+                match g.raft.client_write(cmd).await {
+                    Ok(resp) => {
+                        let index = resp.log_id.index();
+                        debug_assert_eq!(resp.data.index, index, "the state machine reports the entry's index");
+                        if let (Some((source, stamps)), true) = (shipped, resp.data.succeeded) {
+                            crate::observe::record_shipped(self, group, source, &stamps);
+                        }
+                        Attempt::Done(Ok(OpReply {
+                            result: resp.data,
+                            served_by: self.served(None),
+                            positions: vec![(group, index)],
+                            ..Default::default()
+                        }))
+                    }
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => self.forward_target(&f),
+                    Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Attempt::Done(Err(KvError::Unavailable(
+                        "leadership changed while the write was in flight; it may or may not have been applied".into(),
+                    ))),
+                    Err(e) => Attempt::Done(Err(KvError::Unavailable(format!("write failed: {e}")))),
+                }
+            }
+            Op::Get { consistency, needs, .. } | Op::Scan { consistency, needs, .. } => {
+                let c = ReadConsistency::from(*consistency);
+                if is_async_group(group) {
+                    return self.async_read(&g, op, c, needs).await;
+                }
+                let bound = match c {
+                    ReadConsistency::Linearizable => None,
+                    ReadConsistency::Session => {
+                        // Any replica that has applied what the session saw will do.
+                        if self.wait_for_positions(&g, needs).await.is_none() {
+                            return Attempt::Done(self.read_local(group, op, None));
+                        }
+                        None
+                    }
                     ReadConsistency::Bounded { staleness_ms_max } => Some(Some(staleness_ms_max)),
                     ReadConsistency::Eventual => Some(None),
                 };
@@ -484,6 +553,128 @@ impl Node {
                     Err(a) => a,
                 }
             }
+        }
+    }
+
+    /// Stamps an async write with this region's HLC, on the leader only (a follower's stamp
+    /// would be replaced when the write is forwarded), after the leader has applied every
+    /// earlier term's entries and seen the highest HLC applied; a shipped batch's stamps are
+    /// observed first, so later local writes follow them.
+    async fn prepare_write(&self, g: &Group, cmd: &Command) -> Result<Command, KvError> {
+        match cmd {
+            Command::Write { key, value, .. } if g.raft.is_leader() => {
+                self.await_ready(g).await?;
+                let high = state_machine::hlc_max(self.committer.engine(), g.id)
+                    .map_err(|e| KvError::Internal(format!("reading the group's HLC: {e}")))?;
+                let wall = self.clock.now_ms();
+                let mut clock = self.hlc.lock().unwrap();
+                if let Some(h) = high {
+                    clock.observe(h, wall, u64::MAX);
+                }
+                let hlc = clock.now(wall);
+                debug_assert!(high.is_none_or(|h| hlc > h), "a local write follows every applied stamp");
+                Ok(Command::Write {
+                    key: key.clone(),
+                    value: value.clone(),
+                    hlc,
+                })
+            }
+            Command::Ship(b) if g.raft.is_leader() => {
+                let wall = self.clock.now_ms();
+                let mut clock = self.hlc.lock().unwrap();
+                for w in &b.writes {
+                    let seen = clock.observe(w.hlc, wall, self.cfg.max_clock_offset_ms);
+                    if seen.skew_alarm {
+                        crate::observe::record_skew_alarm(self, g.id, seen.ahead_ms);
+                    }
+                }
+                Ok(cmd.clone())
+            }
+            c => Ok(c.clone()),
+        }
+    }
+
+    /// Waits (bounded) until this leader has applied an entry of its own term: then every
+    /// entry of earlier terms is applied and its HLC is in the group's highest HLC.
+    async fn await_ready(&self, g: &Group) -> Result<(), KvError> {
+        let term = g.raft.metrics().borrow_watched().current_term;
+        if self.ready_terms.lock().unwrap().get(&g.id) == Some(&term) {
+            return Ok(());
+        }
+        match g.raft.ensure_linearizable(ReadPolicy::LeaseRead).await {
+            Ok(_) => {
+                self.ready_terms.lock().unwrap().insert(g.id, term);
+                Ok(())
+            }
+            Err(e) => Err(KvError::Unavailable(format!(
+                "the region's leader is not ready to accept writes yet ({e}); retry"
+            ))),
+        }
+    }
+
+    /// What this replica of `g` has applied of `group` (its own applied index, or its cursor
+    /// for another region's group of the same shard).
+    fn position(&self, g: &Group, group: GroupId) -> u64 {
+        if group == g.id {
+            return g
+                .raft
+                .metrics()
+                .borrow_watched()
+                .last_applied
+                .as_ref()
+                .map_or(0, |l| l.index());
+        }
+        state_machine::cursor(self.committer.engine(), g.id, group).unwrap_or(0)
+    }
+
+    /// Waits up to `bounded_read_wait_ms` for this replica to apply `needs` (the entries of
+    /// groups it can apply: its own, and for an async group its sources). Returns the first
+    /// position still missing, `None` when all are applied.
+    async fn wait_for_positions(&self, g: &Group, needs: &[(GroupId, u64)]) -> Option<(GroupId, u64)> {
+        let relevant = |n: &&(GroupId, u64)| {
+            n.0 == g.id
+                || (is_async_group(g.id)
+                    && is_async_group(n.0)
+                    && group_keyspace(n.0) == group_keyspace(g.id)
+                    && meridian_types::ids::group_shard(n.0) == meridian_types::ids::group_shard(g.id))
+        };
+        let needs: Vec<(GroupId, u64)> = needs.iter().filter(relevant).copied().collect();
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.bounded_read_wait_ms);
+        let mut watch = g.raft.metrics();
+        loop {
+            let missing = meridian_georep::session::satisfied(&needs, |grp| self.position(g, grp));
+            let Some(missing) = missing else { return None };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Some(missing);
+            }
+            match tokio::time::timeout(remaining, watch.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return Some(missing),
+            }
+        }
+    }
+
+    /// A read of an async group: any replica serves eventual reads; session reads wait for
+    /// the session's positions, then move to the region that has them.
+    async fn async_read(&self, g: &Group, op: &Op, c: ReadConsistency, needs: &[(GroupId, u64)]) -> Attempt {
+        match c {
+            ReadConsistency::Eventual => Attempt::Done(self.read_local(g.id, op, None)),
+            ReadConsistency::Session => match self.wait_for_positions(g, needs).await {
+                None => Attempt::Done(self.read_local(g.id, op, None)),
+                // The origin region has applied its own writes: read there.
+                Some((missing, _)) if missing != g.id => Attempt::Retarget(missing),
+                Some((_, index)) => Attempt::Done(Err(KvError::Unavailable(format!(
+                    "this region's replica has not applied position {index} the session token needs within {} ms; retry",
+                    self.cfg.bounded_read_wait_ms
+                )))),
+            },
+            ReadConsistency::Bounded { .. } => Attempt::Done(Err(KvError::FailedPrecondition(
+                "bounded:<ms> reads of async keyspaces are not available yet; use session (read-your-writes) or eventual".into(),
+            ))),
+            ReadConsistency::Linearizable => Attempt::Done(Err(KvError::FailedPrecondition(
+                "an async keyspace cannot serve linearizable reads; use session, bounded:<ms> or eventual".into(),
+            ))),
         }
     }
 
@@ -560,9 +751,15 @@ impl Node {
         };
         let mut reply = OpReply {
             served_by: self.served(staleness_ms),
+            positions: self.positions_of(group),
             ..Default::default()
         };
         match op {
+            Op::Get { key, .. } if is_async_group(group) => {
+                let v = state_machine::read_versioned(engine, group, key).map_err(internal)?;
+                reply.version = v.as_ref().map(|v| v.hlc);
+                reply.value = v.and_then(|v| v.value);
+            }
             Op::Get { key, .. } => {
                 reply.value = state_machine::read(engine, group, key).map_err(internal)?
             }
@@ -572,6 +769,88 @@ impl Node {
             Op::Write(_) => unreachable!("writes are not reads"),
         }
         Ok(reply)
+    }
+
+    /// What this replica of `group` reflects: its applied index and, for an async group,
+    /// its cursor for every source.
+    fn positions_of(&self, group: GroupId) -> Vec<(GroupId, u64)> {
+        let Some(g) = self.group(group) else {
+            return Vec::new();
+        };
+        let mut out = vec![(group, self.position(&g, group))];
+        if is_async_group(group) {
+            out.extend(state_machine::cursors(self.committer.engine(), group).unwrap_or_default());
+        }
+        out
+    }
+
+    /// The keyspace with id `id`, from the cache or the local catalogue.
+    pub fn keyspace_by_id(&self, id: KeyspaceId) -> Option<Arc<KeyspaceRecord>> {
+        if let Some(k) = self.keyspaces.read().unwrap().values().find(|k| k.id == id) {
+            return Some(k.clone());
+        }
+        let k = Arc::new(self.catalog_keyspaces().into_iter().find(|k| k.id == id)?);
+        self.keyspaces
+            .write()
+            .unwrap()
+            .insert(k.policy.name.clone(), k.clone());
+        Some(k)
+    }
+
+    /// On the destination: commits a shipped batch through the group's consensus (forwarded
+    /// to its leader) and answers with (applied, cursor, committing node).
+    pub async fn receive_ship(
+        self: &Arc<Self>,
+        dest: GroupId,
+        batch: meridian_types::wire::ShipBatch,
+    ) -> Result<(bool, u64, u64), KvError> {
+        if !is_async_group(dest) || !is_async_group(batch.source) || group_keyspace(dest) != group_keyspace(batch.source) {
+            return Err(KvError::InvalidArgument(format!(
+                "group {} cannot ship to group {dest}: not two regions of one async keyspace",
+                batch.source
+            )));
+        }
+        let r = self.execute(dest, Op::Write(Command::Ship(batch)), 0).await?;
+        Ok((r.result.succeeded, r.result.cursor.unwrap_or(0), r.served_by.node))
+    }
+
+    /// The shippers this node should run: one per other region for every async group it
+    /// leads. Starts missing or finished ones.
+    pub(crate) fn ensure_shippers(self: &Arc<Self>, ks: &KeyspaceRecord, g: &Group, shard: u16) {
+        let source_region = self.cfg.region.clone();
+        for region in ks.policy.regions.iter().filter(|r| **r != source_region) {
+            let Some(dest) = ks.region_group(region, shard) else { continue };
+            let mut running = self.shippers.lock().unwrap();
+            if running.get(&(g.id, dest)).is_some_and(|r| !r.task.is_finished()) {
+                continue;
+            }
+            let status = Arc::new(ShipStatus::default());
+            let shipper = Shipper {
+                group: g.clone(),
+                engine: self.committer.engine().clone(),
+                dest,
+                rpc: Arc::new(crate::georep_rpc::ShipVia { node: self.clone(), rotation: Default::default() }),
+                limits: crate::georep_rpc::limits(self, region),
+                status: status.clone(),
+            };
+            let task = tokio::spawn(shipper.run());
+            running.insert(
+                (g.id, dest),
+                RunningShipper {
+                    task,
+                    status,
+                    keyspace: ks.policy.name.clone(),
+                    source_region: source_region.clone(),
+                    dest_region: region.clone(),
+                },
+            );
+        }
+    }
+
+    /// The current HLC of this node (for `/v1/cluster`).
+    pub fn hlc_now(&self) -> Hlc {
+        let wall = self.clock.now_ms();
+        self.hlc.lock().unwrap().now(wall)
     }
 
     // ---- joining ----
@@ -693,8 +972,11 @@ impl Handler for Node {
                 ))),
             },
             PeerRequest::Stats => PeerResponse::Stats(crate::observe::stats(self)),
-            // Operations and joins need `Arc<Node>`; the server wraps the node (see `NodeHandler`).
-            PeerRequest::Op { .. } | PeerRequest::Join(_) => unreachable!("served by NodeHandler"),
+            // Operations, joins and shipping need `Arc<Node>`; the server wraps the node (see
+            // `NodeHandler`).
+            PeerRequest::Op { .. } | PeerRequest::Join(_) | PeerRequest::Ship { .. } => {
+                unreachable!("served by NodeHandler")
+            }
         }
     }
 
@@ -704,6 +986,10 @@ impl Handler for Node {
                 group,
                 req: RaftRequest::Append { .. },
             } => Some(*group),
+            // One destination's batches commit in arrival order, so a window of batches in
+            // flight applies without gaps. (Lanes are per connection: appends for the same
+            // group arrive from its leader on another connection.)
+            PeerRequest::Ship { dest, .. } => Some(*dest),
             _ => None,
         }
     }
@@ -719,6 +1005,9 @@ impl Handler for NodeHandler {
                 PeerResponse::Op(self.0.execute(group, op, hops).await)
             }
             PeerRequest::Join(rec) => PeerResponse::Join(self.0.handle_join(rec).await),
+            PeerRequest::Ship { dest, batch } => {
+                PeerResponse::Ship(self.0.receive_ship(dest, batch).await)
+            }
             raft => self.0.handle(from, raft).await,
         }
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use meridian_consensus::ClockOffset;
 use meridian_types::catalog::NodeRecord;
 use meridian_types::NodeId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::node::Node;
@@ -51,6 +51,8 @@ pub struct PeerProbe {
     pub at: Instant,
     #[serde(skip)]
     pub lag: Vec<RegionLag>,
+    #[serde(skip)]
+    pub async_lag: Vec<AsyncLag>,
 }
 
 /// The node's measurements, refreshed by [`measure_lag`] and [`probe_loop`].
@@ -61,6 +63,31 @@ pub struct Observations {
     /// Region pairs whose lag gauges were set, so a pair no longer measured reads NaN, not its
     /// last value.
     lag_pairs_exported: Mutex<BTreeSet<(String, String)>>,
+    /// Async keyspaces: per (keyspace, source region, destination region), the delay from a
+    /// write's HLC to its commit here, over every batch this node committed as destination.
+    delivery: Mutex<BTreeMap<(String, String, String), hdrhistogram::Histogram<u64>>>,
+    /// Shipped stamps further ahead of this node's wall clock than `max_clock_offset_ms`.
+    pub skew_alarms: std::sync::atomic::AtomicU64,
+}
+
+/// Replication of one async keyspace from one region to another, as one node sees it: the
+/// source's leaders know how far behind the destination is; the destination's leaders know
+/// how long delivered writes took.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncLag {
+    pub keyspace: String,
+    pub source_region: String,
+    pub dest_region: String,
+    /// Age of the oldest write committed at the source and not yet applied at the
+    /// destination (0: nothing pending), worst over shards.
+    pub lag_ms: Option<u64>,
+    pub lag_entries: Option<u64>,
+    /// Every shard's shipper had its last exchange succeed.
+    pub connected: Option<bool>,
+    /// Delivery delay of writes (HLC to commit at the destination), over this node's life.
+    pub delivery_p50_ms: Option<u64>,
+    pub delivery_p99_ms: Option<u64>,
+    pub delivered: u64,
 }
 
 impl Observations {
@@ -212,6 +239,140 @@ pub fn lag_matrix(node: &Node) -> Vec<RegionLag> {
     merge_lag(own.iter().chain(fresh))
 }
 
+/// Records writes a shipped batch delivered to `dest` (committed here): their delay from HLC
+/// to now, on this node's wall clock (which includes the clock offset between the regions).
+pub fn record_shipped(node: &Node, dest: meridian_types::GroupId, source: meridian_types::GroupId, stamps: &[meridian_crdt::Hlc]) {
+    use meridian_types::ids::{async_region_index, group_keyspace};
+    let Some(ks) = node.keyspace_by_id(group_keyspace(dest)) else {
+        return;
+    };
+    let region = |g| ks.policy.regions.get(async_region_index(g)).cloned().unwrap_or_default();
+    let (src, dst) = (region(source), region(dest));
+    let now = node.clock.now_ms();
+    let hist = metrics::histogram!(
+        "meridian_async_delivery_seconds",
+        "keyspace" => ks.policy.name.clone(),
+        "source_region" => src.clone(),
+        "dest_region" => dst.clone(),
+    );
+    let mut all = node.observations.delivery.lock().unwrap();
+    let h = all
+        .entry((ks.policy.name.clone(), src, dst))
+        .or_insert_with(|| hdrhistogram::Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds"));
+    for s in stamps {
+        let ms = now.saturating_sub(s.physical_ms);
+        hist.record(ms as f64 / 1000.0);
+        h.saturating_record(ms.max(1));
+    }
+}
+
+/// Counts a shipped stamp further ahead of this node's clock than `max_clock_offset_ms`.
+pub fn record_skew_alarm(node: &Node, group: meridian_types::GroupId, ahead_ms: u64) {
+    node.observations
+        .skew_alarms
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    metrics::counter!("meridian_hlc_skew_alarms_total", "node" => node.id().to_string()).increment(1);
+    tracing::warn!(
+        group,
+        ahead_ms,
+        max_clock_offset_ms = node.cfg.max_clock_offset_ms,
+        "a shipped write's HLC is ahead of this node's clock by more than max_clock_offset_ms; applied all the same"
+    );
+}
+
+/// This node's view of async replication: its shippers (as source) and deliveries (as
+/// destination), merged per (keyspace, source, destination); exported as gauges.
+pub fn async_lag_own(node: &Node) -> Vec<AsyncLag> {
+    let mut rows: BTreeMap<(String, String, String), AsyncLag> = BTreeMap::new();
+    let wall = node.clock.now_ms();
+    for r in node.shippers.lock().unwrap().values() {
+        if r.task.is_finished() {
+            continue;
+        }
+        let p = r.status.get();
+        let e = rows
+            .entry((r.keyspace.clone(), r.source_region.clone(), r.dest_region.clone()))
+            .or_insert_with(|| AsyncLag {
+                keyspace: r.keyspace.clone(),
+                source_region: r.source_region.clone(),
+                dest_region: r.dest_region.clone(),
+                ..Default::default()
+            });
+        e.lag_ms = worse(e.lag_ms, Some(p.lag_ms(wall)));
+        e.lag_entries = worse(e.lag_entries, Some(p.entries_behind()));
+        e.connected = Some(e.connected.unwrap_or(true) && p.connected);
+    }
+    for ((ks, src, dst), h) in node.observations.delivery.lock().unwrap().iter() {
+        let e = rows
+            .entry((ks.clone(), src.clone(), dst.clone()))
+            .or_insert_with(|| AsyncLag {
+                keyspace: ks.clone(),
+                source_region: src.clone(),
+                dest_region: dst.clone(),
+                ..Default::default()
+            });
+        e.delivery_p50_ms = Some(h.value_at_quantile(0.5));
+        e.delivery_p99_ms = Some(h.value_at_quantile(0.99));
+        e.delivered = h.len();
+    }
+    let id = node.id().to_string();
+    for l in rows.values() {
+        let labels = [
+            ("node", id.clone()),
+            ("keyspace", l.keyspace.clone()),
+            ("source_region", l.source_region.clone()),
+            ("dest_region", l.dest_region.clone()),
+        ];
+        if let Some(ms) = l.lag_ms {
+            metrics::gauge!("meridian_async_lag_seconds", &labels).set(ms as f64 / 1000.0);
+        }
+        if let Some(n) = l.lag_entries {
+            metrics::gauge!("meridian_async_lag_entries", &labels).set(n as f64);
+        }
+    }
+    rows.into_values().collect()
+}
+
+/// Merges async lag views: the worst lag, and the delivery figures of the destination node
+/// that delivered the most.
+pub fn merge_async_lag<'a>(views: impl Iterator<Item = &'a AsyncLag>) -> Vec<AsyncLag> {
+    let mut out: BTreeMap<(String, String, String), AsyncLag> = BTreeMap::new();
+    for l in views {
+        let e = out
+            .entry((l.keyspace.clone(), l.source_region.clone(), l.dest_region.clone()))
+            .or_insert_with(|| AsyncLag {
+                keyspace: l.keyspace.clone(),
+                source_region: l.source_region.clone(),
+                dest_region: l.dest_region.clone(),
+                ..Default::default()
+            });
+        e.lag_ms = worse(e.lag_ms, l.lag_ms);
+        e.lag_entries = worse(e.lag_entries, l.lag_entries);
+        e.connected = match (e.connected, l.connected) {
+            (Some(a), Some(b)) => Some(a && b),
+            (a, b) => a.or(b),
+        };
+        if l.delivered > e.delivered {
+            e.delivered = l.delivered;
+            e.delivery_p50_ms = l.delivery_p50_ms;
+            e.delivery_p99_ms = l.delivery_p99_ms;
+        }
+    }
+    out.into_values().collect()
+}
+
+/// The async lag matrix: this node's view merged with every fresh peer report.
+pub fn async_lag_matrix(node: &Node) -> Vec<AsyncLag> {
+    let own = async_lag_own(node);
+    let peers = node.observations.peers.lock().unwrap();
+    let fresh: Vec<AsyncLag> = peers
+        .values()
+        .filter(|p| p.at.elapsed() < REPORT_AGE_MAX)
+        .flat_map(|p| p.async_lag.iter().cloned())
+        .collect();
+    merge_async_lag(own.iter().chain(fresh.iter()))
+}
+
 /// This node's answer to a peer's probe.
 pub fn stats(node: &Node) -> NodeStats {
     NodeStats {
@@ -219,6 +380,7 @@ pub fn stats(node: &Node) -> NodeStats {
         freshness_clock_ms: node.fresh_clock.now_ms(),
         freshness_epoch: node.fresh_clock.epoch(),
         lag: node.observations.lag(),
+        async_lag: async_lag_own(node),
     }
 }
 
@@ -288,6 +450,7 @@ async fn probe(node: &Arc<Node>, peer: &NodeRecord) -> Option<PeerProbe> {
         freshness_offset,
         at: Instant::now(),
         lag: stats.lag,
+        async_lag: stats.async_lag,
     })
 }
 

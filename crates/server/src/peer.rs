@@ -2,7 +2,8 @@
 
 use meridian_consensus::{RaftRequest, RaftResponse};
 use meridian_types::catalog::NodeRecord;
-use meridian_types::wire::{Command, CommandResult, ServedBy};
+use meridian_crdt::Hlc;
+use meridian_types::wire::{Command, CommandResult, ServedBy, ShipBatch};
 use meridian_types::{GroupId, KvError, ReadConsistency};
 use serde::{Deserialize, Serialize};
 
@@ -13,12 +14,26 @@ pub enum Op {
     Get {
         key: Vec<u8>,
         consistency: ReadConsistencyWire,
+        /// Session reads: positions the serving replica must have applied (see
+        /// `meridian_georep::session`); empty otherwise.
+        needs: Vec<(GroupId, u64)>,
     },
     Scan {
         prefix: Vec<u8>,
         limit: usize,
         consistency: ReadConsistencyWire,
+        needs: Vec<(GroupId, u64)>,
     },
+}
+
+impl Op {
+    pub fn get(key: Vec<u8>, consistency: ReadConsistency) -> Op {
+        Op::Get {
+            key,
+            consistency: consistency.into(),
+            needs: Vec::new(),
+        }
+    }
 }
 
 /// [`ReadConsistency`] in a form bincode carries (the type itself serializes as a string).
@@ -63,6 +78,11 @@ pub struct OpReply {
     pub value: Option<Vec<u8>>,
     pub rows: Vec<(Vec<u8>, Vec<u8>)>,
     pub served_by: ServedBy,
+    /// Positions the answer reflects (a write's own index; a read's replica's applied index
+    /// and, for an async group, its cursors), for the client's session token.
+    pub positions: Vec<(GroupId, u64)>,
+    /// For a get on an async keyspace: the HLC of the version read (a delete's too).
+    pub version: Option<Hlc>,
 }
 
 /// Replication lag one node sees on one pair of regions: the worst over the groups it runs.
@@ -88,6 +108,7 @@ pub struct NodeStats {
     pub freshness_clock_ms: u64,
     pub freshness_epoch: u64,
     pub lag: Vec<RegionLag>,
+    pub async_lag: Vec<crate::observe::AsyncLag>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,6 +117,8 @@ pub enum PeerRequest {
     Op { group: GroupId, op: Op, hops: u32 },
     Join(NodeRecord),
     Stats,
+    /// A batch shipped from another region's group to group `dest` here.
+    Ship { dest: GroupId, batch: ShipBatch },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -104,4 +127,6 @@ pub enum PeerResponse {
     Op(Result<OpReply, KvError>),
     Join(Result<(), KvError>),
     Stats(NodeStats),
+    /// The destination's answer: applied or not, its cursor, and the node that committed it.
+    Ship(Result<(bool, u64, u64), KvError>),
 }

@@ -99,6 +99,9 @@ pub async fn tick(node: &Arc<Node>) {
             if g.raft.is_leader() {
                 add_missing_learners(node, &g, shard).await;
                 keep_leader_home(node, &g, &ks).await;
+                if ks.is_async() {
+                    node.ensure_shippers(&ks, &g, shard.shard);
+                }
             }
             observe_leader(node, &g, &ks.policy.name, shard.shard);
         }

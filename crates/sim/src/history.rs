@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use meridian_crdt::Hlc;
+
 /// What a client asked for, on one key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
@@ -18,6 +20,12 @@ pub enum Call {
         expected: Option<String>,
         value: String,
     },
+    /// Async keyspace: a put (`Some`) or delete (`None`) in the client's region.
+    Write(Option<String>),
+    /// Async keyspace: a read with the client's session token (read-your-writes, monotonic).
+    SessionGet,
+    /// Async keyspace: a read of whatever the local replica holds.
+    EventualGet,
 }
 
 /// What the client was told.
@@ -32,6 +40,14 @@ pub enum Ret {
     },
     Cas {
         succeeded: bool,
+    },
+    /// An async write was acknowledged with this HLC.
+    Written { hlc: Hlc },
+    /// An async read: the value and the HLC of the version read (a delete's too; `None`: the
+    /// key was never written there).
+    Read {
+        value: Option<String>,
+        version: Option<Hlc>,
     },
 }
 
@@ -56,7 +72,8 @@ impl Op {
     pub fn written(&self) -> Option<&str> {
         match &self.call {
             Call::Put(v) | Call::Cas { value: v, .. } => Some(v),
-            Call::Get | Call::StaleGet { .. } => None,
+            Call::Write(v) => v.as_deref(),
+            Call::Get | Call::StaleGet { .. } | Call::SessionGet | Call::EventualGet => None,
         }
     }
 
@@ -67,6 +84,19 @@ impl Op {
             (Call::Put(_), Some((_, Ret::Put)))
                 | (Call::Cas { .. }, Some((_, Ret::Cas { succeeded: true })))
         )
+    }
+
+    /// The HLC of an acknowledged async write.
+    pub fn written_hlc(&self) -> Option<Hlc> {
+        match (&self.call, &self.returned) {
+            (Call::Write(_), Some((_, Ret::Written { hlc }))) => Some(*hlc),
+            _ => None,
+        }
+    }
+
+    /// An async write whose outcome the client never learned.
+    pub fn unknown_write(&self) -> bool {
+        matches!(self.call, Call::Write(_)) && self.returned.is_none()
     }
 
     /// A read that promises no more than bounded staleness: the linearizability checker leaves

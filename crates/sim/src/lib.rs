@@ -16,4 +16,4 @@ pub mod nemesis;
 pub mod net;
 pub mod world;
 
-pub use world::{run, Options, Outcome};
+pub use world::{run, Options, Outcome, Workload};

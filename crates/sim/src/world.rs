@@ -20,7 +20,10 @@ use meridian_server::peer::{Op, PeerRequest, PeerResponse, ReadConsistencyWire};
 use meridian_server::transport::{CallError, Endpoint, Transport, WanModel};
 use meridian_server::NodeConfig;
 use meridian_storage::{GroupCommitter, MemEngine, SharedEngine};
-use meridian_types::ids::{group_id, keyspace_id};
+use meridian_crdt::Versioned;
+use meridian_georep::SessionToken;
+use meridian_storage::Table;
+use meridian_types::ids::{async_group_id, group_id, group_keyspace, group_shard, is_async_group, keyspace_id};
 use meridian_types::wan::LatencyMatrix;
 use meridian_types::wire::Command;
 use meridian_types::{shard_for_key, GroupId, KeyspacePolicy, KvError};
@@ -28,7 +31,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::checker::{
-    bounded_staleness, committed_stable, convergence, election_safety, linearizable, lost_writes,
+    async_convergence, async_lost_writes, bounded_staleness, committed_stable, convergence,
+    election_safety, linearizable, lost_writes, lww_final, residency, session,
 };
 use crate::history::{Call, Op as HistoryOp, Ret};
 use crate::nemesis::{self, Fault, Scheduled};
@@ -36,6 +40,8 @@ use crate::net::{SimClock, SimDialer, SimListener, EPOCH_MS};
 
 const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
 const KEYSPACE: &str = "sim";
+/// The async keyspace of the async and mixed workloads.
+const ASYNC_KEYSPACE: &str = "asim";
 const KEYS: usize = 5;
 const PEER_PORT: u16 = 7000;
 /// How long a client waits for one operation before its outcome counts as unknown.
@@ -50,9 +56,33 @@ const STALE_BOUNDS_MS: [u64; 4] = [100, 250, 500, 1_000];
 /// How often the consensus observers sample every node.
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
+/// Which keyspaces the clients use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// A sync keyspace in the three regions.
+    Sync,
+    /// An async keyspace in two or three regions (drawn from the seed).
+    Async,
+    /// Both, each with half of every region's client processes.
+    Mixed,
+}
+
+impl std::str::FromStr for Workload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sync" => Ok(Workload::Sync),
+            "async" => Ok(Workload::Async),
+            "mixed" => Ok(Workload::Mixed),
+            _ => Err(format!("unknown workload {s:?}; use sync, async or mixed")),
+        }
+    }
+}
+
 /// How long a run is and how much it does.
 #[derive(Clone, Debug)]
 pub struct Options {
+    pub workload: Workload,
     /// Operations the clients aim to complete over the safety phase (all regions together).
     pub ops: usize,
     pub safety: Duration,
@@ -63,6 +93,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            workload: Workload::Mixed,
             ops: 400,
             safety: Duration::from_secs(25),
             liveness_max: Duration::from_secs(60),
@@ -87,6 +118,10 @@ pub struct Outcome {
     pub digest: u64,
     /// What the clients did and were told, in the order they were told.
     pub history: Vec<HistoryOp>,
+    /// The same for the async keyspace's clients (empty without one).
+    pub async_history: Vec<HistoryOp>,
+    /// The async keyspace's regions (empty without one).
+    pub async_regions: Vec<String>,
 }
 
 struct SimNode {
@@ -138,6 +173,13 @@ enabled = false
     Ok(toml::from_str(&text)?)
 }
 
+fn async_policy(shards: u16, regions: &[String]) -> KeyspacePolicy {
+    let json = format!(
+        r#"{{"name": "{ASYNC_KEYSPACE}", "replication": "async", "regions": {regions:?}, "shards": {shards}}}"#
+    );
+    serde_json::from_str(&json).expect("the simulation's async policy is valid")
+}
+
 fn policy(shards: u16) -> KeyspacePolicy {
     let json = format!(
         r#"{{"name": "{KEYSPACE}", "replication": "sync", "survive": "region", "home_region": "{}",
@@ -168,6 +210,17 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
         })
         .collect();
     let schedule = nemesis::schedule(&mut rng, &regions, opts.safety.as_millis() as u64);
+    let async_regions: Vec<String> = if opts.workload == Workload::Sync {
+        Vec::new()
+    } else if rng.gen_bool(0.5) {
+        REGIONS.iter().map(|r| r.to_string()).collect()
+    } else {
+        let left_out = rng.gen_range(0..3);
+        (0..3)
+            .filter(|r| *r != left_out)
+            .map(|r| REGIONS[r].to_string())
+            .collect()
+    };
     let mut outcome = Outcome {
         seed,
         nodes: nodes.len(),
@@ -184,12 +237,15 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
         wall: Duration::ZERO,
         digest: 0,
         history: Vec::new(),
+        async_history: Vec::new(),
+        async_regions: async_regions.clone(),
     };
     match simulate(
         seed,
         opts,
         &nodes,
         shards,
+        &async_regions,
         &schedule,
         &mut rng,
         &mut outcome,
@@ -209,10 +265,19 @@ fn simulate(
     opts: &Options,
     nodes: &[SimNode],
     shards: u16,
+    async_regions: &[String],
     schedule: &[Scheduled],
     rng: &mut StdRng,
     outcome: &mut Outcome,
 ) -> Result<()> {
+    let sync_on = opts.workload != Workload::Async;
+    let mut keyspaces = Vec::new();
+    if sync_on {
+        keyspaces.push(policy(shards));
+    }
+    if !async_regions.is_empty() {
+        keyspaces.push(async_policy(shards, async_regions));
+    }
     let total = opts.safety + opts.liveness_max + Duration::from_secs(30);
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
@@ -228,9 +293,15 @@ fn simulate(
     for (i, n) in nodes.iter().enumerate() {
         let cfg = node_config(n, &bootstrap)?;
         let (engine, clock, slots) = (n.engine.clone(), n.clock.clone(), slots.clone());
+        let keyspaces = keyspaces.clone();
         sim.host(n.host.as_str(), move || {
-            let (cfg, engine, clock, slots) =
-                (cfg.clone(), engine.clone(), clock.clone(), slots.clone());
+            let (cfg, engine, clock, slots, keyspaces) = (
+                cfg.clone(),
+                engine.clone(),
+                clock.clone(),
+                slots.clone(),
+                keyspaces.clone(),
+            );
             async move {
                 let label = cfg.node_id.to_string();
                 let committer = GroupCommitter::start_task(engine, label);
@@ -245,7 +316,9 @@ fn simulate(
                 .await
                 .map_err(|e| e.to_string())?;
                 if i == 0 {
-                    tokio::spawn(create_keyspace(node.clone(), shards));
+                    for p in keyspaces {
+                        tokio::spawn(create_keyspace(node.clone(), p));
+                    }
                 }
                 slots.lock().unwrap()[i] = Some(node);
                 std::future::pending::<()>().await;
@@ -254,7 +327,14 @@ fn simulate(
         });
     }
     let history: Arc<Mutex<Vec<HistoryOp>>> = Arc::default();
+    let async_history: Arc<Mutex<Vec<HistoryOp>>> = Arc::default();
     let stop_issuing = opts.safety.as_micros() as u64;
+    // Which of a region's processes use the async keyspace.
+    let async_workers: u64 = match opts.workload {
+        Workload::Sync => 0,
+        Workload::Async => WORKERS,
+        Workload::Mixed => WORKERS / 2,
+    };
     for (c, region) in REGIONS.iter().enumerate() {
         let targets: Vec<(u64, String)> = nodes
             .iter()
@@ -268,6 +348,9 @@ fn simulate(
             shards,
             seed: rng.gen(),
             history: history.clone(),
+            async_history: async_history.clone(),
+            async_regions: async_regions.to_vec(),
+            async_workers,
             ops_per_worker: opts.ops.div_ceil(3 * WORKERS as usize),
             stop_issuing_us: stop_issuing,
         };
@@ -319,7 +402,8 @@ fn simulate(
         }
         if clients_done && now - last_convergence_check >= Duration::from_secs(1) {
             last_convergence_check = now;
-            let (problems, finals) = converge_check(&slots, nodes, shards);
+            let (problems, finals) =
+                converge_check(&slots, nodes, shards, sync_on, async_regions);
             if problems.is_empty() {
                 converged = Some(finals);
                 break;
@@ -342,30 +426,69 @@ fn simulate(
         .violations
         .extend(committed.violations().iter().cloned());
     let history = history.lock().unwrap().clone();
+    let async_history = async_history.lock().unwrap().clone();
     let mut hasher = std::hash::DefaultHasher::new();
-    format!("{history:?} {:?}", outcome.simulated).hash(&mut hasher);
+    format!("{history:?} {async_history:?} {:?}", outcome.simulated).hash(&mut hasher);
     outcome.digest = hasher.finish();
-    outcome.ops = history.len();
-    outcome.ops_unknown = history.iter().filter(|o| o.returned.is_none()).count();
+    outcome.ops = history.len() + async_history.len();
+    outcome.ops_unknown = history
+        .iter()
+        .chain(async_history.iter())
+        .filter(|o| o.returned.is_none())
+        .count();
+    if !async_regions.is_empty() {
+        outcome.violations.extend(session::check(&async_history));
+        let holdings: Vec<residency::NodeHoldings> = nodes
+            .iter()
+            .map(|n| residency::NodeHoldings {
+                node: n.id,
+                region: REGIONS[n.region].to_string(),
+                rows: keyspace_rows(&n.engine, keyspace_id(ASYNC_KEYSPACE)),
+            })
+            .collect();
+        outcome
+            .violations
+            .extend(residency::check(async_regions, &holdings));
+        if let Some(f) = &converged {
+            let any_region = f.async_finals.values().next().cloned().unwrap_or_default();
+            outcome
+                .violations
+                .extend(lww_final::check(&async_history, &any_region));
+            outcome
+                .violations
+                .extend(async_lost_writes::check(&async_history, &f.async_finals));
+        }
+    }
     outcome
         .violations
         .extend(bounded_staleness::check(&history));
     let lin = linearizable::check(&history);
     outcome.violations.extend(lin.violations);
     outcome.inconclusive_keys = lin.inconclusive_keys.len();
-    if let Some(finals) = converged {
+    if let Some(finals) = converged.filter(|_| sync_on) {
         outcome
             .violations
-            .extend(lost_writes::check(&history, &finals));
+            .extend(lost_writes::check(&history, &finals.sync_finals));
     }
     outcome.history = history;
+    outcome.async_history = async_history;
     Ok(())
 }
 
-/// The keyspace the clients use, created through the first node once the cluster allows it.
-async fn create_keyspace(node: Arc<Node>, shards: u16) {
+/// Rows of any group of keyspace `id` in an engine (data, log and group meta).
+fn keyspace_rows(engine: &SharedEngine, id: u64) -> usize {
+    let start = (id << 16).to_be_bytes().to_vec();
+    let end = ((id + 1) << 16).to_be_bytes().to_vec();
+    [Table::Data, Table::Log, Table::Meta]
+        .into_iter()
+        .map(|t| engine.scan(t, &start, &end, usize::MAX).map_or(0, |r| r.len()))
+        .sum()
+}
+
+/// A keyspace the clients use, created through the first node once the cluster allows it.
+async fn create_keyspace(node: Arc<Node>, policy: KeyspacePolicy) {
     loop {
-        match node.create_keyspace(policy(shards)).await {
+        match node.create_keyspace(policy.clone()).await {
             Ok(_) => return,
             Err(KvError::FailedPrecondition(m)) if m.contains("already exists") => return,
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
@@ -500,20 +623,32 @@ fn sample(
     }
 }
 
+/// Every key's final value once converged: the sync keyspace's values, and per region the
+/// async keyspace's versions.
+struct Finals {
+    sync_finals: BTreeMap<String, Option<String>>,
+    async_finals: BTreeMap<String, BTreeMap<String, Option<Versioned>>>,
+}
+
 /// Whether the replicas have converged, and if so every key's final value.
 fn converge_check(
     slots: &Slots,
     nodes: &[SimNode],
     shards: u16,
-) -> (Vec<String>, BTreeMap<String, Option<String>>) {
+    sync_on: bool,
+    async_regions: &[String],
+) -> (Vec<String>, Finals) {
+    let mut finals = Finals {
+        sync_finals: BTreeMap::new(),
+        async_finals: BTreeMap::new(),
+    };
     let slots = slots.lock().unwrap();
     if slots.iter().any(Option::is_none) {
-        return (
-            vec!["not every node is running yet".into()],
-            BTreeMap::new(),
-        );
+        return (vec!["not every node is running yet".into()], finals);
     }
     let mut groups: BTreeMap<GroupId, Vec<convergence::Replica>> = BTreeMap::new();
+    let mut async_shards: BTreeMap<u16, Vec<async_convergence::RegionReplica>> = BTreeMap::new();
+    let async_id = keyspace_id(ASYNC_KEYSPACE);
     for (node, sim_node) in slots.iter().flatten().zip(nodes) {
         for s in node.group_status() {
             let data =
@@ -527,27 +662,62 @@ fn converge_check(
                     applied_index: s.applied.as_ref().map_or(0, |(i, _)| *i),
                     data,
                 });
+            if is_async_group(s.group) && group_keyspace(s.group) == async_id {
+                let rows = state_machine::scan_versioned(&sim_node.engine, s.group, b"", usize::MAX)
+                    .unwrap_or_default();
+                async_shards
+                    .entry(group_shard(s.group))
+                    .or_default()
+                    .push(async_convergence::RegionReplica {
+                        node: node.id(),
+                        region: REGIONS[sim_node.region].to_string(),
+                        group: s.group,
+                        rows,
+                    });
+            }
         }
     }
     let ks = keyspace_id(KEYSPACE);
     let mut problems = Vec::new();
     for shard in 0..shards {
-        if !groups.contains_key(&group_id(ks, shard)) {
+        if sync_on && !groups.contains_key(&group_id(ks, shard)) {
             problems.push(format!("no node runs shard {shard} of the keyspace"));
+        }
+        for (ri, _) in async_regions.iter().enumerate() {
+            if !groups.contains_key(&async_group_id(async_id, ri, shard)) {
+                problems.push(format!(
+                    "no node runs shard {shard} of the async keyspace in {}",
+                    async_regions[ri]
+                ));
+            }
         }
     }
     problems.extend(convergence::check(&groups));
-    let mut finals = BTreeMap::new();
+    problems.extend(async_convergence::check(&async_shards));
     if problems.is_empty() {
         for k in 0..KEYS {
             let key = key_name(k);
-            let group = group_id(ks, shard_for_key(key.as_bytes(), shards));
-            let value = groups[&group][0]
-                .data
-                .iter()
-                .find(|(kk, _)| kk == key.as_bytes())
-                .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-            finals.insert(key, value);
+            let shard = shard_for_key(key.as_bytes(), shards);
+            if sync_on {
+                let value = groups[&group_id(ks, shard)][0]
+                    .data
+                    .iter()
+                    .find(|(kk, _)| kk == key.as_bytes())
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+                finals.sync_finals.insert(key.clone(), value);
+            }
+            for r in async_shards.get(&shard).into_iter().flatten() {
+                let v = r
+                    .rows
+                    .iter()
+                    .find(|(kk, _)| kk == key.as_bytes())
+                    .map(|(_, v)| v.clone());
+                finals
+                    .async_finals
+                    .entry(r.region.clone())
+                    .or_default()
+                    .insert(key.clone(), v);
+            }
         }
     }
     (problems, finals)
@@ -562,6 +732,10 @@ struct Client {
     shards: u16,
     seed: u64,
     history: Arc<Mutex<Vec<HistoryOp>>>,
+    async_history: Arc<Mutex<Vec<HistoryOp>>>,
+    async_regions: Vec<String>,
+    /// The first `async_workers` processes of the region use the async keyspace.
+    async_workers: u64,
     ops_per_worker: usize,
     stop_issuing_us: u64,
 }
@@ -587,11 +761,12 @@ impl Client {
         for w in 0..WORKERS {
             let rng = StdRng::seed_from_u64(this.seed ^ (w + 1));
             let process = this.id * 100 + w;
-            workers.push(tokio::spawn(this.clone().worker(
-                transport.clone(),
-                process,
-                rng,
-            )));
+            let worker = if w < this.async_workers {
+                tokio::spawn(this.clone().async_worker(transport.clone(), process, rng))
+            } else {
+                tokio::spawn(this.clone().worker(transport.clone(), process, rng))
+            };
+            workers.push(worker);
         }
         for w in workers {
             w.await?;
@@ -691,16 +866,19 @@ impl Client {
             Call::Get => Op::Get {
                 key,
                 consistency: ReadConsistencyWire::Linearizable,
+                needs: Vec::new(),
             },
             Call::StaleGet { bound_ms } => Op::Get {
                 key,
                 consistency: ReadConsistencyWire::Bounded(*bound_ms),
+                needs: Vec::new(),
             },
             Call::Cas { expected, value } => Op::Write(Command::Cas {
                 key,
                 expected: expected.clone().map(String::into_bytes),
                 value: Some(value.clone().into_bytes()),
             }),
+            _ => unreachable!("async calls go through async_call"),
         };
         let to = Endpoint {
             node,
@@ -722,12 +900,156 @@ impl Client {
                 Call::Cas { .. } => Ret::Cas {
                     succeeded: r.result.succeeded,
                 },
+                _ => unreachable!("async calls go through async_call"),
             }),
             // Refused before anything was written.
             Ok(PeerResponse::Op(Err(
                 KvError::NotFound(_) | KvError::InvalidArgument(_) | KvError::FailedPrecondition(_),
             ))) => Reply::NotSent,
             // Another error from the cluster: a write may or may not have been applied.
+            Ok(_) => Reply::Unknown,
+        }
+    }
+}
+
+impl Client {
+    /// The async keyspace's group that serves this client's region: its own region's group,
+    /// or the nearest listed region's when its region is not listed (the request then passes
+    /// through a node of this region that stores nothing of the keyspace).
+    fn async_group(&self, key: &str) -> GroupId {
+        let matrix = LatencyMatrix::aws_default();
+        let region = if self.async_regions.contains(&self.region) {
+            self.region.clone()
+        } else {
+            self.async_regions
+                .iter()
+                .min_by_key(|r| ((matrix.rtt_ms(&self.region, r) * 1000.0) as u64, (*r).clone()))
+                .cloned()
+                .expect("an async keyspace lists regions")
+        };
+        let ri = self.async_regions.iter().position(|r| *r == region).expect("listed");
+        async_group_id(
+            keyspace_id(ASYNC_KEYSPACE),
+            ri,
+            shard_for_key(key.as_bytes(), self.shards),
+        )
+    }
+
+    /// One sequential process on the async keyspace with one session token: puts and deletes
+    /// of shared keys, session reads and eventual reads, all through its region's nodes.
+    async fn async_worker(self: Arc<Self>, transport: Arc<Transport>, process: u64, mut rng: StdRng) {
+        let mut written = 0u64;
+        let mut token = SessionToken::default();
+        while sim_now_us() < self.stop_issuing_us {
+            let (node, host) = self.targets[rng.gen_range(0..self.targets.len())].clone();
+            if let Reply::Done(_) = self
+                .async_call(&transport, node, &host, &key_name(0), &Call::EventualGet, &mut token)
+                .await
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut issued = 0;
+        while issued < self.ops_per_worker && sim_now_us() < self.stop_issuing_us {
+            let key = key_name(rng.gen_range(0..KEYS));
+            let call = match rng.gen_range(0..20) {
+                0..=6 => {
+                    written += 1;
+                    Call::Write(Some(format!("a{process}-{written}")))
+                }
+                7..=9 => Call::Write(None),
+                10..=16 => Call::SessionGet,
+                _ => Call::EventualGet,
+            };
+            let (node, host) = self.targets[rng.gen_range(0..self.targets.len())].clone();
+            let invoked_us = sim_now_us();
+            let reply = self
+                .async_call(&transport, node, &host, &key, &call, &mut token)
+                .await;
+            let returned = match reply {
+                Reply::NotSent => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Reply::Unknown if !matches!(call, Call::Write(_)) => continue,
+                Reply::Unknown => None,
+                Reply::Done(ret) => Some((sim_now_us(), ret)),
+            };
+            issued += 1;
+            self.async_history.lock().unwrap().push(HistoryOp {
+                client: process,
+                key,
+                call,
+                invoked_us,
+                returned,
+            });
+            let pace_ms = self.stop_issuing_us / 1000 / self.ops_per_worker.max(1) as u64;
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=pace_ms / 2))).await;
+        }
+    }
+
+    async fn async_call(
+        &self,
+        transport: &Arc<Transport>,
+        node: u64,
+        host: &str,
+        key: &str,
+        call: &Call,
+        token: &mut SessionToken,
+    ) -> Reply {
+        let group = self.async_group(key);
+        let same_shard = |g: GroupId| {
+            is_async_group(g)
+                && group_keyspace(g) == group_keyspace(group)
+                && group_shard(g) == group_shard(group)
+        };
+        let key = key.as_bytes().to_vec();
+        let op = match call {
+            Call::Write(v) => Op::Write(Command::Write {
+                key,
+                value: v.clone().map(String::into_bytes),
+                hlc: Default::default(),
+            }),
+            Call::SessionGet => Op::Get {
+                key,
+                consistency: ReadConsistencyWire::Session,
+                needs: token.select(same_shard),
+            },
+            Call::EventualGet => Op::Get {
+                key,
+                consistency: ReadConsistencyWire::Eventual,
+                needs: Vec::new(),
+            },
+            _ => unreachable!("sync calls go through call"),
+        };
+        let to = Endpoint {
+            node,
+            region: self.region.clone(),
+        };
+        let addr = format!("{host}:{PEER_PORT}");
+        let req = PeerRequest::Op { group, op, hops: 0 };
+        match transport.call(&to, &addr, req, OP_TIMEOUT).await {
+            Err(CallError::NotSent(..)) => Reply::NotSent,
+            Err(_) => Reply::Unknown,
+            Ok(PeerResponse::Op(Ok(r))) => {
+                for (g, i) in &r.positions {
+                    token.observe(*g, *i);
+                }
+                Reply::Done(match call {
+                    Call::Write(_) => match r.result.hlc {
+                        Some(hlc) => Ret::Written { hlc },
+                        None => return Reply::Unknown,
+                    },
+                    _ => Ret::Read {
+                        value: r.value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                        version: r.version,
+                    },
+                })
+            }
+            Ok(PeerResponse::Op(Err(
+                KvError::NotFound(_) | KvError::InvalidArgument(_) | KvError::FailedPrecondition(_),
+            ))) => Reply::NotSent,
             Ok(_) => Reply::Unknown,
         }
     }

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use meridian_sim::{run, Options};
+use meridian_sim::{run, Options, Workload};
 
 fn short() -> Options {
     Options {
+        workload: Workload::Mixed,
         ops: 80,
         safety: Duration::from_secs(12),
         liveness_max: Duration::from_secs(60),

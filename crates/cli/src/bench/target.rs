@@ -79,6 +79,7 @@ impl Conn {
                     keyspace: keyspace.clone(),
                     key: key.to_vec(),
                     value: value.to_vec(),
+                    session: String::new(),
                 })
                 .await
                 .map(|_| ())
@@ -104,6 +105,7 @@ impl Conn {
                     keyspace: keyspace.clone(),
                     key: key.to_vec(),
                     consistency: "linearizable".into(),
+                    session: String::new(),
                 })
                 .await
                 .map(|_| ())

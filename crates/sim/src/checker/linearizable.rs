@@ -124,6 +124,8 @@ fn step(state: &Value, op: &Op) -> Option<Value> {
                 _ => Some(state.clone()),
             }
         }
+        // Async operations live in their own history; never part of a linearizability search.
+        (Call::Write(_) | Call::SessionGet | Call::EventualGet, _) => None,
     }
 }
 

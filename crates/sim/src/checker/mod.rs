@@ -1,9 +1,14 @@
 //! Checkers, one property per file, each citing where the property comes from. Each returns the
 //! violations it found as sentences that name what was observed.
 
+pub mod async_convergence;
+pub mod async_lost_writes;
 pub mod bounded_staleness;
 pub mod committed_stable;
 pub mod convergence;
 pub mod election_safety;
 pub mod linearizable;
 pub mod lost_writes;
+pub mod lww_final;
+pub mod residency;
+pub mod session;
