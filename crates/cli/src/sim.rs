@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use meridian_sim::history::Ret;
-use meridian_sim::{run, Options, Outcome};
+use meridian_sim::{run, Options, Outcome, Workload};
 
 pub struct Args {
     pub seed: Option<u64>,
@@ -16,7 +16,15 @@ pub struct Args {
     pub workload: meridian_sim::Workload,
 }
 
-fn print_outcome(o: &Outcome, verbose: bool) {
+fn workload_flag(w: Workload) -> &'static str {
+    match w {
+        Workload::Sync => " --workload sync",
+        Workload::Async => " --workload async",
+        Workload::Mixed => "",
+    }
+}
+
+fn print_outcome(o: &Outcome, verbose: bool, workload: Workload) {
     let async_note = if o.async_regions.is_empty() {
         String::new()
     } else {
@@ -48,7 +56,11 @@ fn print_outcome(o: &Outcome, verbose: bool) {
         println!("    violation: {v}");
     }
     if !o.violations.is_empty() {
-        println!("    replay: meridian sim --seed {}", o.seed);
+        println!(
+            "    replay: meridian sim --seed {}{}",
+            o.seed,
+            workload_flag(workload)
+        );
     }
     if o.inconclusive_keys > 0 {
         println!(
@@ -80,7 +92,7 @@ pub fn run_cli(args: Args) -> Result<()> {
     let (mut simulated, mut wall) = (Duration::ZERO, Duration::ZERO);
     for seed in &seeds {
         let o = run(*seed, &opts);
-        print_outcome(&o, args.seed.is_some());
+        print_outcome(&o, args.seed.is_some(), args.workload);
         ops += o.ops;
         async_ops += o.async_history.len();
         for op in &o.async_history {
@@ -110,7 +122,10 @@ pub fn run_cli(args: Args) -> Result<()> {
         simulated.as_secs_f64() / wall.as_secs_f64().max(0.001)
     );
     if !failing.is_empty() {
-        bail!("seeds with violations: {failing:?}; replay one with `meridian sim --seed N`");
+        bail!(
+            "seeds with violations: {failing:?}; replay one with `meridian sim --seed N{}`",
+            workload_flag(args.workload)
+        );
     }
     Ok(())
 }

@@ -345,6 +345,10 @@ fn simulate(
             id: c as u64 + 1,
             region: region.to_string(),
             targets,
+            everywhere: nodes
+                .iter()
+                .map(|n| (n.id, n.host.clone(), REGIONS[n.region].to_string()))
+                .collect(),
             shards,
             seed: rng.gen(),
             history: history.clone(),
@@ -729,6 +733,9 @@ struct Client {
     id: u64,
     region: String,
     targets: Vec<(u64, String)>,
+    /// Every node with its region: async processes sometimes travel (a client whose requests
+    /// reach another region), which is where session tokens matter.
+    everywhere: Vec<(u64, String, String)>,
     shards: u16,
     seed: u64,
     history: Arc<Mutex<Vec<HistoryOp>>>,
@@ -916,14 +923,14 @@ impl Client {
     /// The async keyspace's group that serves this client's region: its own region's group,
     /// or the nearest listed region's when its region is not listed (the request then passes
     /// through a node of this region that stores nothing of the keyspace).
-    fn async_group(&self, key: &str) -> GroupId {
+    fn async_group(&self, key: &str, from: &str) -> GroupId {
         let matrix = LatencyMatrix::aws_default();
-        let region = if self.async_regions.contains(&self.region) {
-            self.region.clone()
+        let region = if self.async_regions.iter().any(|r| r == from) {
+            from.to_string()
         } else {
             self.async_regions
                 .iter()
-                .min_by_key(|r| ((matrix.rtt_ms(&self.region, r) * 1000.0) as u64, (*r).clone()))
+                .min_by_key(|r| ((matrix.rtt_ms(from, r) * 1000.0) as u64, (*r).clone()))
                 .cloned()
                 .expect("an async keyspace lists regions")
         };
@@ -942,8 +949,9 @@ impl Client {
         let mut token = SessionToken::default();
         while sim_now_us() < self.stop_issuing_us {
             let (node, host) = self.targets[rng.gen_range(0..self.targets.len())].clone();
+            let region = self.region.clone();
             if let Reply::Done(_) = self
-                .async_call(&transport, node, &host, &key_name(0), &Call::EventualGet, &mut token)
+                .async_call(&transport, (node, &host, &region), &key_name(0), &Call::EventualGet, &mut token)
                 .await
             {
                 break;
@@ -962,10 +970,16 @@ impl Client {
                 10..=16 => Call::SessionGet,
                 _ => Call::EventualGet,
             };
-            let (node, host) = self.targets[rng.gen_range(0..self.targets.len())].clone();
+            // Mostly the home region's nodes; one operation in four travels to any node.
+            let (node, host, region) = if rng.gen_bool(0.25) {
+                self.everywhere[rng.gen_range(0..self.everywhere.len())].clone()
+            } else {
+                let (n, h) = self.targets[rng.gen_range(0..self.targets.len())].clone();
+                (n, h, self.region.clone())
+            };
             let invoked_us = sim_now_us();
             let reply = self
-                .async_call(&transport, node, &host, &key, &call, &mut token)
+                .async_call(&transport, (node, &host, &region), &key, &call, &mut token)
                 .await;
             let returned = match reply {
                 Reply::NotSent => {
@@ -992,13 +1006,12 @@ impl Client {
     async fn async_call(
         &self,
         transport: &Arc<Transport>,
-        node: u64,
-        host: &str,
+        (node, host, region): (u64, &str, &str),
         key: &str,
         call: &Call,
         token: &mut SessionToken,
     ) -> Reply {
-        let group = self.async_group(key);
+        let group = self.async_group(key, region);
         let same_shard = |g: GroupId| {
             is_async_group(g)
                 && group_keyspace(g) == group_keyspace(group)
@@ -1025,7 +1038,7 @@ impl Client {
         };
         let to = Endpoint {
             node,
-            region: self.region.clone(),
+            region: region.to_string(),
         };
         let addr = format!("{host}:{PEER_PORT}");
         let req = PeerRequest::Op { group, op, hops: 0 };
