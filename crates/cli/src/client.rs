@@ -1,5 +1,6 @@
 //! A small HTTP client for the node API, used by the `keyspace` and `kv` commands and the demo.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -9,6 +10,9 @@ use serde_json::Value;
 pub struct Client {
     http: reqwest::Client,
     pub base: String,
+    /// A session token sent with every request (`meridian-session`) and replaced by every
+    /// response's, when the client keeps a session.
+    session: Option<Arc<Mutex<String>>>,
 }
 
 /// Where a response was served, from its headers.
@@ -17,6 +21,8 @@ pub struct Served {
     pub region: String,
     pub node: String,
     pub staleness_ms: Option<u64>,
+    /// Async keyspaces: the HLC of the version written or read.
+    pub version: Option<String>,
 }
 
 impl Served {
@@ -31,6 +37,7 @@ impl Served {
             region: get("x-meridian-region"),
             node: get("x-meridian-node"),
             staleness_ms: get("x-meridian-staleness-ms").parse().ok(),
+            version: Some(get("x-meridian-version")).filter(|v| !v.is_empty()),
         }
     }
 }
@@ -58,6 +65,15 @@ impl Client {
         Client {
             http,
             base: base.trim_end_matches('/').to_string(),
+            session: None,
+        }
+    }
+
+    /// This client with a session: requests carry `token`, responses update it.
+    pub fn with_session(&self, token: Arc<Mutex<String>>) -> Client {
+        Client {
+            session: Some(token),
+            ..self.clone()
         }
     }
 
@@ -65,11 +81,27 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-    async fn json(&self, req: reqwest::RequestBuilder) -> Result<(Value, Served)> {
+    async fn send(&self, mut req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        if let Some(s) = &self.session {
+            let token = s.lock().unwrap().clone();
+            if !token.is_empty() {
+                req = req.header("meridian-session", token);
+            }
+        }
         let resp = req
             .send()
             .await
             .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        if let (Some(s), Some(v)) = (&self.session, resp.headers().get("meridian-session")) {
+            if let Ok(v) = v.to_str() {
+                *s.lock().unwrap() = v.to_string();
+            }
+        }
+        Ok(resp)
+    }
+
+    async fn json(&self, req: reqwest::RequestBuilder) -> Result<(Value, Served)> {
+        let resp = self.send(req).await?;
         let status = resp.status();
         let served = Served::from_headers(resp.headers());
         let body = resp.text().await?;
@@ -87,6 +119,13 @@ impl Client {
         Ok(self.json(req).await?.1)
     }
 
+    /// Sets (`Some`) or clears the node's fault injection (cut region pairs).
+    pub async fn set_cut_regions(&self, pairs: &[(&str, &str)]) -> Result<Value> {
+        let cut: Vec<[&str; 2]> = pairs.iter().map(|(a, b)| [*a, *b]).collect();
+        self.post_json("/v1/admin/faults", &serde_json::json!({"cut_regions": cut}))
+            .await
+    }
+
     /// The value (None when absent) and where it was served.
     pub async fn get(
         &self,
@@ -100,10 +139,7 @@ impl Client {
         if let Some(c) = consistency {
             req = req.query(&[("consistency", c)]);
         }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        let resp = self.send(req).await?;
         let status = resp.status();
         let served = Served::from_headers(resp.headers());
         let body = resp.bytes().await?;

@@ -78,7 +78,7 @@ impl Timeline {
 }
 
 /// Polls `check` every 200 ms until it returns true or `timeout` passes.
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<Duration>
+pub(crate) async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<Duration>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -204,7 +204,7 @@ async fn client_loop(
     out
 }
 
-fn percentile_ms(h: &Histogram<u64>, q: f64) -> Option<f64> {
+pub(crate) fn percentile_ms(h: &Histogram<u64>, q: f64) -> Option<f64> {
     (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1000.0)
 }
 
@@ -217,12 +217,12 @@ fn histogram(samples: &[&Sample]) -> Histogram<u64> {
     h
 }
 
-fn round1(v: Option<f64>) -> Value {
+pub(crate) fn round1(v: Option<f64>) -> Value {
     v.map(|x| json!((x * 10.0).round() / 10.0))
         .unwrap_or(Value::Null)
 }
 
-pub fn run(duration_s: u64, report: Option<PathBuf>) -> Result<()> {
+pub fn run(duration_s: u64, report: Option<PathBuf>, scenario: &str) -> Result<()> {
     if duration_s < 9 {
         bail!(
             "--duration {duration_s} is too short; use at least 9 seconds so each phase has load"
@@ -232,7 +232,11 @@ pub fn run(duration_s: u64, report: Option<PathBuf>) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(demo(duration_s, report))
+    match scenario {
+        "sync" => rt.block_on(demo(duration_s, report)),
+        "async" => rt.block_on(crate::demo_async::demo(duration_s, report)),
+        other => bail!("unknown --scenario {other:?}; use sync (a region failure) or async (a cut between regions)"),
+    }
 }
 
 async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {

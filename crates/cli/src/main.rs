@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod demo;
+mod demo_async;
 mod local;
 mod sim;
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::client::Client;
 
@@ -41,6 +42,10 @@ enum Command {
         /// Also write the report as JSON to this file.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// sync: a sync keyspace through the loss of its home region; async: an async
+        /// keyspace through a cut between regions.
+        #[arg(long, default_value = "sync")]
+        scenario: String,
     },
     /// Drive a cluster (Meridian or etcd) with a YCSB-style workload; report throughput and
     /// latency percentiles. Without --endpoints, starts a 3-node Meridian cluster in-process.
@@ -132,6 +137,11 @@ enum Command {
             global = true
         )]
         node: String,
+        /// Keep a session across calls in FILE: its token is sent with the request and the
+        /// response's token is written back, giving read-your-writes and monotonic reads
+        /// from any region.
+        #[arg(long, global = true)]
+        session: Option<PathBuf>,
         #[command(subcommand)]
         command: KvCommand,
     },
@@ -162,8 +172,9 @@ enum KeyspaceCommand {
         /// Regions where the data may live, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         regions: Vec<String>,
+        /// Sync keyspaces: the region that keeps the leaders (async keyspaces have none).
         #[arg(long)]
-        home_region: String,
+        home_region: Option<String>,
         /// "region" (voters in 3 regions) or "zone" (voters in the home region).
         #[arg(long, default_value = "region")]
         survive: String,
@@ -171,9 +182,19 @@ enum KeyspaceCommand {
         replication: String,
         #[arg(long, default_value_t = 4)]
         shards: u16,
-        /// Default read consistency: linearizable, bounded:<ms> or eventual.
-        #[arg(long, default_value = "linearizable")]
-        read: String,
+        /// Default read consistency: linearizable, bounded:<ms>, session or eventual
+        /// (default: linearizable for sync, session for async).
+        #[arg(long)]
+        read: Option<String>,
+        /// Async keyspaces: how concurrent writes merge (lww).
+        #[arg(long)]
+        conflict: Option<String>,
+        /// Async keyspaces: the replication lag budget in ms.
+        #[arg(long)]
+        lag_budget_ms: Option<i64>,
+        /// Async keyspaces: alert, throttle or reject when a region is over the lag budget.
+        #[arg(long)]
+        on_lag_budget: Option<String>,
     },
     List,
     Describe {
@@ -241,7 +262,12 @@ fn print_served(s: &client::Served) {
         .staleness_ms
         .map(|ms| format!(", staleness {ms} ms"))
         .unwrap_or_default();
-    eprintln!("(served by node {} in {}{staleness})", s.node, s.region);
+    let version = s
+        .version
+        .as_ref()
+        .map(|v| format!(", version {v}"))
+        .unwrap_or_default();
+    eprintln!("(served by node {} in {}{staleness}{version})", s.node, s.region);
 }
 
 fn main() -> Result<()> {
@@ -256,7 +282,11 @@ fn main() -> Result<()> {
         .init();
     match cli.command {
         Command::Server { config } => run_server(config),
-        Command::Demo { duration, report } => demo::run(duration, report),
+        Command::Demo {
+            duration,
+            report,
+            scenario,
+        } => demo::run(duration, report, &scenario),
         Command::Sim {
             seed,
             seeds,
@@ -304,7 +334,11 @@ fn main() -> Result<()> {
         Command::Keyspace { node, command } => {
             runtime()?.block_on(keyspace(Client::new(&node), command))
         }
-        Command::Kv { node, command } => runtime()?.block_on(kv(Client::new(&node), command)),
+        Command::Kv {
+            node,
+            session,
+            command,
+        } => runtime()?.block_on(kv_with_session(Client::new(&node), session, command)),
         Command::Admin { node, command } => runtime()?.block_on(admin(Client::new(&node), command)),
         Command::Cluster { node } => runtime()?.block_on(async {
             let c = Client::new(&node).get_json("/v1/cluster").await?;
@@ -345,9 +379,26 @@ async fn keyspace(client: Client, command: KeyspaceCommand) -> Result<()> {
             replication,
             shards,
             read,
+            conflict,
+            lag_budget_ms,
+            on_lag_budget,
         } => {
-            let policy = json!({"name": name, "regions": regions, "home_region": home_region, "survive": survive,
-                                "replication": replication, "shards": shards, "read": read});
+            let mut policy = json!({"name": name, "regions": regions, "replication": replication, "shards": shards});
+            let optional = [
+                ("home_region", home_region.map(Value::from)),
+                ("read", read.map(Value::from)),
+                ("conflict", conflict.map(Value::from)),
+                ("lag_budget_ms", lag_budget_ms.map(Value::from)),
+                ("on_lag_budget", on_lag_budget.map(Value::from)),
+            ];
+            for (field, value) in optional {
+                if let Some(v) = value {
+                    policy[field] = v;
+                }
+            }
+            if replication == "sync" {
+                policy["survive"] = json!(survive);
+            }
             let r = client
                 .create_keyspace(&policy)
                 .await
@@ -405,6 +456,29 @@ async fn admin(client: Client, command: AdminCommand) -> Result<()> {
     };
     println!("{}", serde_json::to_string_pretty(&r)?);
     Ok(())
+}
+
+/// Runs a KV command, with the session kept in `file` when given (read before, written after,
+/// also after a failed command: what the node said stays true).
+async fn kv_with_session(client: Client, file: Option<PathBuf>, command: KvCommand) -> Result<()> {
+    let Some(file) = file else {
+        return kv(client, command).await;
+    };
+    let token = match std::fs::read_to_string(&file) {
+        Ok(t) => t.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading the session file {}", file.display()))
+        }
+    };
+    let shared = Arc::new(std::sync::Mutex::new(token));
+    let result = kv(client.with_session(shared.clone()), command).await;
+    let token = shared.lock().unwrap().clone();
+    if !token.is_empty() {
+        std::fs::write(&file, format!("{token}\n"))
+            .with_context(|| format!("writing the session file {}", file.display()))?;
+    }
+    result
 }
 
 async fn kv(client: Client, command: KvCommand) -> Result<()> {

@@ -363,7 +363,8 @@ pub fn cluster_state(node: &Node) -> serde_json::Value {
                 .and_then(|g| g.raft.metrics().borrow_watched().current_leader);
             shards.push(json!({
                 "keyspace": ks.policy.name, "shard": s.shard, "group": s.group,
-                "home_region": ks.policy.home_region,
+                "home_region": ks.policy.home_region, "region": s.region,
+                "replication": ks.policy.replication,
                 "leader": leader, "leader_region": leader.and_then(|l| regions.get(&l).cloned()),
             }));
         }
@@ -379,6 +380,10 @@ pub fn cluster_state(node: &Node) -> serde_json::Value {
         "shards": shards,
         "events": node.events(),
         "lag": crate::observe::lag_matrix(node),
+        "async_lag": crate::observe::async_lag_matrix(node),
+        "async_lag_local": crate::observe::async_lag_own(node),
+        "delivery_local": crate::observe::delivery_local(node),
+        "hlc_skew_alarms": node.observations.skew_alarms.load(Ordering::Relaxed),
         "peers": node.observations.peers(),
         "failback_paused": node.failback_paused.load(Ordering::Relaxed),
     })

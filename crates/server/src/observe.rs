@@ -333,6 +333,24 @@ pub fn async_lag_own(node: &Node) -> Vec<AsyncLag> {
     rows.into_values().collect()
 }
 
+/// This node's own delivery histograms (as destination), as `[delay_ms, count]` buckets, so
+/// a client can merge every node's into exact cluster-wide percentiles.
+pub fn delivery_local(node: &Node) -> Vec<serde_json::Value> {
+    node.observations
+        .delivery
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|((ks, src, dst), h)| {
+            let buckets: Vec<[u64; 2]> = h
+                .iter_recorded()
+                .map(|v| [v.value_iterated_to(), v.count_at_value()])
+                .collect();
+            serde_json::json!({"keyspace": ks, "source_region": src, "dest_region": dst, "buckets": buckets})
+        })
+        .collect()
+}
+
 /// Merges async lag views: the worst lag, and the delivery figures of the destination node
 /// that delivered the most.
 pub fn merge_async_lag<'a>(views: impl Iterator<Item = &'a AsyncLag>) -> Vec<AsyncLag> {

@@ -1,0 +1,542 @@
+//! `meridian demo --scenario async`: an async keyspace in three regions, clients writing in
+//! every region at local latency, eu-west-1 cut off from the other two while writes go on on
+//! both sides, the heal, and a report of write and read latency per region, replication lag
+//! per region pair, convergence time, divergence and lost writes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use crate::client::Client;
+use crate::demo::{percentile_ms, round1, wait_for, REGIONS};
+use crate::local::{node_configs, LocalNode};
+
+const NODES_PER_REGION: usize = 3;
+const CLIENTS_PER_REGION: usize = 4;
+const KEYSPACE: &str = "carts";
+const SHARDS: u16 = 4;
+/// The region cut off from the other two.
+const CUT: usize = 2;
+/// Keys each client cycles over, and keys shared by every client (where regions conflict).
+const OWN_KEYS: u64 = 200;
+const SHARED_KEYS: u64 = 50;
+/// Pause between a client's operations: a steady load the two-core CI machine sustains.
+const PACE: Duration = Duration::from_millis(20);
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// An HLC as the API shows it (`physical.logical.origin`), comparable.
+fn parse_version(v: &str) -> Option<(u64, u32, u64)> {
+    let mut p = v.split('.');
+    let physical = p.next()?.parse().ok()?;
+    let logical = p.next()?.parse().ok()?;
+    let origin = u64::from_str_radix(p.next()?, 16).ok()?;
+    Some((physical, logical, origin))
+}
+
+type Version = (u64, u32, u64);
+
+#[derive(Default)]
+struct ClientResult {
+    writes: Vec<(bool, Duration)>,
+    reads: Vec<Duration>,
+    /// Steady-state samples only (before the cut), for the latency report.
+    steady_writes: Vec<Duration>,
+    steady_reads: Vec<Duration>,
+    /// Acknowledged writes: key to the highest version acknowledged.
+    acked: BTreeMap<String, Version>,
+    acked_count: u64,
+    session_violations: u64,
+    cross_region_reads: u64,
+}
+
+struct Shared {
+    stop: AtomicBool,
+    cut_started: Mutex<Option<Instant>>,
+    ok: [AtomicU64; 3],
+    err: [AtomicU64; 3],
+}
+
+async fn client_loop(
+    region: usize,
+    index: usize,
+    home: Vec<Client>,
+    elsewhere: Vec<Client>,
+    shared: Arc<Shared>,
+) -> ClientResult {
+    let session = Arc::new(Mutex::new(String::new()));
+    let home: Vec<Client> = home.iter().map(|c| c.with_session(session.clone())).collect();
+    let elsewhere: Vec<Client> = elsewhere
+        .iter()
+        .map(|c| c.with_session(session.clone()))
+        .collect();
+    let mut out = ClientResult::default();
+    let mut seq: u64 = 0;
+    while !shared.stop.load(Ordering::Relaxed) {
+        seq += 1;
+        let key = if seq % 5 == 0 {
+            format!("shared/{}", (seq * 7 + index as u64) % SHARED_KEYS)
+        } else {
+            format!("{}/c{index}/{}", REGIONS[region], seq % OWN_KEYS)
+        };
+        let node = &home[seq as usize % home.len()];
+        let steady = shared.cut_started.lock().unwrap().is_none();
+        let started = Instant::now();
+        let written = if seq % 10 == 0 {
+            node.delete(KEYSPACE, &key).await.map(|(_, s)| s)
+        } else {
+            let value = format!("{}-c{index}-{seq}", REGIONS[region]);
+            node.put(KEYSPACE, &key, value.into_bytes()).await
+        };
+        let took = started.elapsed();
+        out.writes.push((written.is_ok(), took));
+        let counter = if written.is_ok() { &shared.ok[region] } else { &shared.err[region] };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let Ok(served) = written else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if steady {
+            out.steady_writes.push(took);
+        }
+        let Some(version) = served.version.as_deref().and_then(parse_version) else {
+            continue;
+        };
+        out.acked_count += 1;
+        let e = out.acked.entry(key.clone()).or_insert(version);
+        *e = (*e).max(version);
+        // Read it back with the session: in this region, and now and then from another
+        // region (a client whose request lands elsewhere), which must wait for the write.
+        let (reader, cross) = if seq % 10 == 3 && !elsewhere.is_empty() {
+            (&elsewhere[seq as usize % elsewhere.len()], true)
+        } else {
+            (node, false)
+        };
+        let started = Instant::now();
+        if let Ok((_, s)) = reader.get(KEYSPACE, &key, Some("session")).await {
+            let took = started.elapsed();
+            if cross {
+                out.cross_region_reads += 1;
+            } else {
+                out.reads.push(took);
+                if steady {
+                    out.steady_reads.push(took);
+                }
+            }
+            let seen = s.version.as_deref().and_then(parse_version);
+            if seen.is_none_or(|v| v < version) {
+                out.session_violations += 1;
+            }
+        }
+        tokio::time::sleep(PACE).await;
+    }
+    out
+}
+
+fn hist_ms(samples: impl Iterator<Item = Duration>) -> Histogram<u64> {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("valid bounds");
+    for d in samples {
+        let _ = h.record((d.as_micros() as u64).clamp(1, 120_000_000));
+    }
+    h
+}
+
+/// Every node's delivery histograms merged per (source, destination) region pair.
+async fn delivery(clients: &[Client]) -> BTreeMap<(String, String), Histogram<u64>> {
+    let mut out: BTreeMap<(String, String), Histogram<u64>> = BTreeMap::new();
+    for c in clients {
+        let Ok(v) = c.get_json("/v1/cluster").await else { continue };
+        for d in v["delivery_local"].as_array().into_iter().flatten() {
+            if d["keyspace"] != KEYSPACE {
+                continue;
+            }
+            let pair = (
+                d["source_region"].as_str().unwrap_or("").to_string(),
+                d["dest_region"].as_str().unwrap_or("").to_string(),
+            );
+            let h = out.entry(pair).or_insert_with(|| {
+                Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds")
+            });
+            for b in d["buckets"].as_array().into_iter().flatten() {
+                let (ms, n) = (b[0].as_u64().unwrap_or(1), b[1].as_u64().unwrap_or(0));
+                let _ = h.record_n(ms.max(1), n);
+            }
+        }
+    }
+    out
+}
+
+/// Whether every shipper of every node has delivered everything committed before `since`
+/// (wall ms): the cut's backlog has drained. Also returns the worst pending age seen.
+async fn drained_since(clients: &[Client], since_wall_ms: u64) -> bool {
+    let now = wall_ms();
+    for c in clients {
+        let Ok(v) = c.get_json("/v1/cluster").await else { return false };
+        for l in v["async_lag_local"].as_array().into_iter().flatten() {
+            if l["keyspace"] != KEYSPACE {
+                continue;
+            }
+            let lag = l["lag_ms"].as_u64().unwrap_or(0);
+            // The oldest pending write was committed at now - lag: it must be after `since`.
+            if lag > 0 && now.saturating_sub(lag) <= since_wall_ms {
+                return false;
+            }
+            if l["connected"] == json!(false) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Every key of the keyspace as one region's node reads it (eventual: its own replicas).
+async fn region_state(c: &Client) -> Result<BTreeMap<String, String>> {
+    let (r, _) = c.scan(KEYSPACE, "", 10_000, Some("eventual")).await?;
+    Ok(r["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            (
+                i["key"].as_str().unwrap_or("").to_string(),
+                i["value"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect())
+}
+
+async fn set_cut(clients: &[Client], on: bool) -> Result<()> {
+    let (cut, a, b) = (REGIONS[CUT], REGIONS[0], REGIONS[1]);
+    let pairs: Vec<(&str, &str)> = if on {
+        vec![(cut, a), (a, cut), (cut, b), (b, cut)]
+    } else {
+        Vec::new()
+    };
+    for c in clients {
+        c.set_cut_regions(&pairs)
+            .await
+            .with_context(|| format!("setting faults on {}", c.base))?;
+    }
+    Ok(())
+}
+
+pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut nodes: Vec<LocalNode> = node_configs(dir.path(), &REGIONS, NODES_PER_REGION, true)?
+        .into_iter()
+        .map(LocalNode::new)
+        .collect();
+    println!("Meridian demo (async): {} regions x {NODES_PER_REGION} nodes in one process, WAN latency from the measured AWS matrix", REGIONS.len());
+    let matrix = nodes[0].cfg.wan.matrix().map_err(anyhow::Error::msg)?;
+    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+        println!(
+            "  {} <-> {}: {} ms RTT",
+            REGIONS[a],
+            REGIONS[b],
+            matrix.rtt_ms(REGIONS[a], REGIONS[b])
+        );
+    }
+    for n in nodes.iter_mut() {
+        n.start()
+            .await
+            .with_context(|| format!("starting node {}", n.cfg.node_id))?;
+    }
+    let clients: Vec<Client> = nodes.iter().map(|n| Client::new(&n.http())).collect();
+    let by_region: Vec<Vec<Client>> = (0..REGIONS.len())
+        .map(|r| {
+            nodes
+                .iter()
+                .zip(&clients)
+                .filter(|(n, _)| n.region == r)
+                .map(|(_, c)| c.clone())
+                .collect()
+        })
+        .collect();
+    println!("console: http://{}", nodes[0].http());
+    let first = clients[0].clone();
+    let total = nodes.len();
+    let t = wait_for("every node has joined", SETTLE_TIMEOUT, || {
+        let first = first.clone();
+        async move {
+            first
+                .get_json("/v1/cluster")
+                .await
+                .is_ok_and(|c| c["nodes"].as_array().is_some_and(|n| n.len() == total))
+        }
+    })
+    .await?;
+    println!("cluster formed: {total} nodes joined in {:.1} s", t.as_secs_f64());
+    let policy = json!({"name": KEYSPACE, "replication": "async", "regions": REGIONS, "shards": SHARDS,
+                        "conflict": "lww", "lag_budget_ms": 5000, "on_lag_budget": "alert"});
+    first
+        .create_keyspace(&policy)
+        .await
+        .context("creating the demo keyspace")?;
+    println!("created keyspace {KEYSPACE:?}: async, last-writer-wins, every region writes locally, {SHARDS} shards per region");
+    let t = wait_for("every region's groups have leaders", SETTLE_TIMEOUT, || {
+        let by_region = by_region.clone();
+        async move {
+            for (r, list) in by_region.iter().enumerate() {
+                let Ok(c) = list[0].get_json("/v1/cluster").await else { return false };
+                let led = c["shards"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s["keyspace"] == KEYSPACE && s["region"] == REGIONS[r] && !s["leader"].is_null())
+                    .count();
+                if led < SHARDS as usize {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await?;
+    println!("every region leads its own {SHARDS} groups after {:.1} s", t.as_secs_f64());
+
+    let shared = Arc::new(Shared {
+        stop: AtomicBool::new(false),
+        cut_started: Mutex::new(None),
+        ok: Default::default(),
+        err: Default::default(),
+    });
+    let mut tasks = Vec::new();
+    for region in 0..REGIONS.len() {
+        let elsewhere: Vec<Client> = (0..REGIONS.len())
+            .filter(|r| *r != region)
+            .flat_map(|r| by_region[r].clone())
+            .collect();
+        for index in 0..CLIENTS_PER_REGION {
+            tasks.push(tokio::spawn(client_loop(
+                region,
+                index,
+                by_region[region].clone(),
+                elsewhere.clone(),
+                shared.clone(),
+            )));
+        }
+    }
+    let started = Instant::now();
+    let progress = tokio::spawn(progress_loop(started, shared.clone(), clients[0].clone()));
+
+    let steady = Duration::from_secs_f64(duration_s as f64 * 0.4);
+    let cut = Duration::from_secs_f64(duration_s as f64 * 0.3);
+    let recovery = Duration::from_secs(duration_s).saturating_sub(steady + cut);
+    tokio::time::sleep(steady).await;
+    let lag_steady = delivery(&clients).await;
+
+    println!(">>> cutting {} off from {} and {} (writes go on on both sides)", REGIONS[CUT], REGIONS[0], REGIONS[1]);
+    *shared.cut_started.lock().unwrap() = Some(Instant::now());
+    set_cut(&clients, true).await?;
+    tokio::time::sleep(cut).await;
+    println!(">>> healing the cut");
+    set_cut(&clients, false).await?;
+    let healed_at = Instant::now();
+    let healed_wall = wall_ms();
+    let convergence = wait_for("every region has what was written before the heal", Duration::from_secs(60), || {
+        let clients = clients.clone();
+        async move { drained_since(&clients, healed_wall).await }
+    })
+    .await
+    .ok()
+    .map(|_| healed_at.elapsed());
+    match convergence {
+        Some(d) => println!(">>> converged: every region holds every write from before the heal, {} ms after it", d.as_millis()),
+        None => println!(">>> NOT converged 60 s after the heal"),
+    }
+    let elapsed = healed_at.elapsed();
+    if elapsed < recovery {
+        tokio::time::sleep(recovery - elapsed).await;
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await?);
+    }
+    progress.await?;
+
+    println!("load stopped; waiting for shipping to drain, then comparing every region ...");
+    let stopped_wall = wall_ms();
+    let _ = wait_for("shipping has drained", Duration::from_secs(60), || {
+        let clients = clients.clone();
+        async move { drained_since(&clients, stopped_wall).await }
+    })
+    .await;
+    let mut states = Vec::new();
+    for list in &by_region {
+        states.push(region_state(&list[0]).await.context("reading a region's state")?);
+    }
+    let mut keys: std::collections::BTreeSet<&String> = std::collections::BTreeSet::new();
+    for s in &states {
+        keys.extend(s.keys());
+    }
+    let diverged: Vec<&String> = keys
+        .iter()
+        .copied()
+        .filter(|k| states.iter().any(|s| s.get(*k) != states[0].get(*k)))
+        .collect();
+    // Every acknowledged write must be the key's version or below it, in every region.
+    let mut acked: BTreeMap<String, Version> = BTreeMap::new();
+    for r in &results {
+        for (k, v) in &r.acked {
+            let e = acked.entry(k.clone()).or_insert(*v);
+            *e = (*e).max(*v);
+        }
+    }
+    let mut lost = Vec::new();
+    for (key, version) in &acked {
+        for list in &by_region {
+            let final_version = list[0]
+                .get(KEYSPACE, key, Some("eventual"))
+                .await
+                .ok()
+                .and_then(|(_, s)| s.version.as_deref().and_then(parse_version));
+            if final_version.is_none_or(|f| f < *version) {
+                lost.push(key.clone());
+            }
+        }
+    }
+
+    println!();
+    println!("=== Meridian demo report (async) ===");
+    println!("steady-state latency per client region (ms; every region writes locally):");
+    println!("{:<12} {:>10} {:>10} {:>10} {:>10} {:>9}", "region", "write p50", "write p99", "read p50", "read p99", "writes");
+    let mut regions_json = Vec::new();
+    for (r, name) in REGIONS.iter().enumerate() {
+        let mine: Vec<&ClientResult> = results
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i / CLIENTS_PER_REGION == r)
+            .map(|(_, c)| c)
+            .collect();
+        let w = hist_ms(mine.iter().flat_map(|c| c.steady_writes.iter().copied()));
+        let rd = hist_ms(mine.iter().flat_map(|c| c.steady_reads.iter().copied()));
+        let all_writes: usize = mine.iter().map(|c| c.writes.len()).sum();
+        let f = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<12} {:>10} {:>10} {:>10} {:>10} {:>9}",
+            name,
+            f(percentile_ms(&w, 0.5)),
+            f(percentile_ms(&w, 0.99)),
+            f(percentile_ms(&rd, 0.5)),
+            f(percentile_ms(&rd, 0.99)),
+            all_writes
+        );
+        regions_json.push(json!({
+            "region": name,
+            "write_p50_ms": round1(percentile_ms(&w, 0.5)), "write_p99_ms": round1(percentile_ms(&w, 0.99)),
+            "read_p50_ms": round1(percentile_ms(&rd, 0.5)), "read_p99_ms": round1(percentile_ms(&rd, 0.99)),
+            "writes": all_writes,
+            "writes_failed": mine.iter().map(|c| c.writes.iter().filter(|(ok, _)| !ok).count()).sum::<usize>(),
+        }));
+    }
+    println!();
+    println!("replication lag before the cut (ms, from a write's HLC to its commit in the destination region):");
+    println!("{:<12} {:<12} {:>8} {:>8} {:>8} {:>10}", "source", "dest", "p50", "p99", "RTT/2", "writes");
+    let mut lag_json = Vec::new();
+    for ((src, dst), h) in &lag_steady {
+        let half = matrix.rtt_ms(src, dst) / 2.0;
+        let (p50, p99) = (h.value_at_quantile(0.5), h.value_at_quantile(0.99));
+        println!("{src:<12} {dst:<12} {p50:>8} {p99:>8} {half:>8.1} {:>10}", h.len());
+        lag_json.push(json!({"source": src, "dest": dst, "p50_ms": p50, "p99_ms": p99,
+                             "rtt_half_ms": half, "writes": h.len()}));
+    }
+    let session_violations: u64 = results.iter().map(|r| r.session_violations).sum();
+    let cross: u64 = results.iter().map(|r| r.cross_region_reads).sum();
+    let acked_count: u64 = results.iter().map(|r| r.acked_count).sum();
+    println!();
+    match convergence {
+        Some(d) => println!("convergence after the heal: {} ms (largest RTT + 1 s = {:.0} ms)", d.as_millis(), largest_rtt(&matrix) + 1000.0),
+        None => println!("convergence after the heal: not within 60 s"),
+    }
+    println!("keys compared across regions: {}; diverged: {}", keys.len(), diverged.len());
+    for k in diverged.iter().take(10) {
+        println!("  DIVERGED: {k}");
+    }
+    println!("acknowledged writes: {acked_count}; lost: {}", lost.len());
+    for k in lost.iter().take(10) {
+        println!("  LOST: {k}");
+    }
+    println!("session reads: {cross} from another region than the write; read-your-writes violations: {session_violations}");
+    let report = json!({
+        "scenario": "async",
+        "regions": regions_json,
+        "lag": lag_json,
+        "convergence_ms": convergence.map(|d| d.as_millis() as u64),
+        "diverged_keys_after_heal": diverged.len(),
+        "acked_writes": acked_count,
+        "acked_writes_lost": lost.len(),
+        "cross_region_session_reads": cross,
+        "session_violations": session_violations,
+        "cut_region": REGIONS[CUT],
+        "duration_s": duration_s,
+    });
+    if let Some(path) = report_path {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("report written to {}", path.display());
+    }
+    for n in nodes.iter_mut() {
+        n.kill();
+    }
+    if !lost.is_empty() || !diverged.is_empty() || session_violations > 0 || convergence.is_none() {
+        bail!(
+            "the async demo found problems: {} lost, {} diverged, {} session violations, converged: {}",
+            lost.len(),
+            diverged.len(),
+            session_violations,
+            convergence.is_some()
+        );
+    }
+    Ok(())
+}
+
+fn largest_rtt(m: &meridian_types::wan::LatencyMatrix) -> f64 {
+    [(0, 1), (0, 2), (1, 2)]
+        .iter()
+        .map(|(a, b)| m.rtt_ms(REGIONS[*a], REGIONS[*b]))
+        .fold(0.0, f64::max)
+}
+
+async fn progress_loop(started: Instant, shared: Arc<Shared>, observer: Client) {
+    let mut prev = [0u64; 3];
+    while !shared.stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let phase = match *shared.cut_started.lock().unwrap() {
+            None => "steady",
+            Some(_) => "cut/heal",
+        };
+        let mut line = format!("[{:>5.1}s] {phase:<9}", started.elapsed().as_secs_f64());
+        for (r, name) in REGIONS.iter().enumerate() {
+            let ok = shared.ok[r].load(Ordering::Relaxed);
+            let err = shared.err[r].load(Ordering::Relaxed);
+            line.push_str(&format!(" | {name}: {:>4} w/s {err:>4} err", ok - prev[r]));
+            prev[r] = ok;
+        }
+        if let Ok(c) = observer.get_json("/v1/cluster").await {
+            let lags: Vec<String> = c["async_lag"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|l| l["keyspace"] == KEYSPACE)
+                .map(|l| {
+                    let short = |s: &Value| s.as_str().unwrap_or("?").split('-').map(|p| &p[..1.min(p.len())]).collect::<String>();
+                    format!("{}>{} {}", short(&l["source_region"]), short(&l["dest_region"]), l["lag_ms"].as_u64().map_or("-".into(), |v| format!("{v}ms")))
+                })
+                .collect();
+            line.push_str(&format!(" | lag {}", lags.join(" ")));
+        }
+        println!("{line}");
+    }
+}
