@@ -63,6 +63,9 @@ pub struct Group {
     pub freshness: Arc<Freshness>,
     /// While this node leads: the promise its appends carry (see `freshness`).
     pub stamper: Arc<Stamper>,
+    /// The group's log (shared with openraft: entries not yet flushed here are visible too),
+    /// for shipping committed entries to other regions.
+    pub log: LogStore,
 }
 
 impl Group {
@@ -84,7 +87,7 @@ impl Group {
         };
         let log = LogStore::new(id, committer.clone());
         let sm = StateMachine::new(id, committer);
-        let raft = MRaft::new(node_id, config, network, log, sm)
+        let raft = MRaft::new(node_id, config, network, log.clone(), sm)
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(stamp_loop(raft.clone(), stamper.clone(), clock));
@@ -93,6 +96,7 @@ impl Group {
             raft,
             freshness: Arc::new(Freshness::default()),
             stamper,
+            log,
         })
     }
 }

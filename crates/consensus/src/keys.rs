@@ -11,6 +11,8 @@ pub const META_SNAPSHOT: &[u8] = b"snapshot";
 /// the highest HLC applied, and one cursor per source group.
 pub const META_GEO: &[u8] = b"g/";
 pub const META_HLC_MAX: &[u8] = b"g/hlc_max";
+/// The log index of the last write (not shipped batch, blank or membership) applied.
+pub const META_LAST_WRITE: &[u8] = b"g/last_write";
 
 /// The meta tag of the cursor of source group `source` in an async group.
 pub fn cursor_tag(source: GroupId) -> Vec<u8> {

@@ -11,8 +11,9 @@ use meridian_types::GroupId;
 use openraft::EntryPayload;
 
 use crate::keys;
-use crate::log_store::{decode, io_err};
-use crate::typ::{Entry, LogId};
+use crate::log_store::{decode, io_err, LogStore};
+use crate::typ::LogId;
+use openraft::storage::RaftLogReader;
 
 /// What reading the log from an index found.
 #[derive(Debug)]
@@ -35,8 +36,11 @@ pub fn last_purged(engine: &SharedEngine, group: GroupId) -> io::Result<u64> {
 }
 
 /// Reads `group`'s log from `from` up to `applied` (inclusive), at most `max_entries` entries
-/// and, past the first write, at most `max_bytes` of keys and values.
-pub fn read_committed(
+/// and, past the first write, at most `max_bytes` of keys and values. Reads through `log`, so
+/// an entry the leader applied before its own flush finished (a quorum of followers had it)
+/// is found too.
+pub async fn read_committed(
+    log: &LogStore,
     engine: &SharedEngine,
     group: GroupId,
     from: u64,
@@ -53,14 +57,7 @@ pub fn read_committed(
         });
     }
     let end = applied.min(from.saturating_add(max_entries - 1));
-    let rows = engine
-        .scan(
-            Table::Log,
-            &keys::log_key(group, from),
-            &keys::log_key(group, end + 1),
-            usize::MAX,
-        )
-        .map_err(io_err)?;
+    let entries = log.clone().try_get_log_entries(from..=end).await?;
     let mut batch = ShipBatch {
         source: group,
         from,
@@ -69,8 +66,8 @@ pub fn read_committed(
         state: false,
     };
     let mut bytes = 0usize;
-    for (k, v) in rows {
-        let index = keys::log_index_of(&k);
+    for entry in entries {
+        let index = entry.log_id.index;
         if index != batch.to + 1 {
             // A hole below the applied index: compacted while we read.
             let purged = last_purged(engine, group)?;
@@ -84,7 +81,6 @@ pub fn read_committed(
                 batch.to + 1
             )));
         }
-        let entry: Entry = decode(&v)?;
         if let EntryPayload::Normal(Command::Write { key, value, hlc }) = entry.payload {
             let size = key.len() + value.as_ref().map_or(0, Vec::len);
             if !batch.writes.is_empty() && bytes + size > max_bytes {

@@ -31,6 +31,7 @@ struct Applied {
 #[derive(Default)]
 struct GeoChanges {
     hlc_max: Option<Hlc>,
+    last_write: Option<u64>,
     cursors: BTreeMap<GroupId, u64>,
 }
 
@@ -250,6 +251,15 @@ pub fn hlc_max(engine: &SharedEngine, group: GroupId) -> meridian_storage::Resul
     Ok(bytes.and_then(|b| decode(&b).ok()))
 }
 
+/// The index of the last write async group `group` has applied (0: none): what a session
+/// that read its state depends on (entries after it carry no data of this region).
+pub fn last_write(engine: &SharedEngine, group: GroupId) -> meridian_storage::Result<u64> {
+    let bytes = engine.get(Table::Meta, &keys::meta_key(group, keys::META_LAST_WRITE))?;
+    Ok(bytes
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes))
+}
+
 /// The last index of `source`'s log that async group `group` has applied (0: none).
 pub fn cursor(
     engine: &SharedEngine,
@@ -387,6 +397,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::default(),
                 EntryPayload::Normal(cmd) => {
+                    if matches!(cmd, Command::Write { .. }) {
+                        geo.last_write = Some(entry.log_id.index);
+                    }
                     let mut r = self.apply_command(cmd, &mut batch, &mut overlay, &mut geo)?;
                     r.index = entry.log_id.index;
                     r
@@ -409,6 +422,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         debug_assert!(applied.last_applied.map(|l| l.index) >= before);
+        if let Some(i) = geo.last_write {
+            batch.put(
+                Table::Meta,
+                keys::meta_key(self.group, keys::META_LAST_WRITE),
+                i.to_be_bytes().to_vec(),
+            );
+        }
         if let Some(h) = geo.hlc_max {
             batch.put(
                 Table::Meta,

@@ -152,7 +152,7 @@ impl Shipper {
                     // Try another node of the destination next time.
                     hint = None;
                     tracing::debug!(source = self.group.id, dest = self.dest, error = %e, "shipping paused; resuming from the destination's cursor");
-                    let pending = self.peek_oldest();
+                    let pending = self.peek_oldest().await;
                     self.status.update(|s| {
                         s.connected = false;
                         s.last_error = Some(e);
@@ -167,13 +167,14 @@ impl Shipper {
     }
 
     /// The oldest write after the last acknowledged cursor, read from the log.
-    fn peek_oldest(&self) -> Option<Hlc> {
+    async fn peek_oldest(&self) -> Option<Hlc> {
         let acked = self.status.get().acked;
         let applied = self.applied();
         if acked >= applied {
             return None;
         }
-        match read_committed(&self.engine, self.group.id, acked + 1, applied, 64, 1) {
+        let read = read_committed(&self.group.log, &self.engine, self.group.id, acked + 1, applied, 64, 1);
+        match read.await {
             Ok(LogRead::Batch(b)) => b.writes.first().map(|w| w.hlc),
             _ => None,
         }
@@ -192,14 +193,21 @@ impl Shipper {
         let ack = self.rpc.ship(self.dest, *hint, hello, t).await?;
         *hint = ack.leader.or(*hint);
         let mut next = ack.cursor + 1;
+        // The first index no batch sent in this session has covered yet.
+        let mut uncovered = next;
         self.status.update(|s| {
             s.acked = ack.cursor;
             s.connected = true;
             s.last_error = None;
+            // Set again by the first batch sent; a stale stamp from before would read as lag.
+            s.oldest_pending = None;
         });
         let mut inflight: FuturesOrdered<BoxFuture<'static, Result<ShipAck, String>>> =
             FuturesOrdered::new();
         let mut meta: VecDeque<InFlight> = VecDeque::new();
+        // The end of a range with no write, skipped while batches were in flight: counts as
+        // delivered once they are.
+        let mut skipped_to: Option<u64> = None;
         let mut metrics = self.group.raft.metrics();
         loop {
             if !self.group.raft.is_leader() {
@@ -209,6 +217,7 @@ impl Shipper {
             self.status.update(|s| s.source_applied = applied);
             while inflight.len() < self.limits.window && next <= applied {
                 let read = read_committed(
+                    &self.group.log,
                     &self.engine,
                     self.group.id,
                     next,
@@ -216,6 +225,7 @@ impl Shipper {
                     self.limits.batch_entries,
                     self.limits.batch_bytes,
                 )
+                .await
                 .map_err(|e| format!("reading the log: {e}"))?;
                 let batch = match read {
                     LogRead::Batch(b) => b,
@@ -225,12 +235,35 @@ impl Shipper {
                             r?;
                         }
                         next = self.ship_state(hint, last_purged).await? + 1;
+                        uncovered = next;
                         meta.clear();
                         continue;
                     }
                 };
                 assert_eq!(batch.from, next, "a cursor never skips");
                 next = batch.to + 1;
+                let mut batch = batch;
+                if !batch.writes.is_empty() {
+                    // Cover the skipped write-less entries too: no gap at the destination.
+                    assert!(uncovered <= batch.from, "ranges are sent in order");
+                    batch.from = uncovered;
+                    uncovered = batch.to + 1;
+                }
+                if batch.writes.is_empty() {
+                    // Nothing to ship (blank, membership and shipped-in entries): sending it
+                    // would commit an entry at the destination whose own shippers would then
+                    // send an empty batch back, and so on, forever. The destination's cursor
+                    // only needs to pass writes; the next batch with a write covers this range.
+                    if meta.is_empty() {
+                        self.status.update(|s| {
+                            s.acked = s.acked.max(batch.to);
+                            s.oldest_pending = None;
+                        });
+                    } else {
+                        skipped_to = Some(batch.to);
+                    }
+                    continue;
+                }
                 meta.push_back(InFlight {
                     to: batch.to,
                     first: batch.writes.first().map(|w| w.hlc),
@@ -240,6 +273,7 @@ impl Shipper {
                     let first = meta[0].first;
                     self.status.update(|s| s.oldest_pending = first);
                 }
+                debug_assert!(meta.iter().all(|m| m.writes > 0), "only batches with writes travel");
                 inflight.push_back(self.rpc.ship(self.dest, *hint, batch, t));
             }
             tokio::select! {
@@ -251,9 +285,9 @@ impl Shipper {
                         return Err(format!("destination at cursor {} refused the batch ending at {}", ack.cursor, sent.to));
                     }
                     let oldest = meta.iter().find_map(|m| m.first);
+                    let skipped = if meta.is_empty() { skipped_to.take() } else { None };
                     self.status.update(|s| {
-                        debug_assert!(ack.cursor >= s.acked, "an acknowledged cursor never goes back");
-                        s.acked = s.acked.max(ack.cursor);
+                        s.acked = s.acked.max(ack.cursor).max(skipped.unwrap_or(0));
                         s.shipped_writes += sent.writes;
                         s.oldest_pending = oldest;
                         s.connected = true;

@@ -533,8 +533,13 @@ impl Node {
                 let bound = match c {
                     ReadConsistency::Linearizable => None,
                     ReadConsistency::Session => {
-                        // Any replica that has applied what the session saw will do.
-                        if self.wait_for_positions(&g, needs).await.is_none() {
+                        // Any replica that has applied what the session saw will do; one that
+                        // has not asks the leader (which has: it answered the write) rather
+                        // than wait for the next append to tell it the commit index.
+                        let missing = meridian_georep::session::satisfied(needs, |grp| {
+                            if grp == group { self.position(&g, grp) } else { u64::MAX }
+                        });
+                        if missing.is_none() {
                             return Attempt::Done(self.read_local(group, op, None));
                         }
                         None
@@ -640,10 +645,20 @@ impl Node {
         };
         let needs: Vec<(GroupId, u64)> = needs.iter().filter(relevant).copied().collect();
         let deadline = Instant::now() + Duration::from_millis(self.cfg.bounded_read_wait_ms);
+        // A follower missing its own group's position asks the leader at once (see above).
+        let own_missing = || {
+            !g.raft.is_leader()
+                && needs
+                    .iter()
+                    .any(|(grp, i)| *grp == g.id && self.position(g, *grp) < *i)
+        };
         let mut watch = g.raft.metrics();
         loop {
             let missing = meridian_georep::session::satisfied(&needs, |grp| self.position(g, grp));
             let Some(missing) = missing else { return None };
+            if own_missing() {
+                return Some((g.id, 0));
+            }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Some(missing);
@@ -662,6 +677,12 @@ impl Node {
             ReadConsistency::Eventual => Attempt::Done(self.read_local(g.id, op, None)),
             ReadConsistency::Session => match self.wait_for_positions(g, needs).await {
                 None => Attempt::Done(self.read_local(g.id, op, None)),
+                // This region's own write: its leader has applied it (it answered the write);
+                // a follower would learn the commit only with the next append.
+                Some((missing, _)) if missing == g.id && !g.raft.is_leader() => {
+                    let leader = g.raft.metrics().borrow_watched().current_leader;
+                    Attempt::Forward(leader.and_then(|l| self.node_addr(l).map(|(a, r)| (l, a, r))))
+                }
                 // The origin region has applied its own writes: read there.
                 Some((missing, _)) if missing != g.id => Attempt::Retarget(missing),
                 Some((_, index)) => Attempt::Done(Err(KvError::Unavailable(format!(
@@ -777,11 +798,16 @@ impl Node {
         let Some(g) = self.group(group) else {
             return Vec::new();
         };
-        let mut out = vec![(group, self.position(&g, group))];
         if is_async_group(group) {
+            // The last write applied, not the applied index: the entries after it (shipped
+            // batches, blanks) carry no write of this region, and another region's cursor
+            // passes them only when a later write is shipped.
+            let own = state_machine::last_write(self.committer.engine(), group).unwrap_or(0);
+            let mut out = vec![(group, own)];
             out.extend(state_machine::cursors(self.committer.engine(), group).unwrap_or_default());
+            return out;
         }
-        out
+        vec![(group, self.position(&g, group))]
     }
 
     /// The keyspace with id `id`, from the cache or the local catalogue.
