@@ -78,7 +78,11 @@ impl Timeline {
 }
 
 /// Polls `check` every 200 ms until it returns true or `timeout` passes.
-pub(crate) async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<Duration>
+pub(crate) async fn wait_for<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> Result<Duration>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

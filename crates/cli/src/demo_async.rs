@@ -83,7 +83,10 @@ async fn client_loop(
     shared: Arc<Shared>,
 ) -> ClientResult {
     let session = Arc::new(Mutex::new(String::new()));
-    let home: Vec<Client> = home.iter().map(|c| c.with_session(session.clone())).collect();
+    let home: Vec<Client> = home
+        .iter()
+        .map(|c| c.with_session(session.clone()))
+        .collect();
     let elsewhere: Vec<Client> = elsewhere
         .iter()
         .map(|c| c.with_session(session.clone()))
@@ -92,7 +95,7 @@ async fn client_loop(
     let mut seq: u64 = 0;
     while !shared.stop.load(Ordering::Relaxed) {
         seq += 1;
-        let key = if seq % 5 == 0 {
+        let key = if seq.is_multiple_of(5) {
             format!("shared/{}", (seq * 7 + index as u64) % SHARED_KEYS)
         } else {
             format!("{}/c{index}/{}", REGIONS[region], seq % OWN_KEYS)
@@ -100,7 +103,7 @@ async fn client_loop(
         let node = &home[seq as usize % home.len()];
         let steady = shared.cut_started.lock().unwrap().is_none();
         let started = Instant::now();
-        let written = if seq % 10 == 0 {
+        let written = if seq.is_multiple_of(10) {
             node.delete(KEYSPACE, &key).await.map(|(_, s)| s)
         } else {
             let value = format!("{}-c{index}-{seq}", REGIONS[region]);
@@ -108,7 +111,11 @@ async fn client_loop(
         };
         let took = started.elapsed();
         out.writes.push((written.is_ok(), took));
-        let counter = if written.is_ok() { &shared.ok[region] } else { &shared.err[region] };
+        let counter = if written.is_ok() {
+            &shared.ok[region]
+        } else {
+            &shared.err[region]
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         let Ok(served) = written else {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -126,7 +133,8 @@ async fn client_loop(
         // Read it back with the session: in this region, and now and then from another
         // region (a client whose request lands elsewhere), which must wait for the write.
         // (Not across the cut: a client's requests reach the regions it can reach.)
-        let (reader, cross) = if seq % 10 == 3 && !elsewhere.is_empty() && steady_or_healed(&shared) {
+        let (reader, cross) = if seq % 10 == 3 && !elsewhere.is_empty() && steady_or_healed(&shared)
+        {
             (&elsewhere[seq as usize % elsewhere.len()], true)
         } else {
             (node, false)
@@ -164,7 +172,9 @@ fn hist_ms(samples: impl Iterator<Item = Duration>) -> Histogram<u64> {
 async fn delivery(clients: &[Client]) -> BTreeMap<(String, String), Histogram<u64>> {
     let mut out: BTreeMap<(String, String), Histogram<u64>> = BTreeMap::new();
     for c in clients {
-        let Ok(v) = c.get_json("/v1/cluster").await else { continue };
+        let Ok(v) = c.get_json("/v1/cluster").await else {
+            continue;
+        };
         for d in v["delivery_local"].as_array().into_iter().flatten() {
             if d["keyspace"] != KEYSPACE {
                 continue;
@@ -190,7 +200,9 @@ async fn delivery(clients: &[Client]) -> BTreeMap<(String, String), Histogram<u6
 async fn drained_since(clients: &[Client], since_wall_ms: u64) -> bool {
     let now = wall_ms();
     for c in clients {
-        let Ok(v) = c.get_json("/v1/cluster").await else { return false };
+        let Ok(v) = c.get_json("/v1/cluster").await else {
+            return false;
+        };
         for l in v["async_lag_local"].as_array().into_iter().flatten() {
             if l["keyspace"] != KEYSPACE {
                 continue;
@@ -290,7 +302,10 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
         }
     })
     .await?;
-    println!("cluster formed: {total} nodes joined in {:.1} s", t.as_secs_f64());
+    println!(
+        "cluster formed: {total} nodes joined in {:.1} s",
+        t.as_secs_f64()
+    );
     let policy = json!({"name": KEYSPACE, "replication": "async", "regions": REGIONS, "shards": SHARDS,
                         "conflict": "lww", "lag_budget_ms": 5000, "on_lag_budget": "alert"});
     first
@@ -302,12 +317,18 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
         let by_region = by_region.clone();
         async move {
             for (r, list) in by_region.iter().enumerate() {
-                let Ok(c) = list[0].get_json("/v1/cluster").await else { return false };
+                let Ok(c) = list[0].get_json("/v1/cluster").await else {
+                    return false;
+                };
                 let led = c["shards"]
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .filter(|s| s["keyspace"] == KEYSPACE && s["region"] == REGIONS[r] && !s["leader"].is_null())
+                    .filter(|s| {
+                        s["keyspace"] == KEYSPACE
+                            && s["region"] == REGIONS[r]
+                            && !s["leader"].is_null()
+                    })
                     .count();
                 if led < SHARDS as usize {
                     return false;
@@ -317,7 +338,10 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
         }
     })
     .await?;
-    println!("every region leads its own {SHARDS} groups after {:.1} s", t.as_secs_f64());
+    println!(
+        "every region leads its own {SHARDS} groups after {:.1} s",
+        t.as_secs_f64()
+    );
 
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
@@ -351,7 +375,10 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
     tokio::time::sleep(steady).await;
     let lag_steady = delivery(&clients).await;
 
-    println!(">>> cutting {} off from {} and {} (writes go on on both sides)", REGIONS[CUT], REGIONS[0], REGIONS[1]);
+    println!(
+        ">>> cutting {} off from {} and {} (writes go on on both sides)",
+        REGIONS[CUT], REGIONS[0], REGIONS[1]
+    );
     *shared.cut_started.lock().unwrap() = Some(Instant::now());
     shared.cut_on.store(true, Ordering::Relaxed);
     set_cut(&clients, true).await?;
@@ -361,15 +388,22 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
     shared.cut_on.store(false, Ordering::Relaxed);
     let healed_at = Instant::now();
     let healed_wall = wall_ms();
-    let convergence = wait_for("every region has what was written before the heal", Duration::from_secs(60), || {
-        let clients = clients.clone();
-        async move { drained_since(&clients, healed_wall).await }
-    })
+    let convergence = wait_for(
+        "every region has what was written before the heal",
+        Duration::from_secs(60),
+        || {
+            let clients = clients.clone();
+            async move { drained_since(&clients, healed_wall).await }
+        },
+    )
     .await
     .ok()
     .map(|_| healed_at.elapsed());
     match convergence {
-        Some(d) => println!(">>> converged: every region holds every write from before the heal, {} ms after it", d.as_millis()),
+        Some(d) => println!(
+            ">>> converged: every region holds every write from before the heal, {} ms after it",
+            d.as_millis()
+        ),
         None => println!(">>> NOT converged 60 s after the heal"),
     }
     let elapsed = healed_at.elapsed();
@@ -392,7 +426,11 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
     .await;
     let mut states = Vec::new();
     for list in &by_region {
-        states.push(region_state(&list[0]).await.context("reading a region's state")?);
+        states.push(
+            region_state(&list[0])
+                .await
+                .context("reading a region's state")?,
+        );
     }
     let mut keys: std::collections::BTreeSet<&String> = std::collections::BTreeSet::new();
     for s in &states {
@@ -428,7 +466,10 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
     println!();
     println!("=== Meridian demo report (async) ===");
     println!("steady-state latency per client region (ms; every region writes locally):");
-    println!("{:<12} {:>10} {:>10} {:>10} {:>10} {:>9}", "region", "write p50", "write p99", "read p50", "read p99", "writes");
+    println!(
+        "{:<12} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "region", "write p50", "write p99", "read p50", "read p99", "writes"
+    );
     let mut regions_json = Vec::new();
     for (r, name) in REGIONS.iter().enumerate() {
         let mine: Vec<&ClientResult> = results
@@ -460,24 +501,40 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
     }
     println!();
     println!("replication lag before the cut (ms, from a write's HLC to its commit in the destination region):");
-    println!("{:<12} {:<12} {:>8} {:>8} {:>8} {:>10}", "source", "dest", "p50", "p99", "RTT/2", "writes");
+    println!(
+        "{:<12} {:<12} {:>8} {:>8} {:>8} {:>10}",
+        "source", "dest", "p50", "p99", "RTT/2", "writes"
+    );
     let mut lag_json = Vec::new();
     for ((src, dst), h) in &lag_steady {
         let half = matrix.rtt_ms(src, dst) / 2.0;
         let (p50, p99) = (h.value_at_quantile(0.5), h.value_at_quantile(0.99));
-        println!("{src:<12} {dst:<12} {p50:>8} {p99:>8} {half:>8.1} {:>10}", h.len());
-        lag_json.push(json!({"source": src, "dest": dst, "p50_ms": p50, "p99_ms": p99,
-                             "rtt_half_ms": half, "writes": h.len()}));
+        println!(
+            "{src:<12} {dst:<12} {p50:>8} {p99:>8} {half:>8.1} {:>10}",
+            h.len()
+        );
+        lag_json.push(
+            json!({"source": src, "dest": dst, "p50_ms": p50, "p99_ms": p99,
+                             "rtt_half_ms": half, "writes": h.len()}),
+        );
     }
     let session_violations: u64 = results.iter().map(|r| r.session_violations).sum();
     let cross: u64 = results.iter().map(|r| r.cross_region_reads).sum();
     let acked_count: u64 = results.iter().map(|r| r.acked_count).sum();
     println!();
     match convergence {
-        Some(d) => println!("convergence after the heal: {} ms (largest RTT + 1 s = {:.0} ms)", d.as_millis(), largest_rtt(&matrix) + 1000.0),
+        Some(d) => println!(
+            "convergence after the heal: {} ms (largest RTT + 1 s = {:.0} ms)",
+            d.as_millis(),
+            largest_rtt(&matrix) + 1000.0
+        ),
         None => println!("convergence after the heal: not within 60 s"),
     }
-    println!("keys compared across regions: {}; diverged: {}", keys.len(), diverged.len());
+    println!(
+        "keys compared across regions: {}; diverged: {}",
+        keys.len(),
+        diverged.len()
+    );
     for k in diverged.iter().take(10) {
         println!("  DIVERGED: {k}");
     }
@@ -548,8 +605,21 @@ async fn progress_loop(started: Instant, shared: Arc<Shared>, observer: Client) 
                 .flatten()
                 .filter(|l| l["keyspace"] == KEYSPACE)
                 .map(|l| {
-                    let short = |s: &Value| s.as_str().unwrap_or("?").split('-').map(|p| &p[..1.min(p.len())]).collect::<String>();
-                    format!("{}>{} {}", short(&l["source_region"]), short(&l["dest_region"]), l["lag_ms"].as_u64().map_or("-".into(), |v| format!("{v}ms")))
+                    let short = |s: &Value| {
+                        s.as_str()
+                            .unwrap_or("?")
+                            .split('-')
+                            .map(|p| &p[..1.min(p.len())])
+                            .collect::<String>()
+                    };
+                    format!(
+                        "{}>{} {}",
+                        short(&l["source_region"]),
+                        short(&l["dest_region"]),
+                        l["lag_ms"]
+                            .as_u64()
+                            .map_or("-".into(), |v| format!("{v}ms"))
+                    )
                 })
                 .collect();
             line.push_str(&format!(" | lag {}", lags.join(" ")));

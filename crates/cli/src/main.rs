@@ -267,7 +267,10 @@ fn print_served(s: &client::Served) {
         .as_ref()
         .map(|v| format!(", version {v}"))
         .unwrap_or_default();
-    eprintln!("(served by node {} in {}{staleness}{version})", s.node, s.region);
+    eprintln!(
+        "(served by node {} in {}{staleness}{version})",
+        s.node, s.region
+    );
 }
 
 fn main() -> Result<()> {

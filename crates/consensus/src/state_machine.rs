@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 
 use futures::{Stream, StreamExt};
-use meridian_storage::{prefix_end, GroupCommitter, SharedEngine, Table, WriteBatch};
 use meridian_crdt::{lww, Hlc, Versioned};
+use meridian_storage::{prefix_end, GroupCommitter, SharedEngine, Table, WriteBatch};
 use meridian_types::ids::is_async_group;
 use meridian_types::wire::{Command, CommandResult, ShipBatch};
 use meridian_types::GroupId;
@@ -99,7 +99,7 @@ impl StateMachine {
         if let Some(c) = geo.cursors.get(&source) {
             return Ok(*c);
         }
-        Ok(cursor(self.engine(), self.group, source).map_err(io_err)?)
+        cursor(self.engine(), self.group, source).map_err(io_err)
     }
 
     /// Merges one version of `key` last-writer-wins; returns whether a live value existed.
@@ -266,7 +266,10 @@ pub fn cursor(
     group: GroupId,
     source: GroupId,
 ) -> meridian_storage::Result<u64> {
-    let bytes = engine.get(Table::Meta, &keys::meta_key(group, &keys::cursor_tag(source)))?;
+    let bytes = engine.get(
+        Table::Meta,
+        &keys::meta_key(group, &keys::cursor_tag(source)),
+    )?;
     Ok(bytes
         .and_then(|b| b.try_into().ok())
         .map_or(0, u64::from_be_bytes))
@@ -410,7 +413,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             };
             assert!(
-                applied.last_applied.is_none_or(|l| l.index < entry.log_id.index),
+                applied
+                    .last_applied
+                    .is_none_or(|l| l.index < entry.log_id.index),
                 "group {}: applied index must advance ({:?} then {})",
                 self.group,
                 applied.last_applied,
@@ -470,7 +475,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             batch.put(Table::Data, keys::data_key(self.group, &k), v);
         }
         for (tag, v) in content.meta {
-            assert!(tag.starts_with(keys::META_GEO), "snapshots carry only replicated meta");
+            assert!(
+                tag.starts_with(keys::META_GEO),
+                "snapshots carry only replicated meta"
+            );
             batch.put(Table::Meta, keys::meta_key(self.group, &tag), v);
         }
         let applied = Applied {

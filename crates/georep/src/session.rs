@@ -106,7 +106,10 @@ impl SessionToken {
 }
 
 /// Whether a replica whose positions are `have(group)` satisfies `needs`.
-pub fn satisfied(needs: &[(GroupId, u64)], have: impl Fn(GroupId) -> u64) -> Option<(GroupId, u64)> {
+pub fn satisfied(
+    needs: &[(GroupId, u64)],
+    have: impl Fn(GroupId) -> u64,
+) -> Option<(GroupId, u64)> {
     needs.iter().copied().find(|(g, i)| have(*g) < *i)
 }
 
@@ -128,7 +131,9 @@ mod tests {
         assert_eq!(back.get(0x3fa2_b000_8001), 42);
         assert!(SessionToken::parse("").unwrap().is_empty());
         assert!(SessionToken::parse("x1.5-1").unwrap_err().contains("m1"));
-        assert!(SessionToken::parse("m1.zz-1").unwrap_err().contains("malformed"));
+        assert!(SessionToken::parse("m1.zz-1")
+            .unwrap_err()
+            .contains("malformed"));
         assert_eq!(satisfied(&[(5, 3)], |_| 2), Some((5, 3)));
         assert_eq!(satisfied(&[(5, 3)], |_| 3), None);
     }

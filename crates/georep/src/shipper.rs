@@ -173,7 +173,15 @@ impl Shipper {
         if acked >= applied {
             return None;
         }
-        let read = read_committed(&self.group.log, &self.engine, self.group.id, acked + 1, applied, 64, 1);
+        let read = read_committed(
+            &self.group.log,
+            &self.engine,
+            self.group.id,
+            acked + 1,
+            applied,
+            64,
+            1,
+        );
         match read.await {
             Ok(LogRead::Batch(b)) => b.writes.first().map(|w| w.hlc),
             _ => None,
@@ -273,7 +281,10 @@ impl Shipper {
                     let first = meta[0].first;
                     self.status.update(|s| s.oldest_pending = first);
                 }
-                debug_assert!(meta.iter().all(|m| m.writes > 0), "only batches with writes travel");
+                debug_assert!(
+                    meta.iter().all(|m| m.writes > 0),
+                    "only batches with writes travel"
+                );
                 inflight.push_back(self.rpc.ship(self.dest, *hint, batch, t));
             }
             tokio::select! {
@@ -309,8 +320,16 @@ impl Shipper {
     /// chunk: every write at or below it is in the state the chunks carry. Returns that index.
     async fn ship_state(&self, hint: &mut Option<NodeId>, last_purged: u64) -> Result<u64, String> {
         let as_of = self.applied();
-        assert!(as_of >= last_purged, "applied {as_of} below purged {last_purged}");
-        tracing::info!(source = self.group.id, dest = self.dest, as_of, "log compacted past the destination's cursor; shipping state");
+        assert!(
+            as_of >= last_purged,
+            "applied {as_of} below purged {last_purged}"
+        );
+        tracing::info!(
+            source = self.group.id,
+            dest = self.dest,
+            as_of,
+            "log compacted past the destination's cursor; shipping state"
+        );
         let mut start: Vec<u8> = Vec::new();
         loop {
             let rows = state_machine::scan_versioned(
@@ -345,7 +364,10 @@ impl Shipper {
                 .await?;
             *hint = ack.leader.or(*hint);
             if !ack.accepted {
-                return Err(format!("destination refused a state chunk at cursor {}", ack.cursor));
+                return Err(format!(
+                    "destination refused a state chunk at cursor {}",
+                    ack.cursor
+                ));
             }
             if last_chunk {
                 assert!(ack.cursor >= as_of, "the last chunk moves the cursor");

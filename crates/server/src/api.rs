@@ -240,8 +240,16 @@ pub async fn get(
             _ => Vec::new(),
         };
         let consistency = c.into();
-        node.execute(group, Op::Get { key, consistency, needs }, 0)
-            .await
+        node.execute(
+            group,
+            Op::Get {
+                key,
+                consistency,
+                needs,
+            },
+            0,
+        )
+        .await
     }
     .await;
     observe(

@@ -7,8 +7,8 @@ use meridian_types::KvError;
 use tonic::{Request, Response, Status};
 
 use crate::api;
-use meridian_georep::SessionToken;
 use crate::node::Node;
+use meridian_georep::SessionToken;
 
 pub mod pb {
     tonic::include_proto!("meridian.v1");
@@ -38,8 +38,10 @@ fn served(s: ServedBy) -> Option<pb::ServedBy> {
     })
 }
 
+// tonic handlers return `Status` as their error; this feeds one with `?`.
+#[allow(clippy::result_large_err)]
 fn session_in(text: &str) -> Result<SessionToken, Status> {
-    SessionToken::parse(text).map_err(Status::invalid_argument)
+    SessionToken::parse(text).map_err(|e| status(KvError::InvalidArgument(e)))
 }
 
 fn version(h: Option<&meridian_crdt::Hlc>) -> String {

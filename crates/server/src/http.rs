@@ -12,9 +12,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use meridian_types::limits::HTTP_BODY_BYTES_MAX;
 use meridian_crdt::Hlc;
 use meridian_georep::SessionToken;
+use meridian_types::limits::HTTP_BODY_BYTES_MAX;
 use meridian_types::wire::ServedBy;
 use meridian_types::{KeyspacePolicy, KvError, META_GROUP};
 use serde::Deserialize;
@@ -72,11 +72,11 @@ fn session_in(headers: &HeaderMap) -> Result<SessionToken, ApiError> {
         ApiError(
             StatusCode::BAD_REQUEST,
             "invalid_argument",
-            "the meridian-session header is not text; send back the value an earlier response gave".into(),
+            "the meridian-session header is not text; send back the value an earlier response gave"
+                .into(),
         )
     })?;
-    SessionToken::parse(text)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_argument", e))
+    SessionToken::parse(text).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_argument", e))
 }
 
 pub const SESSION_HEADER: &str = "meridian-session";

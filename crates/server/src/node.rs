@@ -13,14 +13,14 @@ use meridian_consensus::{
     RaftRequest, RaftResponse, RaftRpc, RpcFailure,
 };
 use meridian_control::LeaderPlacement;
+use meridian_crdt::{Hlc, HlcClock, RegionTag};
+use meridian_georep::{ShipStatus, Shipper};
 use meridian_storage::GroupCommitter;
 use meridian_types::catalog::{self, KeyspaceRecord, NodeRecord};
+use meridian_types::ids::{group_keyspace, is_async_group};
 use meridian_types::limits::FORWARD_HOPS_MAX;
 use meridian_types::wan::LatencyMatrix;
 use meridian_types::wire::{Command, ServedBy};
-use meridian_crdt::{Hlc, HlcClock, RegionTag};
-use meridian_georep::{ShipStatus, Shipper};
-use meridian_types::ids::{group_keyspace, is_async_group};
 use meridian_types::{
     Clock, GroupId, KeyspaceId, KeyspacePolicy, KvError, NodeId, ReadConsistency, META_GROUP,
 };
@@ -38,6 +38,8 @@ use crate::transport::{CallError, Endpoint, Handler, Transport};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause before retrying when no leader is known (an election is running).
 const NO_LEADER_BACKOFF: Duration = Duration::from_millis(50);
+/// The longest a write is delayed by `on_lag_budget = "throttle"`.
+const THROTTLE_MAX: Duration = Duration::from_millis(1000);
 /// Leader-change events kept for the console and `/v1/cluster`.
 const EVENTS_MAX: usize = 512;
 
@@ -85,6 +87,8 @@ pub struct Node {
     ready_terms: Mutex<BTreeMap<GroupId, u64>>,
     /// Running shippers: (source group, destination group) to the task and its progress.
     pub(crate) shippers: Mutex<BTreeMap<(GroupId, GroupId), RunningShipper>>,
+    /// When a lag-budget warning was last logged (at most one per 10 s).
+    lag_alert_logged: Mutex<Option<Instant>>,
 }
 
 pub(crate) struct RunningShipper {
@@ -155,6 +159,7 @@ impl Node {
             hlc: Mutex::new(HlcClock::new(RegionTag::of(&cfg_region))),
             ready_terms: Mutex::new(BTreeMap::new()),
             shippers: Mutex::new(BTreeMap::new()),
+            lag_alert_logged: Mutex::new(None),
         }
     }
 
@@ -501,7 +506,9 @@ impl Node {
                     Err(e) => return Attempt::Done(Err(e)),
                 };
                 let shipped = match &cmd {
-                    Command::Ship(b) => Some((b.source, b.writes.iter().map(|w| w.hlc).collect::<Vec<_>>())),
+                    Command::Ship(b) => {
+                        Some((b.source, b.writes.iter().map(|w| w.hlc).collect::<Vec<_>>()))
+                    }
                     _ => None,
                 };
                 match g.raft.client_write(cmd).await {
@@ -525,7 +532,12 @@ impl Node {
                     Err(e) => Attempt::Done(Err(KvError::Unavailable(format!("write failed: {e}")))),
                 }
             }
-            Op::Get { consistency, needs, .. } | Op::Scan { consistency, needs, .. } => {
+            Op::Get {
+                consistency, needs, ..
+            }
+            | Op::Scan {
+                consistency, needs, ..
+            } => {
                 let c = ReadConsistency::from(*consistency);
                 if is_async_group(group) {
                     return self.async_read(&g, op, c, needs).await;
@@ -537,7 +549,11 @@ impl Node {
                         // has not asks the leader (which has: it answered the write) rather
                         // than wait for the next append to tell it the commit index.
                         let missing = meridian_georep::session::satisfied(needs, |grp| {
-                            if grp == group { self.position(&g, grp) } else { u64::MAX }
+                            if grp == group {
+                                self.position(&g, grp)
+                            } else {
+                                u64::MAX
+                            }
                         });
                         if missing.is_none() {
                             return Attempt::Done(self.read_local(group, op, None));
@@ -569,6 +585,7 @@ impl Node {
         match cmd {
             Command::Write { key, value, .. } if g.raft.is_leader() => {
                 self.await_ready(g).await?;
+                self.enforce_lag_budget(g).await?;
                 let high = state_machine::hlc_max(self.committer.engine(), g.id)
                     .map_err(|e| KvError::Internal(format!("reading the group's HLC: {e}")))?;
                 let wall = self.clock.now_ms();
@@ -577,7 +594,10 @@ impl Node {
                     clock.observe(h, wall, u64::MAX);
                 }
                 let hlc = clock.now(wall);
-                debug_assert!(high.is_none_or(|h| hlc > h), "a local write follows every applied stamp");
+                debug_assert!(
+                    high.is_none_or(|h| hlc > h),
+                    "a local write follows every applied stamp"
+                );
                 Ok(Command::Write {
                     key: key.clone(),
                     value: value.clone(),
@@ -596,6 +616,57 @@ impl Node {
                 Ok(cmd.clone())
             }
             c => Ok(c.clone()),
+        }
+    }
+
+    /// Applies the keyspace's lag budget to a write in this region: over budget towards some
+    /// region, `alert` counts it (and logs at most every 10 s), `throttle` delays the write by
+    /// the excess (at most `THROTTLE_MAX`), `reject` fails it with a retriable error.
+    async fn enforce_lag_budget(&self, g: &Group) -> Result<(), KvError> {
+        let Some(ks) = self.keyspace_by_id(group_keyspace(g.id)) else {
+            return Ok(());
+        };
+        let Some(budget) = ks.policy.lag_budget_ms.filter(|b| *b > 0).map(|b| b as u64) else {
+            return Ok(());
+        };
+        let wall = self.clock.now_ms();
+        let worst = self
+            .shippers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((source, _), r)| *source == g.id && !r.task.is_finished())
+            .map(|(_, r)| (r.status.get().lag_ms(wall), r.dest_region.clone()))
+            .max();
+        let Some((lag, dest)) = worst.filter(|(lag, _)| *lag > budget) else {
+            return Ok(());
+        };
+        let action = ks.policy.on_lag_budget;
+        let action_name = match action {
+            meridian_types::OnLagBudget::Alert => "alert",
+            meridian_types::OnLagBudget::Throttle => "throttle",
+            meridian_types::OnLagBudget::Reject => "reject",
+        };
+        metrics::counter!("meridian_lag_budget_exceeded_total", "keyspace" => ks.policy.name.clone(),
+            "source_region" => self.cfg.region.clone(), "dest_region" => dest.clone(), "action" => action_name)
+        .increment(1);
+        {
+            let mut last = self.lag_alert_logged.lock().unwrap();
+            if last.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(10)) {
+                *last = Some(Instant::now());
+                tracing::warn!(keyspace = %ks.policy.name, source = %self.cfg.region, dest = %dest, lag_ms = lag, budget_ms = budget, action = action_name, "replication lag over the keyspace's budget");
+            }
+        }
+        match action {
+            meridian_types::OnLagBudget::Alert => Ok(()),
+            meridian_types::OnLagBudget::Throttle => {
+                tokio::time::sleep(Duration::from_millis(lag - budget).min(THROTTLE_MAX)).await;
+                Ok(())
+            }
+            meridian_types::OnLagBudget::Reject => Err(KvError::Unavailable(format!(
+                "replication from {} to {dest} is {lag} ms behind, over keyspace {:?}'s lag budget of {budget} ms (on_lag_budget = \"reject\"); retry once it has caught up",
+                self.cfg.region, ks.policy.name
+            ))),
         }
     }
 
@@ -635,13 +706,18 @@ impl Node {
     /// Waits up to `bounded_read_wait_ms` for this replica to apply `needs` (the entries of
     /// groups it can apply: its own, and for an async group its sources). Returns the first
     /// position still missing, `None` when all are applied.
-    async fn wait_for_positions(&self, g: &Group, needs: &[(GroupId, u64)]) -> Option<(GroupId, u64)> {
+    async fn wait_for_positions(
+        &self,
+        g: &Group,
+        needs: &[(GroupId, u64)],
+    ) -> Option<(GroupId, u64)> {
         let relevant = |n: &&(GroupId, u64)| {
             n.0 == g.id
                 || (is_async_group(g.id)
                     && is_async_group(n.0)
                     && group_keyspace(n.0) == group_keyspace(g.id)
-                    && meridian_types::ids::group_shard(n.0) == meridian_types::ids::group_shard(g.id))
+                    && meridian_types::ids::group_shard(n.0)
+                        == meridian_types::ids::group_shard(g.id))
         };
         let needs: Vec<(GroupId, u64)> = needs.iter().filter(relevant).copied().collect();
         let deadline = Instant::now() + Duration::from_millis(self.cfg.bounded_read_wait_ms);
@@ -655,7 +731,7 @@ impl Node {
         let mut watch = g.raft.metrics();
         loop {
             let missing = meridian_georep::session::satisfied(&needs, |grp| self.position(g, grp));
-            let Some(missing) = missing else { return None };
+            let missing = missing?;
             if own_missing() {
                 return Some((g.id, 0));
             }
@@ -672,7 +748,13 @@ impl Node {
 
     /// A read of an async group: any replica serves eventual reads; session reads wait for
     /// the session's positions, then move to the region that has them.
-    async fn async_read(&self, g: &Group, op: &Op, c: ReadConsistency, needs: &[(GroupId, u64)]) -> Attempt {
+    async fn async_read(
+        &self,
+        g: &Group,
+        op: &Op,
+        c: ReadConsistency,
+        needs: &[(GroupId, u64)],
+    ) -> Attempt {
         match c {
             ReadConsistency::Eventual => Attempt::Done(self.read_local(g.id, op, None)),
             ReadConsistency::Session => match self.wait_for_positions(g, needs).await {
@@ -830,14 +912,23 @@ impl Node {
         dest: GroupId,
         batch: meridian_types::wire::ShipBatch,
     ) -> Result<(bool, u64, u64), KvError> {
-        if !is_async_group(dest) || !is_async_group(batch.source) || group_keyspace(dest) != group_keyspace(batch.source) {
+        if !is_async_group(dest)
+            || !is_async_group(batch.source)
+            || group_keyspace(dest) != group_keyspace(batch.source)
+        {
             return Err(KvError::InvalidArgument(format!(
                 "group {} cannot ship to group {dest}: not two regions of one async keyspace",
                 batch.source
             )));
         }
-        let r = self.execute(dest, Op::Write(Command::Ship(batch)), 0).await?;
-        Ok((r.result.succeeded, r.result.cursor.unwrap_or(0), r.served_by.node))
+        let r = self
+            .execute(dest, Op::Write(Command::Ship(batch)), 0)
+            .await?;
+        Ok((
+            r.result.succeeded,
+            r.result.cursor.unwrap_or(0),
+            r.served_by.node,
+        ))
     }
 
     /// The shippers this node should run: one per other region for every async group it
@@ -845,9 +936,14 @@ impl Node {
     pub(crate) fn ensure_shippers(self: &Arc<Self>, ks: &KeyspaceRecord, g: &Group, shard: u16) {
         let source_region = self.cfg.region.clone();
         for region in ks.policy.regions.iter().filter(|r| **r != source_region) {
-            let Some(dest) = ks.region_group(region, shard) else { continue };
+            let Some(dest) = ks.region_group(region, shard) else {
+                continue;
+            };
             let mut running = self.shippers.lock().unwrap();
-            if running.get(&(g.id, dest)).is_some_and(|r| !r.task.is_finished()) {
+            if running
+                .get(&(g.id, dest))
+                .is_some_and(|r| !r.task.is_finished())
+            {
                 continue;
             }
             let status = Arc::new(ShipStatus::default());
@@ -855,7 +951,10 @@ impl Node {
                 group: g.clone(),
                 engine: self.committer.engine().clone(),
                 dest,
-                rpc: Arc::new(crate::georep_rpc::ShipVia { node: self.clone(), rotation: Default::default() }),
+                rpc: Arc::new(crate::georep_rpc::ShipVia {
+                    node: self.clone(),
+                    rotation: Default::default(),
+                }),
                 limits: crate::georep_rpc::limits(self, region),
                 status: status.clone(),
             };

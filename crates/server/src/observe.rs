@@ -241,12 +241,23 @@ pub fn lag_matrix(node: &Node) -> Vec<RegionLag> {
 
 /// Records writes a shipped batch delivered to `dest` (committed here): their delay from HLC
 /// to now, on this node's wall clock (which includes the clock offset between the regions).
-pub fn record_shipped(node: &Node, dest: meridian_types::GroupId, source: meridian_types::GroupId, stamps: &[meridian_crdt::Hlc]) {
+pub fn record_shipped(
+    node: &Node,
+    dest: meridian_types::GroupId,
+    source: meridian_types::GroupId,
+    stamps: &[meridian_crdt::Hlc],
+) {
     use meridian_types::ids::{async_region_index, group_keyspace};
     let Some(ks) = node.keyspace_by_id(group_keyspace(dest)) else {
         return;
     };
-    let region = |g| ks.policy.regions.get(async_region_index(g)).cloned().unwrap_or_default();
+    let region = |g| {
+        ks.policy
+            .regions
+            .get(async_region_index(g))
+            .cloned()
+            .unwrap_or_default()
+    };
     let (src, dst) = (region(source), region(dest));
     let now = node.clock.now_ms();
     let hist = metrics::histogram!(
@@ -258,7 +269,9 @@ pub fn record_shipped(node: &Node, dest: meridian_types::GroupId, source: meridi
     let mut all = node.observations.delivery.lock().unwrap();
     let h = all
         .entry((ks.policy.name.clone(), src, dst))
-        .or_insert_with(|| hdrhistogram::Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds"));
+        .or_insert_with(|| {
+            hdrhistogram::Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds")
+        });
     for s in stamps {
         let ms = now.saturating_sub(s.physical_ms);
         hist.record(ms as f64 / 1000.0);
@@ -271,7 +284,8 @@ pub fn record_skew_alarm(node: &Node, group: meridian_types::GroupId, ahead_ms: 
     node.observations
         .skew_alarms
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    metrics::counter!("meridian_hlc_skew_alarms_total", "node" => node.id().to_string()).increment(1);
+    metrics::counter!("meridian_hlc_skew_alarms_total", "node" => node.id().to_string())
+        .increment(1);
     tracing::warn!(
         group,
         ahead_ms,
@@ -291,7 +305,11 @@ pub fn async_lag_own(node: &Node) -> Vec<AsyncLag> {
         }
         let p = r.status.get();
         let e = rows
-            .entry((r.keyspace.clone(), r.source_region.clone(), r.dest_region.clone()))
+            .entry((
+                r.keyspace.clone(),
+                r.source_region.clone(),
+                r.dest_region.clone(),
+            ))
             .or_insert_with(|| AsyncLag {
                 keyspace: r.keyspace.clone(),
                 source_region: r.source_region.clone(),
@@ -357,7 +375,11 @@ pub fn merge_async_lag<'a>(views: impl Iterator<Item = &'a AsyncLag>) -> Vec<Asy
     let mut out: BTreeMap<(String, String, String), AsyncLag> = BTreeMap::new();
     for l in views {
         let e = out
-            .entry((l.keyspace.clone(), l.source_region.clone(), l.dest_region.clone()))
+            .entry((
+                l.keyspace.clone(),
+                l.source_region.clone(),
+                l.dest_region.clone(),
+            ))
             .or_insert_with(|| AsyncLag {
                 keyspace: l.keyspace.clone(),
                 source_region: l.source_region.clone(),

@@ -1,8 +1,8 @@
 //! Messages between nodes: consensus traffic, forwarded client operations, and joins.
 
 use meridian_consensus::{RaftRequest, RaftResponse};
-use meridian_types::catalog::NodeRecord;
 use meridian_crdt::Hlc;
+use meridian_types::catalog::NodeRecord;
 use meridian_types::wire::{Command, CommandResult, ServedBy, ShipBatch};
 use meridian_types::{GroupId, KvError, ReadConsistency};
 use serde::{Deserialize, Serialize};
@@ -113,12 +113,22 @@ pub struct NodeStats {
 
 #[derive(Serialize, Deserialize)]
 pub enum PeerRequest {
-    Raft { group: GroupId, req: RaftRequest },
-    Op { group: GroupId, op: Op, hops: u32 },
+    Raft {
+        group: GroupId,
+        req: RaftRequest,
+    },
+    Op {
+        group: GroupId,
+        op: Op,
+        hops: u32,
+    },
     Join(NodeRecord),
     Stats,
     /// A batch shipped from another region's group to group `dest` here.
-    Ship { dest: GroupId, batch: ShipBatch },
+    Ship {
+        dest: GroupId,
+        batch: ShipBatch,
+    },
 }
 
 #[derive(Serialize, Deserialize)]

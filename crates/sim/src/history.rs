@@ -42,7 +42,9 @@ pub enum Ret {
         succeeded: bool,
     },
     /// An async write was acknowledged with this HLC.
-    Written { hlc: Hlc },
+    Written {
+        hlc: Hlc,
+    },
     /// An async read: the value and the HLC of the version read (a delete's too; `None`: the
     /// key was never written there).
     Read {

@@ -15,15 +15,17 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{anyhow, Result};
 use meridian_consensus::state_machine;
+use meridian_crdt::Versioned;
+use meridian_georep::SessionToken;
 use meridian_server::node::Node;
 use meridian_server::peer::{Op, PeerRequest, PeerResponse, ReadConsistencyWire};
 use meridian_server::transport::{CallError, Endpoint, Transport, WanModel};
 use meridian_server::NodeConfig;
-use meridian_storage::{GroupCommitter, MemEngine, SharedEngine};
-use meridian_crdt::Versioned;
-use meridian_georep::SessionToken;
 use meridian_storage::Table;
-use meridian_types::ids::{async_group_id, group_id, group_keyspace, group_shard, is_async_group, keyspace_id};
+use meridian_storage::{GroupCommitter, MemEngine, SharedEngine};
+use meridian_types::ids::{
+    async_group_id, group_id, group_keyspace, group_shard, is_async_group, keyspace_id,
+};
 use meridian_types::wan::LatencyMatrix;
 use meridian_types::wire::Command;
 use meridian_types::{shard_for_key, GroupId, KeyspacePolicy, KvError};
@@ -406,8 +408,7 @@ fn simulate(
         }
         if clients_done && now - last_convergence_check >= Duration::from_secs(1) {
             last_convergence_check = now;
-            let (problems, finals) =
-                converge_check(&slots, nodes, shards, sync_on, async_regions);
+            let (problems, finals) = converge_check(&slots, nodes, shards, sync_on, async_regions);
             if problems.is_empty() {
                 converged = Some(finals);
                 break;
@@ -485,7 +486,11 @@ fn keyspace_rows(engine: &SharedEngine, id: u64) -> usize {
     let end = ((id + 1) << 16).to_be_bytes().to_vec();
     [Table::Data, Table::Log, Table::Meta]
         .into_iter()
-        .map(|t| engine.scan(t, &start, &end, usize::MAX).map_or(0, |r| r.len()))
+        .map(|t| {
+            engine
+                .scan(t, &start, &end, usize::MAX)
+                .map_or(0, |r| r.len())
+        })
         .sum()
 }
 
@@ -667,17 +672,17 @@ fn converge_check(
                     data,
                 });
             if is_async_group(s.group) && group_keyspace(s.group) == async_id {
-                let rows = state_machine::scan_versioned(&sim_node.engine, s.group, b"", usize::MAX)
-                    .unwrap_or_default();
-                async_shards
-                    .entry(group_shard(s.group))
-                    .or_default()
-                    .push(async_convergence::RegionReplica {
+                let rows =
+                    state_machine::scan_versioned(&sim_node.engine, s.group, b"", usize::MAX)
+                        .unwrap_or_default();
+                async_shards.entry(group_shard(s.group)).or_default().push(
+                    async_convergence::RegionReplica {
                         node: node.id(),
                         region: REGIONS[sim_node.region].to_string(),
                         group: s.group,
                         rows,
-                    });
+                    },
+                );
             }
         }
     }
@@ -934,7 +939,11 @@ impl Client {
                 .cloned()
                 .expect("an async keyspace lists regions")
         };
-        let ri = self.async_regions.iter().position(|r| *r == region).expect("listed");
+        let ri = self
+            .async_regions
+            .iter()
+            .position(|r| *r == region)
+            .expect("listed");
         async_group_id(
             keyspace_id(ASYNC_KEYSPACE),
             ri,
@@ -944,14 +953,25 @@ impl Client {
 
     /// One sequential process on the async keyspace with one session token: puts and deletes
     /// of shared keys, session reads and eventual reads, all through its region's nodes.
-    async fn async_worker(self: Arc<Self>, transport: Arc<Transport>, process: u64, mut rng: StdRng) {
+    async fn async_worker(
+        self: Arc<Self>,
+        transport: Arc<Transport>,
+        process: u64,
+        mut rng: StdRng,
+    ) {
         let mut written = 0u64;
         let mut token = SessionToken::default();
         while sim_now_us() < self.stop_issuing_us {
             let (node, host) = self.targets[rng.gen_range(0..self.targets.len())].clone();
             let region = self.region.clone();
             if let Reply::Done(_) = self
-                .async_call(&transport, (node, &host, &region), &key_name(0), &Call::EventualGet, &mut token)
+                .async_call(
+                    &transport,
+                    (node, &host, &region),
+                    &key_name(0),
+                    &Call::EventualGet,
+                    &mut token,
+                )
                 .await
             {
                 break;

@@ -148,7 +148,6 @@ fn default_shards() -> u16 {
     4
 }
 
-
 /// A keyspace's policy as a client states it (`POST /v1/keyspaces`, `meridian keyspace create`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -389,14 +388,33 @@ mod tests {
         assert!(ok.allows_read(ReadConsistency::Linearizable).is_err());
         assert!(ok.allows_read("bounded:100".parse().unwrap()).is_ok());
         let cases = [
-            (r#"{"name":"a","replication":"async","home_region":"us-east-1","regions":["us-east-1","eu-west-1"]}"#, "home_region"),
-            (r#"{"name":"a","replication":"async","regions":["us-east-1"]}"#, "at least 2"),
-            (r#"{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"conflict":"counter"}"#, "conflict"),
-            (r#"{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"lag_budget_ms":-5}"#, "lag_budget_ms"),
-            (r#"{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"read":"linearizable"}"#, "linearizable"),
+            (
+                r#"{"name":"a","replication":"async","home_region":"us-east-1","regions":["us-east-1","eu-west-1"]}"#,
+                "home_region",
+            ),
+            (
+                r#"{"name":"a","replication":"async","regions":["us-east-1"]}"#,
+                "at least 2",
+            ),
+            (
+                r#"{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"conflict":"counter"}"#,
+                "conflict",
+            ),
+            (
+                r#"{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"lag_budget_ms":-5}"#,
+                "lag_budget_ms",
+            ),
+            (
+                r#"{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"read":"linearizable"}"#,
+                "linearizable",
+            ),
         ];
         for (json, field) in cases {
-            let e = parse(json).unwrap().validate(&regions()).unwrap_err().to_string();
+            let e = parse(json)
+                .unwrap()
+                .validate(&regions())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(field), "{json}: {e}");
         }
         let e = parse(r#"{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"conflict":"newest"}"#).unwrap_err().to_string();

@@ -13,10 +13,15 @@ use meridian_crdt::Versioned;
 use crate::history::Op;
 
 /// `finals`: per region, each key's converged version.
-pub fn check(history: &[Op], finals: &BTreeMap<String, BTreeMap<String, Option<Versioned>>>) -> Vec<String> {
+pub fn check(
+    history: &[Op],
+    finals: &BTreeMap<String, BTreeMap<String, Option<Versioned>>>,
+) -> Vec<String> {
     let mut violations = Vec::new();
     for op in history {
-        let Some(hlc) = op.written_hlc() else { continue };
+        let Some(hlc) = op.written_hlc() else {
+            continue;
+        };
         for (region, keys) in finals {
             let kept = keys.get(&op.key).cloned().flatten();
             if kept.as_ref().is_none_or(|v| v.hlc < hlc) {
@@ -43,10 +48,27 @@ mod tests {
     // passes.
     #[test]
     fn an_older_final_version_loses_the_write() {
-        let h = |t| Hlc { physical_ms: t, logical: 0, origin: RegionTag::of("us-east-1") };
-        let history = vec![op(1, Call::Write(Some("x".into())), 0, Some((5, Ret::Written { hlc: h(5) })))];
+        let h = |t| Hlc {
+            physical_ms: t,
+            logical: 0,
+            origin: RegionTag::of("us-east-1"),
+        };
+        let history = vec![op(
+            1,
+            Call::Write(Some("x".into())),
+            0,
+            Some((5, Ret::Written { hlc: h(5) })),
+        )];
         let region = |t| -> BTreeMap<String, Option<Versioned>> {
-            [("k".to_string(), Some(Versioned { hlc: h(t), value: None }))].into_iter().collect()
+            [(
+                "k".to_string(),
+                Some(Versioned {
+                    hlc: h(t),
+                    value: None,
+                }),
+            )]
+            .into_iter()
+            .collect()
         };
         let mut finals = BTreeMap::new();
         finals.insert("us-east-1".to_string(), region(6));

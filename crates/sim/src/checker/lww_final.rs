@@ -34,7 +34,10 @@ pub fn check(history: &[Op], finals: &BTreeMap<String, Option<Versioned>>) -> Ve
             }
             continue;
         };
-        let final_value = last.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
+        let final_value = last
+            .value
+            .as_ref()
+            .map(|v| String::from_utf8_lossy(v).into_owned());
         match best {
             Some((h, w)) if last.hlc == h => {
                 if w.call != Call::Write(final_value.clone()) {
@@ -94,14 +97,23 @@ mod tests {
     fn the_highest_stamp_must_win() {
         let (a, b) = (hlc(5, "us-east-1"), hlc(7, "eu-west-1"));
         let h = vec![write(1, Some("x"), Some(a)), write(2, None, Some(b))];
-        let deleted = Versioned { hlc: b, value: None };
+        let deleted = Versioned {
+            hlc: b,
+            value: None,
+        };
         assert!(check(&h, &finals(Some(deleted))).is_empty());
-        let kept_x = Versioned { hlc: a, value: Some(b"x".to_vec()) };
+        let kept_x = Versioned {
+            hlc: a,
+            value: Some(b"x".to_vec()),
+        };
         let v = check(&h, &finals(Some(kept_x)));
         assert!(v[0].contains("below"), "{v:?}");
         let mut with_unknown = h.clone();
         with_unknown.push(write(3, Some("z"), None));
-        let z = Versioned { hlc: hlc(9, "us-west-2"), value: Some(b"z".to_vec()) };
+        let z = Versioned {
+            hlc: hlc(9, "us-west-2"),
+            value: Some(b"z".to_vec()),
+        };
         assert!(check(&with_unknown, &finals(Some(z.clone()))).is_empty());
         assert!(!check(&h, &finals(Some(z))).is_empty());
         assert!(!check(&h, &finals(None)).is_empty());

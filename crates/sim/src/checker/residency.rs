@@ -34,7 +34,11 @@ mod tests {
     #[test]
     fn rows_outside_the_regions_fail() {
         let allowed = vec!["us-east-1".to_string(), "eu-west-1".to_string()];
-        let n = |region: &str, rows| NodeHoldings { node: 1, region: region.into(), rows };
+        let n = |region: &str, rows| NodeHoldings {
+            node: 1,
+            region: region.into(),
+            rows,
+        };
         assert!(check(&allowed, &[n("us-east-1", 10), n("us-west-2", 0)]).is_empty());
         assert_eq!(check(&allowed, &[n("us-west-2", 1)]).len(), 1);
     }

@@ -67,20 +67,43 @@ mod tests {
     use meridian_crdt::RegionTag;
 
     fn h(t: u64) -> Hlc {
-        Hlc { physical_ms: t, logical: 0, origin: RegionTag::of("us-east-1") }
+        Hlc {
+            physical_ms: t,
+            logical: 0,
+            origin: RegionTag::of("us-east-1"),
+        }
     }
 
     fn read(client: u64, at: u64, v: Option<u64>) -> Op {
-        op(client, Call::SessionGet, at, Some((at + 1, Ret::Read { value: None, version: v.map(h) })))
+        op(
+            client,
+            Call::SessionGet,
+            at,
+            Some((
+                at + 1,
+                Ret::Read {
+                    value: None,
+                    version: v.map(h),
+                },
+            )),
+        )
     }
 
     // Goal: reading an older version than one's own write fails; going back after a newer
     // read fails; other sessions' reads are not held to it.
     #[test]
     fn own_writes_and_earlier_reads_bound_later_reads() {
-        let w = op(1, Call::Write(Some("x".into())), 0, Some((5, Ret::Written { hlc: h(5) })));
+        let w = op(
+            1,
+            Call::Write(Some("x".into())),
+            0,
+            Some((5, Ret::Written { hlc: h(5) })),
+        );
         assert!(check(&[w.clone(), read(1, 10, Some(5))]).is_empty());
-        assert!(check(&[w.clone(), read(2, 10, None)]).is_empty(), "another session");
+        assert!(
+            check(&[w.clone(), read(2, 10, None)]).is_empty(),
+            "another session"
+        );
         let v = check(&[w.clone(), read(1, 10, Some(4))]);
         assert!(v[0].contains("read-your-writes"), "{v:?}");
         let v = check(&[read(1, 10, Some(8)), read(1, 20, Some(6))]);
