@@ -24,10 +24,13 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 <body>
 <h1>Meridian console <small id="observer"></small></h1>
 <h2>Topology</h2><div class="regions" id="regions">loading…</div>
-<h2>Shard leaders</h2><table id="shards"><thead><tr><th>keyspace</th><th>shard</th><th>home region</th><th>leader</th><th>leader region</th></tr></thead><tbody></tbody></table>
+<h2>Shard leaders</h2><table id="shards"><thead><tr><th>keyspace</th><th>shard</th><th>home region (async: the group's region)</th><th>leader</th><th>leader region</th></tr></thead><tbody></tbody></table>
 <h2>Replication lag between regions</h2>
 <p><small>Rows: the leader's region; columns: the replica's region. Each cell: worst staleness of applied state (ms) / worst entries behind.</small></p>
 <table id="lag"><thead></thead><tbody></tbody></table>
+<h2>Async replication lag</h2>
+<p><small>Async keyspaces, per (source region, destination region): age of the oldest write not yet applied at the destination, entries behind, and the delivery delay of writes (HLC to commit there).</small></p>
+<table id="async"><thead><tr><th>keyspace</th><th>source</th><th>destination</th><th>lag (ms)</th><th>entries behind</th><th>delivery p50 (ms)</th><th>delivery p99 (ms)</th><th>link</th></tr></thead><tbody></tbody></table>
 <h2>Peers of this node</h2><table id="peers"><thead><tr><th>node</th><th>region</th><th>round trip (ms)</th><th>clock offset (ms)</th></tr></thead><tbody></tbody></table>
 <h2>Leader timeline</h2><table id="events"><thead><tr><th>time</th><th>keyspace</th><th>shard</th><th>leader</th><th>region</th><th>kind</th><th>RTO (ms)</th><th>reason</th></tr></thead><tbody></tbody></table>
 <script>
@@ -42,11 +45,13 @@ async function refresh(){
       '<div class="region" data-region="'+esc(r)+'"><b>'+esc(r)+'</b><br>'+byRegion[r].map(n=>
         '<span class="'+(n.healthy?'up':'down')+'">● node '+n.id+'</span> '+esc(n.zone)+' — leads '+(leaders[n.id]||0)+' shard(s)'+(c.meta_leader===n.id?' · catalogue leader':'')).join('<br>')+'</div>').join('');
     document.querySelector('#shards tbody').innerHTML=c.shards.map(s=>
-      '<tr class="'+(s.leader_region&&s.leader_region!==s.home_region?'away':'')+'"><td>'+esc(s.keyspace)+'</td><td>'+s.shard+'</td><td>'+esc(s.home_region)+'</td><td>'+esc(s.leader??'none')+'</td><td>'+esc(s.leader_region??'none')+'</td></tr>').join('');
+      '<tr class="'+(s.leader_region&&s.leader_region!==(s.home_region??s.region)?'away':'')+'"><td>'+esc(s.keyspace)+'</td><td>'+s.shard+'</td><td>'+esc(s.home_region??s.region)+'</td><td>'+esc(s.leader??'none')+'</td><td>'+esc(s.leader_region??'none')+'</td></tr>').join('');
     const rs=c.regions.slice().sort(),cell={};for(const l of c.lag){cell[l.source_region+'|'+l.dest_region]=l}
     document.querySelector('#lag thead').innerHTML='<tr><th>leader \\ replica</th>'+rs.map(r=>'<th>'+esc(r)+'</th>').join('')+'</tr>';
     document.querySelector('#lag tbody').innerHTML=rs.map(src=>'<tr><th>'+esc(src)+'</th>'+rs.map(dst=>{const l=cell[src+'|'+dst];
       return '<td class="num" data-lag="'+esc(src+'|'+dst)+'">'+(l?(l.lag_ms??'–')+' ms / '+(l.lag_entries??'–'):'')+'</td>'}).join('')+'</tr>').join('');
+    document.querySelector('#async tbody').innerHTML=(c.async_lag||[]).map(l=>
+      '<tr data-async="'+esc(l.keyspace+'|'+l.source_region+'|'+l.dest_region)+'"><td>'+esc(l.keyspace)+'</td><td>'+esc(l.source_region)+'</td><td>'+esc(l.dest_region)+'</td><td class="num">'+esc(l.lag_ms??'–')+'</td><td class="num">'+esc(l.lag_entries??'–')+'</td><td class="num">'+esc(l.delivery_p50_ms??'–')+'</td><td class="num">'+esc(l.delivery_p99_ms??'–')+'</td><td>'+(l.connected===false?'<span class="down">cut</span>':'ok')+'</td></tr>').join('');
     document.querySelector('#peers tbody').innerHTML=c.peers.map(p=>
       '<tr><td>'+p.node+'</td><td>'+esc(p.region)+'</td><td class="num">'+p.rtt_ms.toFixed(1)+'</td><td class="num">'+p.clock_offset_ms+'</td></tr>').join('');
     document.querySelector('#events tbody').innerHTML=c.events.slice(-50).reverse().map(e=>

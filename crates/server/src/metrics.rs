@@ -92,6 +92,28 @@ fn describe() {
         Unit::Seconds,
         "Time from the old leader's last message to this node leading the group after a failover."
     );
+    describe_gauge!(
+        "meridian_async_lag_seconds",
+        Unit::Seconds,
+        "Async keyspaces: age of the oldest write committed in the source region and not yet applied in the destination region, worst over the shards this node leads."
+    );
+    describe_gauge!(
+        "meridian_async_lag_entries",
+        "Async keyspaces: log entries of the source region's groups the destination region has not acknowledged, worst over the shards this node leads."
+    );
+    describe_histogram!(
+        "meridian_async_delivery_seconds",
+        Unit::Seconds,
+        "Async keyspaces: delay from a write's HLC to its commit in the destination region, for writes this node committed as destination."
+    );
+    describe_counter!(
+        "meridian_hlc_skew_alarms_total",
+        "Shipped writes whose HLC was further ahead of this node's clock than max_clock_offset_ms (applied all the same)."
+    );
+    describe_counter!(
+        "meridian_lag_budget_exceeded_total",
+        "Async writes accepted while replication to some region was over the keyspace's lag_budget_ms, by the action taken."
+    );
 }
 
 /// The Prometheus text exposition of every metric.
