@@ -83,9 +83,6 @@ pub struct ShipProgress {
     pub oldest_pending: Option<Hlc>,
     /// The last exchange with the destination succeeded.
     pub connected: bool,
-    pub last_error: Option<String>,
-    /// Writes acknowledged by the destination since this shipper started.
-    pub shipped_writes: u64,
 }
 
 impl ShipProgress {
@@ -155,7 +152,6 @@ impl Shipper {
                     let pending = self.peek_oldest().await;
                     self.status.update(|s| {
                         s.connected = false;
-                        s.last_error = Some(e);
                         if let Some(p) = pending {
                             s.oldest_pending = Some(p);
                         }
@@ -206,7 +202,6 @@ impl Shipper {
         self.status.update(|s| {
             s.acked = ack.cursor;
             s.connected = true;
-            s.last_error = None;
             // Set again by the first batch sent; a stale stamp from before would read as lag.
             s.oldest_pending = None;
         });
@@ -299,7 +294,6 @@ impl Shipper {
                     let skipped = if meta.is_empty() { skipped_to.take() } else { None };
                     self.status.update(|s| {
                         s.acked = s.acked.max(ack.cursor).max(skipped.unwrap_or(0));
-                        s.shipped_writes += sent.writes;
                         s.oldest_pending = oldest;
                         s.connected = true;
                     });

@@ -13,7 +13,7 @@ use meridian_consensus::{
     RaftRequest, RaftResponse, RaftRpc, RpcFailure,
 };
 use meridian_control::LeaderPlacement;
-use meridian_crdt::{Hlc, HlcClock, RegionTag};
+use meridian_crdt::{HlcClock, RegionTag};
 use meridian_georep::{ShipStatus, Shipper};
 use meridian_storage::GroupCommitter;
 use meridian_types::catalog::{self, KeyspaceRecord, NodeRecord};
@@ -692,13 +692,7 @@ impl Node {
     /// for another region's group of the same shard).
     fn position(&self, g: &Group, group: GroupId) -> u64 {
         if group == g.id {
-            return g
-                .raft
-                .metrics()
-                .borrow_watched()
-                .last_applied
-                .as_ref()
-                .map_or(0, |l| l.index());
+            return applied_index(g);
         }
         state_machine::cursor(self.committer.engine(), g.id, group).unwrap_or(0)
     }
@@ -788,13 +782,7 @@ impl Node {
         if g.raft.is_leader() {
             return LocalRead::Refuse("this node leads the shard".into());
         }
-        let applied = g
-            .raft
-            .metrics()
-            .borrow_watched()
-            .last_applied
-            .as_ref()
-            .map_or(0, |l| l.index());
+        let applied = applied_index(g);
         let staleness = g.freshness.staleness_ms(applied, self.fresh_clock.now_ms());
         match (bound, staleness) {
             // Eventual: any local state, with its staleness when known.
@@ -972,12 +960,6 @@ impl Node {
         }
     }
 
-    /// The current HLC of this node (for `/v1/cluster`).
-    pub fn hlc_now(&self) -> Hlc {
-        let wall = self.clock.now_ms();
-        self.hlc.lock().unwrap().now(wall)
-    }
-
     // ---- joining ----
 
     /// Records `rec` in the catalogue and adds it to the metadata group as a learner; forwarded
@@ -1118,6 +1100,16 @@ impl Handler for Node {
             _ => None,
         }
     }
+}
+
+/// The last index `g` has applied on this node (0: none).
+fn applied_index(g: &Group) -> u64 {
+    g.raft
+        .metrics()
+        .borrow_watched()
+        .last_applied
+        .as_ref()
+        .map_or(0, |l| l.index())
 }
 
 /// The peer-request handler: the node behind an `Arc`, so forwarded work can re-enter it.
