@@ -1,7 +1,12 @@
 //! A group's state machine: the group's keys in the shared engine's data table.
 //!
-//! Applying a batch of entries is one durable commit holding the data changes and the new
-//! applied index, so after a crash the data and the applied index agree.
+//! Applying a batch of entries is one commit holding the data changes and the new applied
+//! index, so after a crash the data and the applied index agree. The commit is deferred (no
+//! fsync of its own): the entries are durable in the log already, the apply becomes durable
+//! with the next log append, and a crash before that only takes the applied index back to an
+//! earlier consistent point, from which openraft applies the log again. An async group's
+//! per-source cursors sit in the same commit, so a re-applied shipment is neither lost nor
+//! merged twice.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -446,7 +451,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             keys::meta_key(self.group, keys::META_APPLIED),
             encode(&applied),
         );
-        self.committer.commit(batch).await.map_err(io_err)?;
+        self.committer
+            .commit_deferred(batch)
+            .await
+            .map_err(io_err)?;
         for (responder, result) in replies {
             responder.send(result);
         }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod node;
 pub mod observe;
 pub mod peer;
+pub mod precise;
 pub mod reconcile;
 pub mod transport;
 

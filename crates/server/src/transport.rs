@@ -507,10 +507,11 @@ async fn write_loop<W: AsyncWriteExt + Unpin>(
     mut rx: mpsc::Receiver<(Instant, Vec<u8>)>,
 ) {
     while let Some((due, bytes)) = rx.recv().await {
-        // A timer rounds up to the next millisecond tick, so a frame already due (no WAN
-        // delay) must not go through one: it cost every write two ticks on loopback.
+        // Tokio's timer rounds up to its next millisecond tick, which would make a 0.5 ms
+        // intra-region hop cost 1 to 2 ms: waits go to the precise timer. The WAN model runs on
+        // real time only (the simulator models latency in turmoil and disables it).
         if due > Instant::now() {
-            tokio::time::sleep_until(due).await;
+            crate::precise::sleep_until(due).await;
         }
         if write.write_all(&bytes).await.is_err() {
             return;

@@ -131,6 +131,8 @@ struct SimNode {
     region: usize,
     host: String,
     engine: SharedEngine,
+    /// The same engine, for what a crash does to it.
+    mem: Arc<MemEngine>,
     clock: Arc<SimClock>,
 }
 
@@ -203,12 +205,16 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
     let nodes: Vec<SimNode> = regions
         .iter()
         .enumerate()
-        .map(|(i, r)| SimNode {
-            id: i as u64 + 1,
-            region: *r,
-            host: format!("node-{}", i + 1),
-            engine: Arc::new(MemEngine::new()),
-            clock: Arc::new(SimClock::with_skew(clock_skew_ms(&mut rng))),
+        .map(|(i, r)| {
+            let mem = Arc::new(MemEngine::new());
+            SimNode {
+                id: i as u64 + 1,
+                region: *r,
+                host: format!("node-{}", i + 1),
+                engine: mem.clone(),
+                mem,
+                clock: Arc::new(SimClock::with_skew(clock_skew_ms(&mut rng))),
+            }
         })
         .collect();
     let schedule = nemesis::schedule(&mut rng, &regions, opts.safety.as_millis() as u64);
@@ -554,6 +560,9 @@ fn begin(sim: &mut turmoil::Sim, nodes: &[SimNode], slots: &Slots, fault: &Fault
         Fault::Crash { nodes: crashed, .. } => {
             for i in crashed {
                 sim.crash(nodes[*i].host.as_str());
+                // A crash loses what was not yet durable: state machine applies since the
+                // last log append.
+                nodes[*i].mem.lose_deferred();
                 slots.lock().unwrap()[*i] = None;
             }
         }

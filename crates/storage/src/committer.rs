@@ -17,6 +17,9 @@ pub type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
 struct Job {
     batch: WriteBatch,
+    /// False: visible when done runs, durable with the next durable commit (see
+    /// [`crate::Engine::commit_deferred`]).
+    durable: bool,
     done: Completion,
 }
 
@@ -56,18 +59,39 @@ impl GroupCommitter {
     /// run in submission order.
     pub async fn submit(&self, batch: WriteBatch, done: Completion) -> Result<()> {
         self.queue
-            .send(Job { batch, done })
+            .send(Job {
+                batch,
+                durable: true,
+                done,
+            })
             .await
             .map_err(|_| StorageError::Closed)
     }
 
     /// Commits `batch` durably, sharing the fsync with concurrent submitters.
     pub async fn commit(&self, batch: WriteBatch) -> Result<()> {
+        self.commit_job(batch, true).await
+    }
+
+    /// Commits `batch` visibly but durable only with the next durable commit (no fsync of its
+    /// own; see [`crate::Engine::commit_deferred`]). Commits stay in submission order.
+    pub async fn commit_deferred(&self, batch: WriteBatch) -> Result<()> {
+        self.commit_job(batch, false).await
+    }
+
+    async fn commit_job(&self, batch: WriteBatch, durable: bool) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         let done: Completion = Box::new(move |r| {
             let _ = tx.send(r);
         });
-        self.submit(batch, done).await?;
+        self.queue
+            .send(Job {
+                batch,
+                durable,
+                done,
+            })
+            .await
+            .map_err(|_| StorageError::Closed)?;
         rx.await.map_err(|_| StorageError::Closed)?
     }
 }
@@ -103,9 +127,17 @@ impl Writer {
             .iter_mut()
             .map(|j| std::mem::take(&mut j.batch))
             .collect();
+        // One durable job makes the whole transaction durable, and with it every deferred
+        // commit before it, as the engine promises.
+        let durable = self.jobs.iter().any(|j| j.durable);
         let started = Instant::now();
-        let result = self.engine.commit(&batches);
-        self.fsync_seconds.record(started.elapsed().as_secs_f64());
+        let result = if durable {
+            let r = self.engine.commit(&batches);
+            self.fsync_seconds.record(started.elapsed().as_secs_f64());
+            r
+        } else {
+            self.engine.commit_deferred(&batches)
+        };
         self.batch_size.record(batches.len() as f64);
         if let Err(e) = &result {
             tracing::error!(error = %e, batches = batches.len(), "group commit failed; no write in it is acknowledged");

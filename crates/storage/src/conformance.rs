@@ -17,8 +17,10 @@ pub fn run_all(dir: &Path, reopens: bool, open: &dyn Fn(&Path) -> Arc<dyn Engine
     batches_apply_in_order(&*open(&dir.join("e")));
     last_finds_greatest_key_in_range(&*open(&dir.join("f")));
     scan_consistent_reads_every_range(&*open(&dir.join("h")));
+    deferred_commits_are_visible_at_once(&*open(&dir.join("i")));
     if reopens {
         commits_survive_reopen(&dir.join("g"), open);
+        deferred_commits_survive_reopen_after_a_durable_one(&dir.join("j"), open);
     }
 }
 
@@ -126,6 +128,49 @@ fn commits_survive_reopen(dir: &Path, open: &dyn Fn(&Path) -> Arc<dyn Engine>) {
             .unwrap()
             .len(),
         100
+    );
+}
+
+fn deferred_commits_are_visible_at_once(engine: &dyn Engine) {
+    let mut b = WriteBatch::default();
+    b.put(Table::Data, b"k".to_vec(), b"deferred".to_vec());
+    b.put(Table::Meta, b"applied".to_vec(), b"1".to_vec());
+    engine.commit_deferred(&[b]).unwrap();
+    assert_eq!(
+        engine.get(Table::Data, b"k").unwrap(),
+        Some(b"deferred".to_vec())
+    );
+    let mut d = WriteBatch::default();
+    d.delete(Table::Data, b"k".to_vec());
+    engine.commit_deferred(&[d]).unwrap();
+    assert_eq!(engine.get(Table::Data, b"k").unwrap(), None);
+    assert_eq!(
+        engine.get(Table::Meta, b"applied").unwrap(),
+        Some(b"1".to_vec())
+    );
+}
+
+/// A durable commit makes the deferred ones before it durable too (the state machine's applies
+/// become durable with the next log append).
+fn deferred_commits_survive_reopen_after_a_durable_one(
+    dir: &Path,
+    open: &dyn Fn(&Path) -> Arc<dyn Engine>,
+) {
+    {
+        let engine = open(dir);
+        let mut b = WriteBatch::default();
+        b.put(Table::Data, b"applied".to_vec(), b"x".to_vec());
+        engine.commit_deferred(&[b]).unwrap();
+        put(&*engine, Table::Log, b"entry", b"y");
+    }
+    let engine = open(dir);
+    assert_eq!(
+        engine.get(Table::Data, b"applied").unwrap(),
+        Some(b"x".to_vec())
+    );
+    assert_eq!(
+        engine.get(Table::Log, b"entry").unwrap(),
+        Some(b"y".to_vec())
     );
 }
 

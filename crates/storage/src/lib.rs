@@ -110,8 +110,17 @@ pub trait Engine: Send + Sync + 'static {
     fn scan_consistent(&self, ranges: &[KeyRange]) -> Result<Vec<Vec<Row>>>;
 
     /// Applies all `batches`, in order, as one atomic transaction, and returns after it is
-    /// durable. One call is one fsync, however many batches it carries.
+    /// durable, together with every deferred commit before it. One call is one fsync, however
+    /// many batches it carries.
     fn commit(&self, batches: &[WriteBatch]) -> Result<()>;
+
+    /// Applies all `batches` as one atomic transaction, visible to reads when this returns but
+    /// durable only with the next [`Engine::commit`]. A crash before that loses this commit
+    /// whole (never a part of it), and every deferred commit after it; nothing durable is lost.
+    /// For state that can be rebuilt from a durable record (a state machine from its log).
+    fn commit_deferred(&self, batches: &[WriteBatch]) -> Result<()> {
+        self.commit(batches)
+    }
 }
 
 pub type SharedEngine = Arc<dyn Engine>;

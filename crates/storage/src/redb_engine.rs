@@ -95,8 +95,19 @@ impl Engine for RedbEngine {
     }
 
     fn commit(&self, batches: &[WriteBatch]) -> Result<()> {
+        self.commit_with(batches, Durability::Immediate)
+    }
+
+    fn commit_deferred(&self, batches: &[WriteBatch]) -> Result<()> {
+        // redb persists a `None` commit with the next `Immediate` one, in commit order.
+        self.commit_with(batches, Durability::None)
+    }
+}
+
+impl RedbEngine {
+    fn commit_with(&self, batches: &[WriteBatch], durability: Durability) -> Result<()> {
         let mut tx = self.db.begin_write().map_err(io)?;
-        tx.set_durability(Durability::Immediate);
+        tx.set_durability(durability);
         {
             let mut tables = [
                 tx.open_table(LOG).map_err(io)?,
