@@ -113,6 +113,10 @@ enum Command {
         /// regions, drawn from the seed), or mixed (both, half the clients each).
         #[arg(long, default_value = "mixed")]
         workload: meridian_sim::Workload,
+        /// Inject a shipping bug: the async keyspace's second region drops some shipped
+        /// writes, which anti-entropy must find and repair (the convergence checkers judge).
+        #[arg(long)]
+        inject_shipping_loss: bool,
     },
     /// Create, list and describe keyspaces.
     Keyspace {
@@ -297,6 +301,7 @@ fn main() -> Result<()> {
             ops,
             safety_s,
             workload,
+            inject_shipping_loss,
         } => sim::run_cli(sim::Args {
             seed,
             seeds,
@@ -304,6 +309,7 @@ fn main() -> Result<()> {
             ops,
             safety_s,
             workload,
+            inject_shipping_loss,
         }),
         Command::Bench {
             target,

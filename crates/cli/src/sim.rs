@@ -14,21 +14,31 @@ pub struct Args {
     pub ops: usize,
     pub safety_s: u64,
     pub workload: meridian_sim::Workload,
+    pub inject_shipping_loss: bool,
 }
 
-fn workload_flag(w: Workload) -> &'static str {
-    match w {
+fn replay_flags(w: Workload, inject_shipping_loss: bool) -> String {
+    let workload = match w {
         Workload::Sync => " --workload sync",
         Workload::Async => " --workload async",
         Workload::Mixed => "",
-    }
+    };
+    let inject = if inject_shipping_loss {
+        " --inject-shipping-loss"
+    } else {
+        ""
+    };
+    format!("{workload}{inject}")
 }
 
-fn print_outcome(o: &Outcome, verbose: bool, workload: Workload) {
-    let async_note = if o.async_regions.is_empty() {
-        String::new()
-    } else {
-        format!(", async in {}", o.async_regions.join("+"))
+fn print_outcome(o: &Outcome, verbose: bool, flags: &str) {
+    let async_note = match (o.async_regions.is_empty(), o.antientropy_repairs) {
+        (true, _) => String::new(),
+        (false, 0) => format!(", async in {}", o.async_regions.join("+")),
+        (false, n) => format!(
+            ", async in {} ({n} keys repaired by anti-entropy)",
+            o.async_regions.join("+")
+        ),
     };
     let verdict = if o.violations.is_empty() {
         "ok"
@@ -56,11 +66,7 @@ fn print_outcome(o: &Outcome, verbose: bool, workload: Workload) {
         println!("    violation: {v}");
     }
     if !o.violations.is_empty() {
-        println!(
-            "    replay: meridian sim --seed {}{}",
-            o.seed,
-            workload_flag(workload)
-        );
+        println!("    replay: meridian sim --seed {}{flags}", o.seed);
     }
     if o.inconclusive_keys > 0 {
         println!(
@@ -75,8 +81,10 @@ pub fn run_cli(args: Args) -> Result<()> {
         workload: args.workload,
         ops: args.ops,
         safety: Duration::from_secs(args.safety_s),
+        inject_shipping_loss: args.inject_shipping_loss,
         ..Options::default()
     };
+    let flags = replay_flags(args.workload, args.inject_shipping_loss);
     let seeds: Vec<u64> = match args.seed {
         Some(s) => vec![s],
         None => {
@@ -89,10 +97,12 @@ pub fn run_cli(args: Args) -> Result<()> {
     let (mut ops, mut violations, mut failing) = (0, 0, Vec::new());
     let (mut bounded, mut bounded_by_followers) = (0usize, 0usize);
     let (mut async_ops, mut async_reads) = (0usize, 0usize);
+    let mut repairs = 0u64;
     let (mut simulated, mut wall) = (Duration::ZERO, Duration::ZERO);
     for seed in &seeds {
         let o = run(*seed, &opts);
-        print_outcome(&o, args.seed.is_some(), args.workload);
+        print_outcome(&o, args.seed.is_some(), &flags);
+        repairs += o.antientropy_repairs;
         ops += o.ops;
         async_ops += o.async_history.len();
         for op in &o.async_history {
@@ -115,17 +125,14 @@ pub fn run_cli(args: Args) -> Result<()> {
         }
     }
     println!(
-        "seeds run: {}, operations checked: {ops} (bounded reads answered: {bounded}, {bounded_by_followers} of them by followers; async: {async_ops}, {async_reads} of them reads), violations: {violations}, simulated {:.0} s in {:.0} s wall ({:.1}x)",
+        "seeds run: {}, operations checked: {ops} (bounded reads answered: {bounded}, {bounded_by_followers} of them by followers; async: {async_ops}, {async_reads} of them reads; anti-entropy repairs: {repairs}), violations: {violations}, simulated {:.0} s in {:.0} s wall ({:.1}x)",
         seeds.len(),
         simulated.as_secs_f64(),
         wall.as_secs_f64(),
         simulated.as_secs_f64() / wall.as_secs_f64().max(0.001)
     );
     if !failing.is_empty() {
-        bail!(
-            "seeds with violations: {failing:?}; replay one with `meridian sim --seed N{}`",
-            workload_flag(args.workload)
-        );
+        bail!("seeds with violations: {failing:?}; replay one with `meridian sim --seed N{flags}`");
     }
     Ok(())
 }

@@ -32,6 +32,43 @@ struct Applied {
     membership: StoredMembership,
 }
 
+/// Fault injection for the simulator: a shipping bug that anti-entropy must repair.
+///
+/// Off unless a test turns it on. The decision depends only on the destination group and the
+/// shipped entry's index, so every replica of a group drops the same writes and the group stays
+/// consistent with itself while it diverges from the other regions.
+#[doc(hidden)]
+pub mod inject {
+    use std::cell::Cell;
+
+    use meridian_types::ids::async_region_index;
+    use meridian_types::GroupId;
+
+    thread_local! {
+        /// 0: off. n: the destination groups of the keyspace's second region drop every
+        /// shipped write whose source index is a multiple of n. Per thread: a simulation runs
+        /// every node on one thread, and tests running in parallel must not see each other's.
+        static LOSE_SHIPPED_EVERY: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub fn lose_shipped_writes(every: u64) {
+        LOSE_SHIPPED_EVERY.with(|e| e.set(every));
+    }
+
+    pub(super) fn loses(group: GroupId, index: u64) -> bool {
+        let every = LOSE_SHIPPED_EVERY.with(|e| e.get());
+        every != 0 && async_region_index(group) == 1 && index.is_multiple_of(every)
+    }
+}
+
+/// What merging one version found.
+struct Merged {
+    /// The key held a live value before.
+    existed: bool,
+    /// The incoming version replaced the stored one.
+    won: bool,
+}
+
 /// What an async group's apply changed besides data, written in the same commit.
 #[derive(Default)]
 struct GeoChanges {
@@ -115,7 +152,7 @@ impl StateMachine {
         batch: &mut WriteBatch,
         overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
         geo: &mut GeoChanges,
-    ) -> io::Result<bool> {
+    ) -> io::Result<Merged> {
         let stored = self
             .current(overlay, &key)?
             .map(|b| decode::<Versioned>(&b))
@@ -123,12 +160,13 @@ impl StateMachine {
         let existed = stored.as_ref().is_some_and(|s| !s.is_tombstone());
         let high = self.hlc_max(geo)?;
         geo.hlc_max = Some(high.map_or(incoming.hlc, |h| h.max(incoming.hlc)));
-        if lww::wins(&incoming, stored.as_ref()) {
+        let won = lww::wins(&incoming, stored.as_ref());
+        if won {
             let bytes = encode(&incoming);
             batch.put(Table::Data, keys::data_key(self.group, &key), bytes.clone());
             overlay.insert(key, Some(bytes));
         }
-        Ok(existed)
+        Ok(Merged { existed, won })
     }
 
     /// Applies a shipped batch: refused if it would leave a gap after the cursor; writes at
@@ -162,6 +200,9 @@ impl StateMachine {
             for w in b.writes.into_iter().filter(|w| w.index > cursor) {
                 assert!(w.index > last, "shipped writes apply in source order");
                 last = w.index;
+                if inject::loses(self.group, w.index) {
+                    continue;
+                }
                 let v = Versioned {
                     hlc: w.hlc,
                     value: w.value,
@@ -196,19 +237,36 @@ impl StateMachine {
         let is_async = is_async_group(self.group);
         let cmd = match (cmd, is_async) {
             (Command::Write { key, value, hlc }, true) => {
-                let existed = self.merge(key, Versioned { hlc, value }, batch, overlay, geo)?;
+                let merged = self.merge(key, Versioned { hlc, value }, batch, overlay, geo)?;
                 return Ok(CommandResult {
-                    existed,
+                    existed: merged.existed,
                     succeeded: true,
                     hlc: Some(hlc),
                     ..Default::default()
                 });
             }
             (Command::Ship(b), true) => return self.apply_ship(b, batch, overlay, geo),
-            (cmd @ (Command::Write { .. } | Command::Ship(_)), false)
-            | (cmd @ (Command::Put { .. } | Command::Delete { .. } | Command::Cas { .. }), true) => {
-                // The node routes by keyspace type; a command of the other kind is refused
-                // (deterministically, on every replica) rather than applied half-right.
+            (Command::Repair { source, writes }, true) if source != self.group => {
+                let mut changed = 0;
+                for w in writes {
+                    let v = Versioned {
+                        hlc: w.hlc,
+                        value: w.value,
+                    };
+                    changed += u64::from(self.merge(w.key, v, batch, overlay, geo)?.won);
+                }
+                return Ok(CommandResult {
+                    succeeded: true,
+                    changed,
+                    ..Default::default()
+                });
+            }
+            (cmd @ (Command::Write { .. } | Command::Ship(_) | Command::Repair { .. }), false)
+            | (cmd @ (Command::Put { .. } | Command::Delete { .. } | Command::Cas { .. }), true)
+            | (cmd @ Command::Repair { .. }, true) => {
+                // The node routes by keyspace type; a command of the other kind (or a repair
+                // from the group itself) is refused (deterministically, on every replica)
+                // rather than applied half-right.
                 debug_assert!(false, "{cmd} does not belong in group {}", self.group);
                 tracing::error!(group = self.group, %cmd, "command of the wrong keyspace type refused");
                 return Ok(CommandResult::default());
@@ -220,7 +278,9 @@ impl StateMachine {
         let (key, new_value, succeeded) = match cmd {
             Command::Put { key, value } => (key, Some(value), true),
             Command::Delete { key } => (key, None, true),
-            Command::Write { .. } | Command::Ship(_) => unreachable!("handled above"),
+            Command::Write { .. } | Command::Ship(_) | Command::Repair { .. } => {
+                unreachable!("handled above")
+            }
             Command::Cas {
                 key,
                 expected,

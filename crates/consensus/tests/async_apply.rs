@@ -142,3 +142,40 @@ async fn shipped_batches_apply_in_order_once_and_merge_by_hlc() {
         vec![(source, 5)]
     );
 }
+
+// Goal: a repair merges last-writer-wins like a shipped write (an older version changes
+// nothing, a tombstone is kept) and moves no cursor.
+#[tokio::test]
+async fn repairs_merge_and_leave_cursors_alone() {
+    let engine: SharedEngine = Arc::new(MemEngine::new());
+    let committer = GroupCommitter::start(engine.clone(), "test".into());
+    let ks = keyspace_id("carts");
+    let (peer, dest) = (async_group_id(ks, 0, 0), async_group_id(ks, 1, 0));
+    let mut sm = StateMachine::new(dest, committer);
+    let write = |key: &str, value: Option<&str>, t| Command::Write {
+        key: key.as_bytes().to_vec(),
+        value: value.map(|v| v.as_bytes().to_vec()),
+        hlc: hlc(t, "eu-west-1"),
+    };
+    apply(&mut sm, 1, write("a", Some("local"), 100)).await;
+    apply(&mut sm, 2, write("b", Some("local"), 300)).await;
+    let repair = |source, writes| Command::Repair { source, writes };
+    apply(
+        &mut sm,
+        3,
+        repair(
+            peer,
+            vec![
+                shipped(0, "a", Some("newer"), 200),
+                shipped(0, "b", Some("older"), 200),
+                shipped(0, "c", None, 200),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(value(&engine, dest, "a").as_deref(), Some("newer"));
+    assert_eq!(value(&engine, dest, "b").as_deref(), Some("local"));
+    let c = state_machine::read_versioned(&engine, dest, b"c").unwrap();
+    assert!(c.is_some_and(|v| v.is_tombstone()), "the tombstone is kept");
+    assert_eq!(state_machine::cursor(&engine, dest, peer).unwrap(), 0);
+}

@@ -1,6 +1,7 @@
 //! Geo-replication of async keyspaces: shipping each region's committed writes to the other
 //! regions with cursors (so nothing is lost or applied twice), the lag that shipping shows,
-//! and session tokens (read-your-writes and monotonic reads across regions).
+//! session tokens (read-your-writes and monotonic reads across regions), and anti-entropy
+//! (finding and repairing replicas that diverged in spite of shipping).
 //!
 //! Sits between consensus (whose committed logs it reads and whose groups commit what it
 //! delivers) and the server (which wires it to the transport and the API). Merge rules live in
@@ -10,6 +11,7 @@
 //! order and records how far it got (its cursor) in the same commit as the data; a shipper
 //! always resumes from the cursor the destination reports.
 
+pub mod antientropy;
 pub mod session;
 pub mod shipper;
 

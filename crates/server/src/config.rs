@@ -46,6 +46,21 @@ pub struct NodeConfig {
     /// when the local replica is too stale) before it fails as unavailable.
     #[serde(default = "default_bounded_read_wait")]
     pub bounded_read_wait_ms: u64,
+    /// How often the leader of each async group compares its state with the other regions'
+    /// (anti-entropy; see `meridian_georep::antientropy`).
+    #[serde(default = "default_antientropy_interval")]
+    pub antientropy_interval_ms: u64,
+    /// Writes younger than this are left out of anti-entropy digests (they may be in flight).
+    #[serde(default = "default_antientropy_settle")]
+    pub antientropy_settle_ms: u64,
+}
+
+fn default_antientropy_interval() -> u64 {
+    30_000
+}
+
+fn default_antientropy_settle() -> u64 {
+    5_000
 }
 
 fn default_return_delay() -> u64 {
@@ -163,6 +178,18 @@ impl NodeConfig {
             return Err(format!(
                 "max_clock_offset_ms = {} is out of range: give 1 to 60000 (500 is typical with NTP)",
                 self.max_clock_offset_ms
+            ));
+        }
+        if !(100..=86_400_000).contains(&self.antientropy_interval_ms) {
+            return Err(format!(
+                "antientropy_interval_ms = {} is out of range: give 100 to 86400000 (30000 is the default)",
+                self.antientropy_interval_ms
+            ));
+        }
+        if self.antientropy_settle_ms > 3_600_000 {
+            return Err(format!(
+                "antientropy_settle_ms = {} is out of range: give 0 to 3600000 (5000 is the default)",
+                self.antientropy_settle_ms
             ));
         }
         let wait_max = crate::node::REQUEST_TIMEOUT.as_millis() as u64;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use meridian_georep::antientropy::{AntiEntropyRpc, BucketPage, Digest};
 use meridian_georep::{ShipAck, ShipRpc, ShipperLimits};
 use meridian_types::wire::ShipBatch;
 use meridian_types::{GroupId, NodeId};
@@ -18,6 +19,101 @@ pub struct ShipVia {
     pub node: Arc<Node>,
     /// Which voter to try when no leader is known: rotates after each try.
     pub rotation: AtomicUsize,
+}
+
+/// Anti-entropy's calls to the other regions' groups: to their voters in turn (any replica's
+/// state will do; what it had applied comes with its rows).
+pub struct AntiEntropyVia {
+    pub node: Arc<Node>,
+    pub rotation: AtomicUsize,
+}
+
+impl AntiEntropyVia {
+    /// A voter of `group` and where to reach it.
+    fn target(&self, group: GroupId) -> Result<(Endpoint, String), String> {
+        let ks = self
+            .node
+            .keyspace_by_id(meridian_types::ids::group_keyspace(group))
+            .ok_or_else(|| format!("the keyspace of group {group} is not known here"))?;
+        let voters = &ks
+            .placement(group)
+            .ok_or_else(|| format!("group {group} has no placement yet"))?
+            .voters;
+        let i = self.rotation.fetch_add(1, Ordering::Relaxed);
+        let target = *voters
+            .get(i % voters.len().max(1))
+            .ok_or_else(|| format!("group {group} has no voters"))?;
+        let rec = self
+            .node
+            .catalog_nodes()
+            .into_iter()
+            .find(|n| n.id == target)
+            .ok_or_else(|| format!("node {target} is not in the catalogue"))?;
+        Ok((
+            Endpoint {
+                node: target,
+                region: rec.region,
+            },
+            rec.peer_addr,
+        ))
+    }
+}
+
+impl AntiEntropyRpc for AntiEntropyVia {
+    fn digest(
+        &self,
+        group: GroupId,
+        horizon_ms: u64,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Digest, String>> {
+        let node = self.node.clone();
+        let target = self.target(group);
+        Box::pin(async move {
+            let (to, addr) = target?;
+            let req = PeerRequest::Digest { group, horizon_ms };
+            // The whole call, queueing included: a full queue to a cut-off peer must not hold
+            // anti-entropy past its timeout.
+            let call = node.transport.call(&to, &addr, req, timeout);
+            let answer = tokio::time::timeout(timeout, call)
+                .await
+                .map_err(|_| format!("node {}: no answer within {timeout:?}", to.node))?;
+            match answer {
+                Ok(PeerResponse::Digest(Ok(d))) => Ok(d),
+                Ok(PeerResponse::Digest(Err(e))) => Err(format!("node {}: {e}", to.node)),
+                Ok(_) => Err("peer answered with the wrong message type".into()),
+                Err(e) => Err(format!("node {}: {e}", to.node)),
+            }
+        })
+    }
+
+    fn bucket(
+        &self,
+        group: GroupId,
+        bucket: u32,
+        after: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<BucketPage, String>> {
+        let node = self.node.clone();
+        let target = self.target(group);
+        Box::pin(async move {
+            let (to, addr) = target?;
+            let req = PeerRequest::Bucket {
+                group,
+                bucket,
+                after,
+            };
+            let call = node.transport.call(&to, &addr, req, timeout);
+            let answer = tokio::time::timeout(timeout, call)
+                .await
+                .map_err(|_| format!("node {}: no answer within {timeout:?}", to.node))?;
+            match answer {
+                Ok(PeerResponse::Bucket(Ok(p))) => Ok(p),
+                Ok(PeerResponse::Bucket(Err(e))) => Err(format!("node {}: {e}", to.node)),
+                Ok(_) => Err("peer answered with the wrong message type".into()),
+                Err(e) => Err(format!("node {}: {e}", to.node)),
+            }
+        })
+    }
 }
 
 /// Shipping limits towards `dest_region`: the answer may take a round trip plus a commit

@@ -384,6 +384,7 @@ pub fn cluster_state(node: &Node) -> serde_json::Value {
         "async_lag_local": crate::observe::async_lag_own(node),
         "delivery_local": crate::observe::delivery_local(node),
         "hlc_skew_alarms": node.observations.skew_alarms.load(Ordering::Relaxed),
+        "antientropy": node.antientropy_report(),
         "peers": node.observations.peers(),
         "failback_paused": node.failback_paused.load(Ordering::Relaxed),
     })

@@ -111,6 +111,10 @@ fn describe() {
         "Shipped writes whose HLC was further ahead of this node's clock than max_clock_offset_ms (applied all the same)."
     );
     describe_counter!(
+        "meridian_antientropy_repairs_total",
+        "Keys anti-entropy repaired in dest_region from source_region: replicas that had diverged in spite of shipping (0 while shipping is correct)."
+    );
+    describe_counter!(
         "meridian_lag_budget_exceeded_total",
         "Async writes accepted while replication to some region was over the keyspace's lag_budget_ms, by the action taken."
     );

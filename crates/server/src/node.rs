@@ -87,8 +87,17 @@ pub struct Node {
     ready_terms: Mutex<BTreeMap<GroupId, u64>>,
     /// Running shippers: (source group, destination group) to the task and its progress.
     pub(crate) shippers: Mutex<BTreeMap<(GroupId, GroupId), RunningShipper>>,
+    /// Anti-entropy per async group led here (its status outlives a lost leadership).
+    pub(crate) antientropy: Mutex<BTreeMap<GroupId, RunningAntiEntropy>>,
     /// When a lag-budget warning was last logged (at most one per 10 s).
     lag_alert_logged: Mutex<Option<Instant>>,
+}
+
+pub(crate) struct RunningAntiEntropy {
+    pub task: tokio::task::JoinHandle<()>,
+    pub status: Arc<meridian_georep::antientropy::AntiEntropyStatus>,
+    pub keyspace: String,
+    pub region: String,
 }
 
 pub(crate) struct RunningShipper {
@@ -159,6 +168,7 @@ impl Node {
             hlc: Mutex::new(HlcClock::new(RegionTag::of(&cfg_region))),
             ready_terms: Mutex::new(BTreeMap::new()),
             shippers: Mutex::new(BTreeMap::new()),
+            antientropy: Mutex::new(BTreeMap::new()),
             lag_alert_logged: Mutex::new(None),
         }
     }
@@ -958,6 +968,152 @@ impl Node {
                 },
             );
         }
+        self.ensure_antientropy(ks, g, shard);
+    }
+
+    /// Starts anti-entropy for async group `g`, led here, unless it runs.
+    fn ensure_antientropy(self: &Arc<Self>, ks: &KeyspaceRecord, g: &Group, shard: u16) {
+        use meridian_georep::antientropy::{
+            AntiEntropy, AntiEntropyLimits, AntiEntropyStatus, Origins, Peer,
+        };
+        let mut running = self.antientropy.lock().unwrap();
+        if running.get(&g.id).is_some_and(|r| !r.task.is_finished()) {
+            return;
+        }
+        let regions = &ks.policy.regions;
+        let origins = Origins {
+            groups: regions
+                .iter()
+                .filter_map(|r| Some((RegionTag::of(r), ks.region_group(r, shard)?)))
+                .collect(),
+        };
+        let peers = regions
+            .iter()
+            .filter(|r| **r != self.cfg.region)
+            .filter_map(|r| {
+                Some(Peer {
+                    region: r.clone(),
+                    group: ks.region_group(r, shard)?,
+                })
+            })
+            .collect();
+        // Counts carry over when leadership comes back.
+        let status = running
+            .get(&g.id)
+            .map(|r| r.status.clone())
+            .unwrap_or_else(|| Arc::new(AntiEntropyStatus::default()));
+        let clock = self.clock.clone();
+        let ae = AntiEntropy {
+            group: g.clone(),
+            engine: self.committer.engine().clone(),
+            keyspace: ks.policy.name.clone(),
+            region: self.cfg.region.clone(),
+            peers,
+            origins,
+            rpc: Arc::new(crate::georep_rpc::AntiEntropyVia {
+                node: self.clone(),
+                rotation: Default::default(),
+            }),
+            limits: AntiEntropyLimits {
+                interval: Duration::from_millis(self.cfg.antientropy_interval_ms),
+                settle: Duration::from_millis(self.cfg.antientropy_settle_ms),
+                ..AntiEntropyLimits::default()
+            },
+            status: status.clone(),
+            wall_ms: Arc::new(move || clock.now_ms()),
+            rotation: Default::default(),
+        };
+        let task = tokio::spawn(ae.run());
+        running.insert(
+            g.id,
+            RunningAntiEntropy {
+                task,
+                status,
+                keyspace: ks.policy.name.clone(),
+                region: self.cfg.region.clone(),
+            },
+        );
+    }
+
+    /// Keys anti-entropy has repaired on this node since it started.
+    pub fn antientropy_repairs(&self) -> u64 {
+        self.antientropy
+            .lock()
+            .unwrap()
+            .values()
+            .map(|r| r.status.repairs.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Anti-entropy per async group led here (or led earlier), for `/v1/cluster`.
+    pub fn antientropy_report(&self) -> Vec<serde_json::Value> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.antientropy
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(group, r)| {
+                serde_json::json!({
+                    "keyspace": r.keyspace,
+                    "region": r.region,
+                    "group": group,
+                    "running": !r.task.is_finished(),
+                    "rounds": r.status.rounds.load(Relaxed),
+                    "repairs": r.status.repairs.load(Relaxed),
+                    "differing_buckets": r.status.differing.load(Relaxed),
+                })
+            })
+            .collect()
+    }
+
+    /// Anti-entropy's digest of async group `group` here.
+    fn antientropy_digest(
+        &self,
+        group: GroupId,
+        horizon_ms: u64,
+    ) -> Result<meridian_georep::antientropy::Digest, KvError> {
+        self.antientropy_group(group)?;
+        meridian_georep::antientropy::digest_of(self.committer.engine(), group, horizon_ms)
+            .map_err(|e| KvError::Internal(format!("reading group {group}: {e}")))
+    }
+
+    /// A page of one anti-entropy bucket of async group `group` here.
+    fn antientropy_bucket(
+        &self,
+        group: GroupId,
+        bucket: u32,
+        after: Option<Vec<u8>>,
+    ) -> Result<meridian_georep::antientropy::BucketPage, KvError> {
+        self.antientropy_group(group)?;
+        if bucket as usize >= meridian_georep::antientropy::BUCKETS {
+            return Err(KvError::InvalidArgument(format!(
+                "bucket {bucket} does not exist: there are {}",
+                meridian_georep::antientropy::BUCKETS
+            )));
+        }
+        meridian_georep::antientropy::bucket_page(
+            self.committer.engine(),
+            group,
+            bucket,
+            after.as_deref(),
+            meridian_georep::antientropy::PAGE_ROWS,
+        )
+        .map_err(|e| KvError::Internal(format!("reading group {group}: {e}")))
+    }
+
+    fn antientropy_group(&self, group: GroupId) -> Result<(), KvError> {
+        if !is_async_group(group) {
+            return Err(KvError::InvalidArgument(format!(
+                "group {group} is not a group of an async keyspace"
+            )));
+        }
+        if self.group(group).is_none() {
+            return Err(KvError::Unavailable(format!(
+                "node {} holds no replica of group {group}",
+                self.id()
+            )));
+        }
+        Ok(())
     }
 
     // ---- joining ----
@@ -1079,6 +1235,14 @@ impl Handler for Node {
                 ))),
             },
             PeerRequest::Stats => PeerResponse::Stats(crate::observe::stats(self)),
+            PeerRequest::Digest { group, horizon_ms } => {
+                PeerResponse::Digest(self.antientropy_digest(group, horizon_ms))
+            }
+            PeerRequest::Bucket {
+                group,
+                bucket,
+                after,
+            } => PeerResponse::Bucket(self.antientropy_bucket(group, bucket, after)),
             // Operations, joins and shipping need `Arc<Node>`; the server wraps the node (see
             // `NodeHandler`).
             PeerRequest::Op { .. } | PeerRequest::Join(_) | PeerRequest::Ship { .. } => {

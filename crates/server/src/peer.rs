@@ -129,6 +129,17 @@ pub enum PeerRequest {
         dest: GroupId,
         batch: ShipBatch,
     },
+    /// Anti-entropy: the digest of group `group` here, over rows written up to `horizon_ms`.
+    Digest {
+        group: GroupId,
+        horizon_ms: u64,
+    },
+    /// Anti-entropy: a page of one bucket of group `group` here.
+    Bucket {
+        group: GroupId,
+        bucket: u32,
+        after: Option<Vec<u8>>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -139,4 +150,6 @@ pub enum PeerResponse {
     Stats(NodeStats),
     /// The destination's answer: applied or not, its cursor, and the node that committed it.
     Ship(Result<(bool, u64, u64), KvError>),
+    Digest(Result<meridian_georep::antientropy::Digest, KvError>),
+    Bucket(Result<meridian_georep::antientropy::BucketPage, KvError>),
 }

@@ -33,6 +33,12 @@ pub enum Command {
     },
     /// Writes another region's group committed, shipped in its log order (see [`ShipBatch`]).
     Ship(ShipBatch),
+    /// Versions anti-entropy found missing here, read from `source` (another region's group of
+    /// the same shard): merged last-writer-wins like any shipped write; no cursor moves.
+    Repair {
+        source: GroupId,
+        writes: Vec<Shipped>,
+    },
 }
 
 /// One write as shipped: the source log index that committed it, and the write.
@@ -86,7 +92,7 @@ impl Command {
             | Command::Delete { key }
             | Command::Cas { key, .. }
             | Command::Write { key, .. } => key,
-            Command::Ship(_) => &[],
+            Command::Ship(_) | Command::Repair { .. } => &[],
         }
     }
 }
@@ -109,6 +115,9 @@ pub struct CommandResult {
     /// For a shipped batch: the destination's cursor for the source after it.
     #[serde(default)]
     pub cursor: Option<u64>,
+    /// For a repair: how many keys it changed.
+    #[serde(default)]
+    pub changed: u64,
 }
 
 /// Where a request was served, reported in every response.
@@ -139,6 +148,9 @@ impl std::fmt::Display for Command {
                 b.from,
                 b.to
             ),
+            Command::Repair { source, writes } => {
+                write!(f, "repair {} writes from group {source}", writes.len())
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Checkers, one property per file, each citing where the property comes from. Each returns the
 //! violations it found as sentences that name what was observed.
 
+pub mod antientropy;
 pub mod async_convergence;
 pub mod async_lost_writes;
 pub mod bounded_staleness;
