@@ -4,7 +4,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use meridian_sim::history::Ret;
+use meridian_sim::history::{Call, Ret};
 use meridian_sim::{run, Options, Outcome, Workload};
 
 pub struct Args {
@@ -98,6 +98,7 @@ pub fn run_cli(args: Args) -> Result<()> {
     let (mut bounded, mut bounded_by_followers) = (0usize, 0usize);
     let (mut async_ops, mut async_reads) = (0usize, 0usize);
     let mut repairs = 0u64;
+    let mut async_bounded = 0usize;
     let (mut simulated, mut wall) = (Duration::ZERO, Duration::ZERO);
     for seed in &seeds {
         let o = run(*seed, &opts);
@@ -108,6 +109,9 @@ pub fn run_cli(args: Args) -> Result<()> {
         for op in &o.async_history {
             if let Some((_, Ret::Read { .. })) = &op.returned {
                 async_reads += 1;
+                if matches!(op.call, Call::BoundedGet { .. }) {
+                    async_bounded += 1;
+                }
             }
         }
         for op in &o.history {
@@ -125,7 +129,7 @@ pub fn run_cli(args: Args) -> Result<()> {
         }
     }
     println!(
-        "seeds run: {}, operations checked: {ops} (bounded reads answered: {bounded}, {bounded_by_followers} of them by followers; async: {async_ops}, {async_reads} of them reads; anti-entropy repairs: {repairs}), violations: {violations}, simulated {:.0} s in {:.0} s wall ({:.1}x)",
+        "seeds run: {}, operations checked: {ops} (bounded reads answered: {bounded}, {bounded_by_followers} of them by followers; async: {async_ops}, {async_reads} of them reads, {async_bounded} bounded; anti-entropy repairs: {repairs}), violations: {violations}, simulated {:.0} s in {:.0} s wall ({:.1}x)",
         seeds.len(),
         simulated.as_secs_f64(),
         wall.as_secs_f64(),

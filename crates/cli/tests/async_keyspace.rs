@@ -239,6 +239,31 @@ async fn async_regions_write_locally_converge_after_a_cut_and_survive_sigkill() 
         assert!(seen.is_some_and(|s| s >= version), "read-your-writes across regions: wrote {value:?} ({version:?}) at node {writer}, read {got:?} ({seen:?}) at node {reader}");
     }
 
+    // Bounded-staleness reads: every region's replica vouches for its staleness (the other
+    // regions' leaders' promises arrive with shipping, or on their own when idle).
+    let http = reqwest::Client::new();
+    for node in 1..=3u64 {
+        let r = http
+            .get(
+                cluster
+                    .node(node)
+                    .url(&format!("/v1/kv/{KS}/k1?consistency=bounded:5000")),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "bounded:5000 read at node {node}");
+        let staleness: u64 = r
+            .headers()
+            .get("x-meridian-staleness-ms")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .expect("a bounded read reports its staleness");
+        assert!(
+            staleness <= 5000,
+            "node {node} served {staleness} ms stale under a 5000 ms bound"
+        );
+    }
+
     // eu-west-1 cut off; every region keeps accepting writes.
     cluster.set_faults_everywhere(&cut(true)).await;
     let mut during = Client::new();
@@ -256,6 +281,32 @@ async fn async_regions_write_locally_converge_after_a_cut_and_survive_sigkill() 
             });
         let e = acked.entry(key).or_insert(version);
         *e = (*e).max(version);
+    }
+    // Cut off, eu-west-1 cannot vouch for the other regions' writes: a tight bound is refused
+    // there once the last promises it has are older than the bound (polled up to 10 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = http
+            .get(
+                cluster
+                    .node(3)
+                    .url(&format!("/v1/kv/{KS}/k1?consistency=bounded:300")),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap_or_default();
+        if status == 503 {
+            assert!(body.contains("staleness bound of 300 ms"), "{body}");
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a bounded:300 read in the cut-off region was still served after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     cluster.set_faults_everywhere(&cut(false)).await;
     let finals = eventually(

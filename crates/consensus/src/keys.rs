@@ -14,6 +14,12 @@ pub const META_HLC_MAX: &[u8] = b"g/hlc_max";
 /// The log index of the last write (not shipped batch, blank or membership) applied.
 pub const META_LAST_WRITE: &[u8] = b"g/last_write";
 
+/// The meta tag of the latest freshness promise of source group `source` that the cursor
+/// covers, in an async group.
+pub fn fresh_tag(source: GroupId) -> Vec<u8> {
+    [b"g/fresh/".as_slice(), &source.to_be_bytes()].concat()
+}
+
 /// The meta tag of the cursor of source group `source` in an async group.
 pub fn cursor_tag(source: GroupId) -> Vec<u8> {
     [b"g/cursor/".as_slice(), &source.to_be_bytes()].concat()

@@ -64,6 +64,7 @@ pub async fn read_committed(
         to: from - 1,
         writes: Vec::new(),
         state: false,
+        fresh: None,
     };
     let mut bytes = 0usize;
     for entry in entries {

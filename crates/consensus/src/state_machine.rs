@@ -15,7 +15,7 @@ use futures::{Stream, StreamExt};
 use meridian_crdt::{lww, Hlc, Versioned};
 use meridian_storage::{prefix_end, GroupCommitter, SharedEngine, Table, WriteBatch};
 use meridian_types::ids::is_async_group;
-use meridian_types::wire::{Command, CommandResult, ShipBatch};
+use meridian_types::wire::{Command, CommandResult, ShipBatch, SourceFreshness};
 use meridian_types::GroupId;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::EntryPayload;
@@ -220,6 +220,15 @@ impl StateMachine {
             );
             geo.cursors.insert(b.source, moved);
         }
+        // A promise holds for this state only once the cursor covers its commit index; kept
+        // in the same commit as the cursor, so a replica that has it has the writes too.
+        if let Some(f) = b.fresh.filter(|f| f.commit_index <= moved) {
+            batch.put(
+                Table::Meta,
+                keys::meta_key(self.group, &keys::fresh_tag(b.source)),
+                encode(&f),
+            );
+        }
         Ok(CommandResult {
             succeeded: true,
             cursor: Some(moved),
@@ -338,6 +347,23 @@ pub fn cursor(
     Ok(bytes
         .and_then(|b| b.try_into().ok())
         .map_or(0, u64::from_be_bytes))
+}
+
+/// The latest freshness promise of each source group that async group `group` has applied.
+pub fn fresh_promises(
+    engine: &SharedEngine,
+    group: GroupId,
+) -> meridian_storage::Result<BTreeMap<GroupId, SourceFreshness>> {
+    let start = keys::meta_key(group, &keys::fresh_tag(0));
+    let end = prefix_end(&keys::meta_key(group, b"g/fresh/")).expect("meta keys end below 0xff");
+    let rows = engine.scan(Table::Meta, &start, &end, usize::MAX)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let source = u64::from_be_bytes(k[k.len() - 8..].try_into().ok()?);
+            Some((source, decode(&v).ok()?))
+        })
+        .collect())
 }
 
 /// Every cursor of async group `group`: (source group, last source index applied).

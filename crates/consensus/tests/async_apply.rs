@@ -63,6 +63,7 @@ async fn shipped_batches_apply_in_order_once_and_merge_by_hlc() {
             to,
             writes,
             state: false,
+            fresh: None,
         })
     };
 

@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
+use meridian_consensus::freshness::Stamp;
 use meridian_consensus::ship::{read_committed, LogRead};
 use meridian_consensus::{state_machine, Group};
 use meridian_crdt::Hlc;
 use meridian_storage::SharedEngine;
-use meridian_types::wire::{ShipBatch, Shipped};
+use meridian_types::wire::{ShipBatch, Shipped, SourceFreshness};
 use meridian_types::{GroupId, NodeId};
 use openraft::async_runtime::WatchReceiver;
 
@@ -58,6 +59,9 @@ pub struct ShipperLimits {
     pub timeout: Duration,
     /// Pause after a failure before asking again.
     pub retry: Duration,
+    /// With nothing to ship for this long, a batch with no writes carries the source leader's
+    /// latest freshness promise, so the destination can bound its staleness while idle.
+    pub heartbeat: Duration,
 }
 
 impl Default for ShipperLimits {
@@ -68,6 +72,7 @@ impl Default for ShipperLimits {
             batch_bytes: 4 * 1024 * 1024,
             timeout: Duration::from_millis(1000),
             retry: Duration::from_millis(100),
+            heartbeat: Duration::from_millis(500),
         }
     }
 }
@@ -113,12 +118,51 @@ impl ShipStatus {
 
 /// One shipper: source group (led here) to one destination group.
 pub struct Shipper {
+    /// This node, whose freshness clock the leader's promises are on.
+    pub node: NodeId,
     pub group: Group,
     pub engine: SharedEngine,
     pub dest: GroupId,
     pub rpc: Arc<dyn ShipRpc>,
     pub limits: ShipperLimits,
     pub status: Arc<ShipStatus>,
+}
+
+/// The source leader's recent freshness promises, newest last, so a batch can carry the newest
+/// one its end covers (the latest is usually ahead of what has been applied and shipped).
+#[derive(Default)]
+struct Promises(VecDeque<Stamp>);
+
+impl Promises {
+    const KEPT: usize = 64;
+
+    fn sample(&mut self, latest: Option<Stamp>) {
+        let Some(s) = latest else { return };
+        if self.0.back().is_some_and(|b| *b == s) {
+            return;
+        }
+        if self.0.back().is_some_and(|b| b.epoch != s.epoch) {
+            self.0.clear();
+        }
+        if self.0.len() == Self::KEPT {
+            self.0.pop_front();
+        }
+        self.0.push_back(s);
+    }
+
+    /// The newest promise whose commit index is at or below `to`.
+    fn covered_by(&self, to: u64, node: NodeId) -> Option<SourceFreshness> {
+        self.0
+            .iter()
+            .rev()
+            .find(|s| s.commit_index <= to)
+            .map(|s| SourceFreshness {
+                node,
+                commit_index: s.commit_index,
+                at_ms: s.at_ms,
+                epoch: s.epoch,
+            })
+    }
 }
 
 /// A batch in flight and the oldest write it carries.
@@ -193,6 +237,7 @@ impl Shipper {
             to: 0,
             writes: Vec::new(),
             state: false,
+            fresh: None,
         };
         let ack = self.rpc.ship(self.dest, *hint, hello, t).await?;
         *hint = ack.leader.or(*hint);
@@ -212,10 +257,13 @@ impl Shipper {
         // delivered once they are.
         let mut skipped_to: Option<u64> = None;
         let mut metrics = self.group.raft.metrics();
+        let mut promises = Promises::default();
+        let mut last_sent = tokio::time::Instant::now();
         loop {
             if !self.group.raft.is_leader() {
                 return Ok(());
             }
+            promises.sample(self.group.stamper.latest());
             let applied = self.applied();
             self.status.update(|s| s.source_applied = applied);
             while inflight.len() < self.limits.window && next <= applied {
@@ -277,10 +325,34 @@ impl Shipper {
                     self.status.update(|s| s.oldest_pending = first);
                 }
                 debug_assert!(
-                    meta.iter().all(|m| m.writes > 0),
-                    "only batches with writes travel"
+                    meta.iter().all(|m| m.writes > 0 || m.first.is_none()),
+                    "only batches with writes, or idle promises, travel"
                 );
+                batch.fresh = promises.covered_by(batch.to, self.node);
+                last_sent = tokio::time::Instant::now();
                 inflight.push_back(self.rpc.ship(self.dest, *hint, batch, t));
+            }
+            // Caught up and idle: renew the destination's freshness promise.
+            if inflight.is_empty() && next > applied && last_sent.elapsed() >= self.limits.heartbeat
+            {
+                last_sent = tokio::time::Instant::now();
+                if let Some(fresh) = promises.covered_by(next - 1, self.node) {
+                    let beat = ShipBatch {
+                        source: self.group.id,
+                        from: uncovered,
+                        to: next - 1,
+                        writes: Vec::new(),
+                        state: false,
+                        fresh: Some(fresh),
+                    };
+                    uncovered = next;
+                    meta.push_back(InFlight {
+                        to: beat.to,
+                        first: None,
+                        writes: 0,
+                    });
+                    inflight.push_back(self.rpc.ship(self.dest, *hint, beat, t));
+                }
             }
             tokio::select! {
                 Some(r) = inflight.next(), if !inflight.is_empty() => {
@@ -303,8 +375,8 @@ impl Shipper {
                         return Ok(());
                     }
                 }
-                // Re-check leadership now and then when idle.
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                // Re-check leadership, and renew the promise, now and then when idle.
+                _ = tokio::time::sleep(self.limits.heartbeat.min(Duration::from_millis(500))) => {}
             }
         }
     }
@@ -351,6 +423,7 @@ impl Shipper {
                     })
                     .collect(),
                 state: true,
+                fresh: None,
             };
             let ack = self
                 .rpc

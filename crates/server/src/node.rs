@@ -426,7 +426,7 @@ impl Node {
                     "no replica could serve the request within {wait:?} ({last_problem}); retry later"
                 )));
             }
-            let target = match self.attempt_local(group, &op).await {
+            let target = match self.attempt_local(group, &op, hops).await {
                 Attempt::Done(r) => return r,
                 Attempt::Forward(t) => t,
                 Attempt::Retarget(other) => {
@@ -505,7 +505,7 @@ impl Node {
         Attempt::Forward(target.and_then(|id| self.node_addr(id).map(|(a, r)| (id, a, r))))
     }
 
-    async fn attempt_local(self: &Arc<Self>, group: GroupId, op: &Op) -> Attempt {
+    async fn attempt_local(self: &Arc<Self>, group: GroupId, op: &Op, hops: u32) -> Attempt {
         let Some(g) = self.group(group) else {
             return self.remote_guess(group);
         };
@@ -550,7 +550,7 @@ impl Node {
             } => {
                 let c = ReadConsistency::from(*consistency);
                 if is_async_group(group) {
-                    return self.async_read(&g, op, c, needs).await;
+                    return self.async_read(&g, op, c, needs, hops == 0).await;
                 }
                 let bound = match c {
                     ReadConsistency::Linearizable => None,
@@ -758,6 +758,7 @@ impl Node {
         op: &Op,
         c: ReadConsistency,
         needs: &[(GroupId, u64)],
+        first_hop: bool,
     ) -> Attempt {
         match c {
             ReadConsistency::Eventual => Attempt::Done(self.read_local(g.id, op, None)),
@@ -776,13 +777,104 @@ impl Node {
                     self.cfg.bounded_read_wait_ms
                 )))),
             },
-            ReadConsistency::Bounded { .. } => Attempt::Done(Err(KvError::FailedPrecondition(
-                "bounded:<ms> reads of async keyspaces are not available yet; use session (read-your-writes) or eventual".into(),
-            ))),
+            ReadConsistency::Bounded { staleness_ms_max } => {
+                let why = match self.async_staleness(g).await {
+                    Ok(s) if s <= staleness_ms_max => {
+                        return Attempt::Done(self.read_local(g.id, op, Some(s)))
+                    }
+                    Ok(s) => format!(
+                        "the replica on node {} ({}) is up to {s} ms stale",
+                        self.id(),
+                        self.cfg.region
+                    ),
+                    Err(why) => format!(
+                        "the replica on node {} ({}) cannot bound its staleness: {why}",
+                        self.id(),
+                        self.cfg.region
+                    ),
+                };
+                // Only the node the client asked looks elsewhere: the nearest other region.
+                if first_hop {
+                    if let Some(other) = self.nearest_region_group(g.id) {
+                        return Attempt::Retarget(other);
+                    }
+                }
+                Attempt::Done(Err(KvError::Unavailable(format!(
+                    "no replica within the staleness bound of {staleness_ms_max} ms: {why}; retry, or read with a larger bound, consistency=session or consistency=eventual"
+                ))))
+            }
             ReadConsistency::Linearizable => Attempt::Done(Err(KvError::FailedPrecondition(
                 "an async keyspace cannot serve linearizable reads; use session, bounded:<ms> or eventual".into(),
             ))),
         }
+    }
+
+    /// An upper bound on how stale this replica of async group `g` is: the oldest of its own
+    /// region's freshness (0 on a leader with a valid lease; a follower's from its leader's
+    /// stamps) and, per other region, the latest promise of that region's leader that this
+    /// replica has applied, converted to this node's clock with the probed offset less its
+    /// error.
+    async fn async_staleness(&self, g: &Group) -> Result<u64, String> {
+        let now = self.fresh_clock.now_ms();
+        let mut worst = if g.raft.is_leader() {
+            self.linearize(&g.raft)
+                .await
+                .map_err(|_| "its region's leader cannot confirm its lease".to_string())?;
+            0
+        } else {
+            g.freshness
+                .staleness_ms(applied_index(g), now)
+                .ok_or_else(|| {
+                    g.freshness.refused().unwrap_or_else(|| {
+                        "it has applied no state its region's leader vouched for recently".into()
+                    })
+                })?
+        };
+        let ks = self
+            .keyspace_by_id(group_keyspace(g.id))
+            .ok_or_else(|| "its keyspace is not known here yet".to_string())?;
+        let shard = meridian_types::ids::group_shard(g.id);
+        let promises = state_machine::fresh_promises(self.committer.engine(), g.id)
+            .map_err(|e| format!("reading its state: {e}"))?;
+        for region in ks.policy.regions.iter().filter(|r| **r != self.cfg.region) {
+            let Some(source) = ks.region_group(region, shard) else {
+                continue;
+            };
+            let f = promises
+                .get(&source)
+                .ok_or_else(|| format!("it has applied no freshness promise from {region} yet"))?;
+            let offset = self
+                .observations
+                .clock_offset(f.node, self.cfg.max_clock_offset_ms)
+                .map_err(|e| format!("the clock of {region}'s leader (node {}): {e}", f.node))?;
+            if offset.epoch != f.epoch {
+                return Err(format!(
+                    "{region}'s leader (node {}) restarted since its clock was probed",
+                    f.node
+                ));
+            }
+            let local_at = f.at_ms as i64 - offset.offset_ms - offset.error_ms as i64;
+            worst = worst.max((now as i64 - local_at).max(0) as u64);
+        }
+        Ok(worst)
+    }
+
+    /// The same shard's group in the nearest other region of its async keyspace.
+    fn nearest_region_group(&self, group: GroupId) -> Option<GroupId> {
+        let ks = self.keyspace_by_id(group_keyspace(group))?;
+        let shard = meridian_types::ids::group_shard(group);
+        ks.policy
+            .regions
+            .iter()
+            .filter(|r| **r != self.cfg.region)
+            .min_by(|a, b| {
+                let (ra, rb) = (
+                    self.matrix.rtt_ms(&self.cfg.region, a),
+                    self.matrix.rtt_ms(&self.cfg.region, b),
+                );
+                ra.total_cmp(&rb)
+            })
+            .and_then(|r| ks.region_group(r, shard))
     }
 
     /// Whether this replica serves a non-linearizable read with staleness `bound` (`None`:
@@ -946,6 +1038,7 @@ impl Node {
             }
             let status = Arc::new(ShipStatus::default());
             let shipper = Shipper {
+                node: self.id(),
                 group: g.clone(),
                 engine: self.committer.engine().clone(),
                 dest,

@@ -26,6 +26,10 @@ pub enum Call {
     SessionGet,
     /// Async keyspace: a read of whatever the local replica holds.
     EventualGet,
+    /// Async keyspace: a read that accepts state up to `bound_ms` old.
+    BoundedGet {
+        bound_ms: u64,
+    },
 }
 
 /// What the client was told.
@@ -75,7 +79,11 @@ impl Op {
         match &self.call {
             Call::Put(v) | Call::Cas { value: v, .. } => Some(v),
             Call::Write(v) => v.as_deref(),
-            Call::Get | Call::StaleGet { .. } | Call::SessionGet | Call::EventualGet => None,
+            Call::Get
+            | Call::StaleGet { .. }
+            | Call::SessionGet
+            | Call::EventualGet
+            | Call::BoundedGet { .. } => None,
         }
     }
 

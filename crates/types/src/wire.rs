@@ -68,6 +68,22 @@ pub struct ShipBatch {
     /// log from `from` was compacted: merged whatever the cursor, which moves to `to` with the
     /// last chunk (earlier chunks carry `to < from`).
     pub state: bool,
+    /// The source leader's freshness promise, sent when the batch takes the cursor to or past
+    /// its commit index (a batch with no writes, sent when idle, carries only this). The
+    /// destination keeps the latest, with the cursor, for `bounded:<ms>` reads.
+    #[serde(default)]
+    pub fresh: Option<SourceFreshness>,
+}
+
+/// A source group leader's promise: every write it acknowledged before `at_ms` (on the
+/// freshness clock of node `node`, incarnation `epoch`) has an index at or below
+/// `commit_index` (see `meridian_consensus::freshness`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceFreshness {
+    pub node: NodeId,
+    pub commit_index: u64,
+    pub at_ms: u64,
+    pub epoch: u64,
 }
 
 impl ShipBatch {

@@ -2,6 +2,7 @@
 //! violations it found as sentences that name what was observed.
 
 pub mod antientropy;
+pub mod async_bounded;
 pub mod async_convergence;
 pub mod async_lost_writes;
 pub mod bounded_staleness;
