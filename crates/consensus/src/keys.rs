@@ -20,6 +20,12 @@ pub fn fresh_tag(source: GroupId) -> Vec<u8> {
     [b"g/fresh/".as_slice(), &source.to_be_bytes()].concat()
 }
 
+/// The meta tag of the highest HLC of source group `source`'s writes that an async group has
+/// applied by shipping (HLCs grow along a group's log, so every earlier one is applied too).
+pub fn src_hlc_tag(source: GroupId) -> Vec<u8> {
+    [b"g/src_hlc/".as_slice(), &source.to_be_bytes()].concat()
+}
+
 /// The meta tag of the cursor of source group `source` in an async group.
 pub fn cursor_tag(source: GroupId) -> Vec<u8> {
     [b"g/cursor/".as_slice(), &source.to_be_bytes()].concat()

@@ -75,6 +75,8 @@ struct GeoChanges {
     hlc_max: Option<Hlc>,
     last_write: Option<u64>,
     cursors: BTreeMap<GroupId, u64>,
+    /// Per source: the highest HLC of its writes applied by shipping.
+    src_hlc: BTreeMap<GroupId, Hlc>,
 }
 
 /// A snapshot's content: the group's data rows and its replicated meta rows (an async group's
@@ -144,6 +146,48 @@ impl StateMachine {
         cursor(self.engine(), self.group, source).map_err(io_err)
     }
 
+    fn src_hlc(&self, geo: &GeoChanges, source: GroupId) -> io::Result<Option<Hlc>> {
+        if let Some(h) = geo.src_hlc.get(&source) {
+            return Ok(Some(*h));
+        }
+        Ok(src_hlcs(self.engine(), self.group)
+            .map_err(io_err)?
+            .get(&source)
+            .copied())
+    }
+
+    /// Removes each tombstone that is still the key's version and that every source has
+    /// shipped past (a write with an HLC at least the tombstone's); returns how many.
+    fn apply_purge(
+        &self,
+        sources: Vec<GroupId>,
+        tombstones: Vec<(Vec<u8>, Hlc)>,
+        batch: &mut WriteBatch,
+        overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+        geo: &GeoChanges,
+    ) -> io::Result<u64> {
+        let mut passed: Vec<Option<Hlc>> = Vec::with_capacity(sources.len());
+        for s in &sources {
+            passed.push(self.src_hlc(geo, *s)?);
+        }
+        let mut purged = 0;
+        for (key, hlc) in tombstones {
+            if !passed.iter().all(|p| p.is_some_and(|p| p >= hlc)) {
+                continue;
+            }
+            let stored = self
+                .current(overlay, &key)?
+                .map(|b| decode::<Versioned>(&b))
+                .transpose()?;
+            if stored.is_some_and(|v| v.is_tombstone() && v.hlc == hlc) {
+                batch.delete(Table::Data, keys::data_key(self.group, &key));
+                overlay.insert(key, None);
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
     /// Merges one version of `key` last-writer-wins; returns whether a live value existed.
     fn merge(
         &self,
@@ -200,6 +244,16 @@ impl StateMachine {
             for w in b.writes.into_iter().filter(|w| w.index > cursor) {
                 assert!(w.index > last, "shipped writes apply in source order");
                 last = w.index;
+                let high = self.src_hlc(geo, b.source)?;
+                // A leader stamps after observing every stamp in the log before it, so a
+                // source's writes arrive in HLC order; tombstone purges rely on it.
+                debug_assert!(
+                    high.is_none_or(|h| w.hlc > h),
+                    "a source's writes arrive in HLC order: {:?} after {high:?}",
+                    w.hlc
+                );
+                geo.src_hlc
+                    .insert(b.source, high.map_or(w.hlc, |h| h.max(w.hlc)));
                 if inject::loses(self.group, w.index) {
                     continue;
                 }
@@ -270,7 +324,27 @@ impl StateMachine {
                     ..Default::default()
                 });
             }
-            (cmd @ (Command::Write { .. } | Command::Ship(_) | Command::Repair { .. }), false)
+            (
+                Command::Purge {
+                    sources,
+                    tombstones,
+                },
+                true,
+            ) => {
+                let changed = self.apply_purge(sources, tombstones, batch, overlay, geo)?;
+                return Ok(CommandResult {
+                    succeeded: true,
+                    changed,
+                    ..Default::default()
+                });
+            }
+            (
+                cmd @ (Command::Write { .. }
+                | Command::Ship(_)
+                | Command::Repair { .. }
+                | Command::Purge { .. }),
+                false,
+            )
             | (cmd @ (Command::Put { .. } | Command::Delete { .. } | Command::Cas { .. }), true)
             | (cmd @ Command::Repair { .. }, true) => {
                 // The node routes by keyspace type; a command of the other kind (or a repair
@@ -287,7 +361,10 @@ impl StateMachine {
         let (key, new_value, succeeded) = match cmd {
             Command::Put { key, value } => (key, Some(value), true),
             Command::Delete { key } => (key, None, true),
-            Command::Write { .. } | Command::Ship(_) | Command::Repair { .. } => {
+            Command::Write { .. }
+            | Command::Ship(_)
+            | Command::Repair { .. }
+            | Command::Purge { .. } => {
                 unreachable!("handled above")
             }
             Command::Cas {
@@ -347,6 +424,23 @@ pub fn cursor(
     Ok(bytes
         .and_then(|b| b.try_into().ok())
         .map_or(0, u64::from_be_bytes))
+}
+
+/// Per source group: the highest HLC of its writes async group `group` has applied by shipping.
+pub fn src_hlcs(
+    engine: &SharedEngine,
+    group: GroupId,
+) -> meridian_storage::Result<BTreeMap<GroupId, Hlc>> {
+    let start = keys::meta_key(group, &keys::src_hlc_tag(0));
+    let end = prefix_end(&keys::meta_key(group, b"g/src_hlc/")).expect("meta keys end below 0xff");
+    let rows = engine.scan(Table::Meta, &start, &end, usize::MAX)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let source = u64::from_be_bytes(k[k.len() - 8..].try_into().ok()?);
+            Some((source, decode(&v).ok()?))
+        })
+        .collect())
 }
 
 /// The latest freshness promise of each source group that async group `group` has applied.
@@ -530,6 +624,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 Table::Meta,
                 keys::meta_key(self.group, keys::META_HLC_MAX),
                 encode(&h),
+            );
+        }
+        for (source, h) in &geo.src_hlc {
+            batch.put(
+                Table::Meta,
+                keys::meta_key(self.group, &keys::src_hlc_tag(*source)),
+                encode(h),
             );
         }
         batch.put(

@@ -180,3 +180,80 @@ async fn repairs_merge_and_leave_cursors_alone() {
     assert!(c.is_some_and(|v| v.is_tombstone()), "the tombstone is kept");
     assert_eq!(state_machine::cursor(&engine, dest, peer).unwrap(), 0);
 }
+
+// Goal: a purge removes a tombstone only once the source has shipped a write with an HLC at
+// least the tombstone's, and only if the tombstone is still the key's version.
+#[tokio::test]
+async fn purges_wait_for_every_source_and_spare_newer_versions() {
+    let engine: SharedEngine = Arc::new(MemEngine::new());
+    let committer = GroupCommitter::start(engine.clone(), "test".into());
+    let ks = keyspace_id("carts");
+    let (source, dest) = (async_group_id(ks, 0, 0), async_group_id(ks, 1, 0));
+    let mut sm = StateMachine::new(dest, committer);
+    let ship = |from, to, writes| {
+        Command::Ship(ShipBatch {
+            source,
+            from,
+            to,
+            writes,
+            state: false,
+            fresh: None,
+        })
+    };
+    // Tombstones at 100, 200 (then overwritten here) and 300; the source has shipped up to
+    // HLC 300.
+    apply(
+        &mut sm,
+        1,
+        ship(
+            1,
+            4,
+            vec![
+                shipped(1, "old", None, 100),
+                shipped(2, "revived", None, 200),
+                shipped(3, "young", None, 300),
+            ],
+        ),
+    )
+    .await;
+    // A local write brings one key back.
+    let revive = Command::Write {
+        key: b"revived".to_vec(),
+        value: Some(b"back".to_vec()),
+        hlc: hlc(250, "eu-west-1"),
+    };
+    apply(&mut sm, 2, revive).await;
+    let src = state_machine::src_hlcs(&engine, dest).unwrap();
+    assert_eq!(src.get(&source), Some(&hlc(300, "us-east-1")));
+    // Purge the three with their tombstone stamps.
+    let purge = Command::Purge {
+        sources: vec![source],
+        tombstones: vec![
+            (b"old".to_vec(), hlc(100, "us-east-1")),
+            (b"revived".to_vec(), hlc(200, "us-east-1")),
+            (b"young".to_vec(), hlc(300, "us-east-1")),
+        ],
+    };
+    apply(&mut sm, 3, purge).await;
+    let row = |k: &str| state_machine::read_versioned(&engine, dest, k.as_bytes()).unwrap();
+    assert_eq!(
+        row("old"),
+        None,
+        "a tombstone every source passed is purged"
+    );
+    assert_eq!(
+        row("young"),
+        None,
+        "the source's own latest write counts as passed"
+    );
+    assert_eq!(value(&engine, dest, "revived").as_deref(), Some("back"));
+    // A source that has shipped nothing holds every tombstone back.
+    let other = async_group_id(ks, 2, 0);
+    apply(&mut sm, 4, ship(5, 6, vec![shipped(6, "late", None, 400)])).await;
+    let held = Command::Purge {
+        sources: vec![source, other],
+        tombstones: vec![(b"late".to_vec(), hlc(400, "us-east-1"))],
+    };
+    apply(&mut sm, 5, held).await;
+    assert!(row("late").is_some_and(|v| v.is_tombstone()));
+}

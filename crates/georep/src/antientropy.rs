@@ -39,8 +39,14 @@ use serde::{Deserialize, Serialize};
 pub const BUCKETS: usize = 256;
 /// Rows read per page of a peer's bucket, and per local scan step.
 pub const PAGE_ROWS: usize = 512;
-/// Writes per repair command.
+/// Writes per repair command, and tombstones per purge command.
 const REPAIR_CHUNK: usize = 256;
+/// Tombstones purged per round at most.
+const PURGE_MAX: usize = 4096;
+/// Tombstones younger than this, by the purging leader's clock, are kept: a write of this
+/// region stamped before the tombstone arrived could still be on its way into the log, and must
+/// find the tombstone there.
+pub const PURGE_AFTER_MS: u64 = 10_000;
 
 /// FNV-1a: a stable hash (the same on every node and version), not a defence against
 /// adversarial keys.
@@ -317,6 +323,8 @@ pub struct AntiEntropyStatus {
     pub repairs: AtomicU64,
     /// Differing buckets found in the last round, over every peer.
     pub differing: AtomicU64,
+    /// Tombstones purged.
+    pub purged: AtomicU64,
 }
 
 /// One region's peer group of the same shard.
@@ -354,6 +362,9 @@ impl AntiEntropy {
                     "anti-entropy stops: no longer the leader"
                 );
                 return;
+            }
+            if let Err(e) = self.purge().await {
+                tracing::debug!(group = self.group.id, error = %e, "tombstone purge incomplete; next round retries");
             }
             for peer in &self.peers {
                 tracing::trace!(
@@ -419,7 +430,7 @@ impl AntiEntropy {
                     .ok()
                     .flatten()
             };
-            let found = candidates(page.rows, local);
+            let found = self.wanted(page.rows, local)?;
             if !found.is_empty() {
                 repaired += self.repair(peer, found, &page.applied).await?;
             }
@@ -427,6 +438,90 @@ impl AntiEntropy {
                 return Ok(repaired);
             }
         }
+    }
+
+    /// The peer rows that win here, less tombstones of keys this group has no row for that every
+    /// source has shipped past: purged here (or never needed: absent reads as deleted).
+    fn wanted(
+        &self,
+        rows: Vec<(Vec<u8>, Versioned)>,
+        local: impl Fn(&[u8]) -> Option<Versioned>,
+    ) -> Result<Vec<(Vec<u8>, Versioned)>, String> {
+        let passed =
+            state_machine::src_hlcs(&self.engine, self.group.id).map_err(|e| e.to_string())?;
+        let shipped_past = |h: &meridian_crdt::Hlc| {
+            self.peers
+                .iter()
+                .all(|p| passed.get(&p.group).is_some_and(|s| s >= h))
+        };
+        let mut found = candidates(rows, &local);
+        found.retain(|(k, v)| !(v.is_tombstone() && shipped_past(&v.hlc) && local(k).is_none()));
+        Ok(found)
+    }
+
+    /// Proposes the removal of tombstones old enough that no write still to arrive can be
+    /// older: every other region has shipped here a write with a higher HLC (their writes
+    /// arrive in HLC order), and this region's own in-flight writes are younger (see
+    /// [`PURGE_AFTER_MS`]). Each is checked again when the purge applies.
+    pub async fn purge(&self) -> Result<u64, String> {
+        let passed =
+            state_machine::src_hlcs(&self.engine, self.group.id).map_err(|e| e.to_string())?;
+        let sources: Vec<GroupId> = self.peers.iter().map(|p| p.group).collect();
+        let wall = (self.wall_ms)();
+        let eligible = |h: &meridian_crdt::Hlc| {
+            h.physical_ms.saturating_add(PURGE_AFTER_MS) < wall
+                && sources
+                    .iter()
+                    .all(|s| passed.get(s).is_some_and(|p| p >= h))
+        };
+        let mut dead: Vec<(Vec<u8>, meridian_crdt::Hlc)> = Vec::new();
+        let mut start: Vec<u8> = Vec::new();
+        while dead.len() < PURGE_MAX {
+            let rows =
+                state_machine::scan_versioned(&self.engine, self.group.id, &start, PAGE_ROWS)
+                    .map_err(|e| e.to_string())?;
+            let full = rows.len() == PAGE_ROWS;
+            if let Some((k, _)) = rows.last() {
+                start = after(k);
+            }
+            dead.extend(
+                rows.into_iter()
+                    .filter(|(_, v)| v.is_tombstone() && eligible(&v.hlc))
+                    .map(|(k, v)| (k, v.hlc))
+                    .take(PURGE_MAX - dead.len()),
+            );
+            if !full {
+                break;
+            }
+        }
+        tracing::trace!(
+            group = self.group.id,
+            eligible = dead.len(),
+            ?passed,
+            wall,
+            "tombstone purge scan"
+        );
+        let mut purged = 0;
+        for chunk in dead.chunks(REPAIR_CHUNK) {
+            let cmd = Command::Purge {
+                sources: sources.clone(),
+                tombstones: chunk.to_vec(),
+            };
+            let resp = tokio::time::timeout(self.limits.timeout, self.group.raft.client_write(cmd))
+                .await
+                .map_err(|_| "a purge did not commit in time".to_string())?
+                .map_err(|e| format!("proposing a purge: {e}"))?;
+            purged += resp.data.changed;
+        }
+        if purged > 0 {
+            self.status.purged.fetch_add(purged, Ordering::Relaxed);
+            metrics::counter!("meridian_tombstones_purged_total",
+                "keyspace" => self.keyspace.clone(),
+                "region" => self.region.clone())
+            .increment(purged);
+            tracing::debug!(group = self.group.id, purged, "tombstones purged");
+        }
+        Ok(purged)
     }
 
     /// Waits for this group's cursors to reach the peer's, then merges what is still missing.
@@ -459,7 +554,7 @@ impl AntiEntropy {
                 .ok()
                 .flatten()
         };
-        let missing = candidates(found, local);
+        let missing = self.wanted(found, local)?;
         let mut changed = 0;
         for chunk in missing.chunks(REPAIR_CHUNK) {
             let keys: Vec<String> = chunk

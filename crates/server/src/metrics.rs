@@ -115,6 +115,10 @@ fn describe() {
         "Keys anti-entropy repaired in dest_region from source_region: replicas that had diverged in spite of shipping (0 while shipping is correct)."
     );
     describe_counter!(
+        "meridian_tombstones_purged_total",
+        "Delete tombstones removed once every other region had shipped past them."
+    );
+    describe_counter!(
         "meridian_lag_budget_exceeded_total",
         "Async writes accepted while replication to some region was over the keyspace's lag_budget_ms, by the action taken."
     );

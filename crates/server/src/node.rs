@@ -1154,6 +1154,7 @@ impl Node {
                     "rounds": r.status.rounds.load(Relaxed),
                     "repairs": r.status.repairs.load(Relaxed),
                     "differing_buckets": r.status.differing.load(Relaxed),
+                    "tombstones_purged": r.status.purged.load(Relaxed),
                 })
             })
             .collect()

@@ -482,14 +482,16 @@ fn simulate(
         outcome
             .violations
             .extend(antientropy::check(repairs, opts.inject_shipping_loss));
-        // The injected bug moves cursors past writes it drops, so a session served where the
-        // cursor says the write is may miss it: broken by design, not judged.
+        // The injected bug moves cursors past writes it drops, so a session or bounded read
+        // served where the cursor says the write is may miss it: broken by design, not judged.
         if !opts.inject_shipping_loss {
             outcome.violations.extend(session::check(&async_history));
         }
-        outcome
-            .violations
-            .extend(async_bounded::check(&async_history));
+        if !opts.inject_shipping_loss {
+            outcome
+                .violations
+                .extend(async_bounded::check(&async_history));
+        }
         let holdings: Vec<residency::NodeHoldings> = nodes
             .iter()
             .map(|n| residency::NodeHoldings {

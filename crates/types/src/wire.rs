@@ -39,6 +39,13 @@ pub enum Command {
         source: GroupId,
         writes: Vec<Shipped>,
     },
+    /// Removes tombstones no write still to arrive can be older than: each is removed only if
+    /// it is still the key's version and every group in `sources` (the keyspace's other
+    /// regions' groups of the shard) has shipped here a write with an HLC at least its own.
+    Purge {
+        sources: Vec<GroupId>,
+        tombstones: Vec<(Vec<u8>, Hlc)>,
+    },
 }
 
 /// One write as shipped: the source log index that committed it, and the write.
@@ -108,7 +115,7 @@ impl Command {
             | Command::Delete { key }
             | Command::Cas { key, .. }
             | Command::Write { key, .. } => key,
-            Command::Ship(_) | Command::Repair { .. } => &[],
+            Command::Ship(_) | Command::Repair { .. } | Command::Purge { .. } => &[],
         }
     }
 }
@@ -131,7 +138,7 @@ pub struct CommandResult {
     /// For a shipped batch: the destination's cursor for the source after it.
     #[serde(default)]
     pub cursor: Option<u64>,
-    /// For a repair: how many keys it changed.
+    /// For a repair: how many keys it changed; for a purge: how many tombstones it removed.
     #[serde(default)]
     pub changed: u64,
 }
@@ -166,6 +173,9 @@ impl std::fmt::Display for Command {
             ),
             Command::Repair { source, writes } => {
                 write!(f, "repair {} writes from group {source}", writes.len())
+            }
+            Command::Purge { tombstones, .. } => {
+                write!(f, "purge {} tombstones", tombstones.len())
             }
         }
     }

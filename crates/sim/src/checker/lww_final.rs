@@ -26,7 +26,13 @@ pub fn check(history: &[Op], finals: &BTreeMap<String, Option<Versioned>>) -> Ve
             continue;
         };
         let Some(last) = last else {
-            if let Some((h, w)) = best {
+            // Nothing left: a purged tombstone, if the winning write was a delete (acknowledged,
+            // or one whose outcome is unknown and may have won).
+            let purged_delete = best.is_some_and(|(_, w)| w.call == Call::Write(None))
+                || ops
+                    .iter()
+                    .any(|o| o.unknown_write() && o.call == Call::Write(None));
+            if let (Some((h, w)), false) = (best, purged_delete) {
                 violations.push(format!(
                     "key {key:?} holds nothing at the end, but client {} was told its write (HLC {h:?}) succeeded",
                     w.client
@@ -92,7 +98,8 @@ mod tests {
     }
 
     // Goal: the highest acknowledged stamp passes; a lower stamp winning fails; a value no
-    // write made fails; an unknown write may win with its own value.
+    // write made fails; an unknown write may win with its own value; nothing left passes only
+    // where a delete won (its tombstone purged).
     #[test]
     fn the_highest_stamp_must_win() {
         let (a, b) = (hlc(5, "us-east-1"), hlc(7, "eu-west-1"));
@@ -116,6 +123,9 @@ mod tests {
         };
         assert!(check(&with_unknown, &finals(Some(z.clone()))).is_empty());
         assert!(!check(&h, &finals(Some(z))).is_empty());
-        assert!(!check(&h, &finals(None)).is_empty());
+        // Nothing left: a purged tombstone when the delete won, a lost value when a put did.
+        assert!(check(&h, &finals(None)).is_empty());
+        let put_won = vec![write(1, Some("x"), Some(b)), write(2, None, Some(a))];
+        assert!(check(&put_won, &finals(None))[0].contains("holds nothing"));
     }
 }
