@@ -50,6 +50,12 @@ pub fn raft_config(opts: &GroupOptions) -> Arc<openraft::Config> {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5000),
         max_in_snapshot_log_to_keep: 1000,
         enable_pre_vote: Some(true),
+        // Applies are deferred commits (durable with the next log append) and the commit index
+        // is not persisted, so a leader that restarts may have a state machine behind what it
+        // acknowledged; restoring its leadership without an election would let it serve that
+        // stale state as linearizable (the simulator found it). It must win an election, whose
+        // first commit brings its state machine up to date before it serves.
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     Arc::new(config.validate().expect("the group configuration is valid"))

@@ -859,22 +859,39 @@ impl Node {
         Ok(worst)
     }
 
-    /// The same shard's group in the nearest other region of its async keyspace.
+    /// The same shard's group in the nearest other region of its async keyspace that this node
+    /// has heard from lately (one of the group's voters answered within 3 s; the clock probe
+    /// asks every node every 2 s), or the nearest one if none has.
     fn nearest_region_group(&self, group: GroupId) -> Option<GroupId> {
         let ks = self.keyspace_by_id(group_keyspace(group))?;
         let shard = meridian_types::ids::group_shard(group);
-        ks.policy
+        let mut others: Vec<(f64, GroupId)> = ks
+            .policy
             .regions
             .iter()
             .filter(|r| **r != self.cfg.region)
-            .min_by(|a, b| {
-                let (ra, rb) = (
-                    self.matrix.rtt_ms(&self.cfg.region, a),
-                    self.matrix.rtt_ms(&self.cfg.region, b),
-                );
-                ra.total_cmp(&rb)
+            .filter_map(|r| {
+                Some((
+                    self.matrix.rtt_ms(&self.cfg.region, r),
+                    ks.region_group(r, shard)?,
+                ))
             })
-            .and_then(|r| ks.region_group(r, shard))
+            .collect();
+        others.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let reachable = |g: GroupId| {
+            ks.placement(g).is_some_and(|p| {
+                p.voters.iter().any(|v| {
+                    self.transport
+                        .last_heard(*v)
+                        .is_some_and(|t| t.elapsed() < Duration::from_secs(3))
+                })
+            })
+        };
+        others
+            .iter()
+            .find(|(_, g)| reachable(*g))
+            .or(others.first())
+            .map(|(_, g)| *g)
     }
 
     /// Whether this replica serves a non-linearizable read with staleness `bound` (`None`:
