@@ -121,10 +121,15 @@ async fn write(
     session: &mut SessionToken,
 ) -> Result<OpReply, KvError> {
     let started = Instant::now();
+    // A sync write is linearizable; an async one is accepted by its region and merged later.
+    let mut replication = "linearizable";
     let result = async {
         check_key(node, cmd.key())?;
         let ks = node.keyspace(keyspace).await?;
         let group = group_for(node, &ks, shard_for_key(cmd.key(), ks.policy.shards));
+        if ks.is_async() {
+            replication = "async";
+        }
         let cmd = if ks.is_async() {
             match cmd {
                 Command::Put { key, value } => Command::Write {
@@ -157,7 +162,7 @@ async fn write(
         node,
         op,
         keyspace,
-        "linearizable",
+        replication,
         started,
         result.as_ref().ok().map(|r| &r.served_by),
     );

@@ -44,7 +44,7 @@ fn describe() {
     describe_histogram!(
         "meridian_request_duration_seconds",
         Unit::Seconds,
-        "Client request latency at the node that received it, by operation, keyspace, read consistency, serving region and outcome."
+        "Client request latency at the node that received it, by operation, keyspace, consistency (writes: linearizable, or async for async keyspaces), serving region and outcome."
     );
     describe_gauge!(
         "meridian_leaders",
