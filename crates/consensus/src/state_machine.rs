@@ -426,21 +426,32 @@ pub fn cursor(
         .map_or(0, u64::from_be_bytes))
 }
 
-/// Per source group: the highest HLC of its writes async group `group` has applied by shipping.
-pub fn src_hlcs(
+/// The rows of async group `group`'s per-source meta under `tag` (`g/cursor/`, ...), each
+/// decoded by `value`; a row that does not decode is left out.
+fn per_source<T>(
     engine: &SharedEngine,
     group: GroupId,
-) -> meridian_storage::Result<BTreeMap<GroupId, Hlc>> {
-    let start = keys::meta_key(group, &keys::src_hlc_tag(0));
-    let end = prefix_end(&keys::meta_key(group, b"g/src_hlc/")).expect("meta keys end below 0xff");
+    tag: &[u8],
+    value: impl Fn(Vec<u8>) -> Option<T>,
+) -> meridian_storage::Result<BTreeMap<GroupId, T>> {
+    let start = keys::meta_key(group, tag);
+    let end = prefix_end(&start).expect("meta keys end below 0xff");
     let rows = engine.scan(Table::Meta, &start, &end, usize::MAX)?;
     Ok(rows
         .into_iter()
         .filter_map(|(k, v)| {
             let source = u64::from_be_bytes(k[k.len() - 8..].try_into().ok()?);
-            Some((source, decode(&v).ok()?))
+            Some((source, value(v)?))
         })
         .collect())
+}
+
+/// Per source group: the highest HLC of its writes async group `group` has applied by shipping.
+pub fn src_hlcs(
+    engine: &SharedEngine,
+    group: GroupId,
+) -> meridian_storage::Result<BTreeMap<GroupId, Hlc>> {
+    per_source(engine, group, b"g/src_hlc/", |v| decode(&v).ok())
 }
 
 /// The latest freshness promise of each source group that async group `group` has applied.
@@ -448,16 +459,7 @@ pub fn fresh_promises(
     engine: &SharedEngine,
     group: GroupId,
 ) -> meridian_storage::Result<BTreeMap<GroupId, SourceFreshness>> {
-    let start = keys::meta_key(group, &keys::fresh_tag(0));
-    let end = prefix_end(&keys::meta_key(group, b"g/fresh/")).expect("meta keys end below 0xff");
-    let rows = engine.scan(Table::Meta, &start, &end, usize::MAX)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let source = u64::from_be_bytes(k[k.len() - 8..].try_into().ok()?);
-            Some((source, decode(&v).ok()?))
-        })
-        .collect())
+    per_source(engine, group, b"g/fresh/", |v| decode(&v).ok())
 }
 
 /// Every cursor of async group `group`: (source group, last source index applied).
@@ -465,16 +467,10 @@ pub fn cursors(
     engine: &SharedEngine,
     group: GroupId,
 ) -> meridian_storage::Result<Vec<(GroupId, u64)>> {
-    let start = keys::meta_key(group, &keys::cursor_tag(0));
-    let end = prefix_end(&keys::meta_key(group, b"g/cursor/")).expect("meta keys end below 0xff");
-    let rows = engine.scan(Table::Meta, &start, &end, usize::MAX)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let source = u64::from_be_bytes(k[k.len() - 8..].try_into().ok()?);
-            Some((source, u64::from_be_bytes(v.try_into().ok()?)))
-        })
-        .collect())
+    let c = per_source(engine, group, b"g/cursor/", |v| {
+        Some(u64::from_be_bytes(v.try_into().ok()?))
+    })?;
+    Ok(c.into_iter().collect())
 }
 
 /// One key of an async group with its version (tombstones included).
