@@ -468,7 +468,15 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
         let pick = |kind: Kind| -> Vec<&Sample> {
             samples
                 .iter()
-                .filter(|s| s.region == r && s.kind == kind && s.ok && s.phase == Phase::Steady)
+                // Steady: started and answered before the kill (a request in flight when the
+                // region died waits for the failover, which the outage figures report).
+                .filter(|s| {
+                    s.region == r
+                        && s.kind == kind
+                        && s.ok
+                        && s.phase == Phase::Steady
+                        && s.ended < killed_at
+                })
                 .collect()
         };
         let (w, rd, b) = (
