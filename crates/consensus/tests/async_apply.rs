@@ -42,6 +42,28 @@ async fn apply(sm: &mut StateMachine, index: u64, cmd: Command) {
     sm.apply(futures::stream::iter(items)).await.unwrap();
 }
 
+/// A state machine for the second region's group of keyspace "carts" (shard 0), on a memory
+/// engine: (engine, state machine, the first region's group, its own group).
+fn setup() -> (SharedEngine, StateMachine, u64, u64) {
+    let engine: SharedEngine = Arc::new(MemEngine::new());
+    let committer = GroupCommitter::start(engine.clone(), "test".into());
+    let ks = keyspace_id("carts");
+    let (source, dest) = (async_group_id(ks, 0, 0), async_group_id(ks, 1, 0));
+    (engine, StateMachine::new(dest, committer), source, dest)
+}
+
+/// A shipped batch of `source`'s log from `from` to `to`.
+fn ship(source: u64, from: u64, to: u64, writes: Vec<Shipped>) -> Command {
+    Command::Ship(ShipBatch {
+        source,
+        from,
+        to,
+        writes,
+        state: false,
+        fresh: None,
+    })
+}
+
 fn value(engine: &SharedEngine, group: u64, key: &str) -> Option<String> {
     state_machine::read(engine, group, key.as_bytes())
         .unwrap()
@@ -51,21 +73,8 @@ fn value(engine: &SharedEngine, group: u64, key: &str) -> Option<String> {
 // Goal: the rules in the module doc, each observed in storage after the entry that exercises it.
 #[tokio::test]
 async fn shipped_batches_apply_in_order_once_and_merge_by_hlc() {
-    let engine: SharedEngine = Arc::new(MemEngine::new());
-    let committer = GroupCommitter::start(engine.clone(), "test".into());
-    let ks = keyspace_id("carts");
-    let (source, dest) = (async_group_id(ks, 0, 0), async_group_id(ks, 1, 0));
-    let mut sm = StateMachine::new(dest, committer);
-    let batch = |from, to, writes| {
-        Command::Ship(ShipBatch {
-            source,
-            from,
-            to,
-            writes,
-            state: false,
-            fresh: None,
-        })
-    };
+    let (engine, mut sm, source, dest) = setup();
+    let batch = |from, to, writes| ship(source, from, to, writes);
 
     apply(
         &mut sm,
@@ -148,11 +157,7 @@ async fn shipped_batches_apply_in_order_once_and_merge_by_hlc() {
 // nothing, a tombstone is kept) and moves no cursor.
 #[tokio::test]
 async fn repairs_merge_and_leave_cursors_alone() {
-    let engine: SharedEngine = Arc::new(MemEngine::new());
-    let committer = GroupCommitter::start(engine.clone(), "test".into());
-    let ks = keyspace_id("carts");
-    let (peer, dest) = (async_group_id(ks, 0, 0), async_group_id(ks, 1, 0));
-    let mut sm = StateMachine::new(dest, committer);
+    let (engine, mut sm, peer, dest) = setup();
     let write = |key: &str, value: Option<&str>, t| Command::Write {
         key: key.as_bytes().to_vec(),
         value: value.map(|v| v.as_bytes().to_vec()),
@@ -185,21 +190,8 @@ async fn repairs_merge_and_leave_cursors_alone() {
 // least the tombstone's, and only if the tombstone is still the key's version.
 #[tokio::test]
 async fn purges_wait_for_every_source_and_spare_newer_versions() {
-    let engine: SharedEngine = Arc::new(MemEngine::new());
-    let committer = GroupCommitter::start(engine.clone(), "test".into());
-    let ks = keyspace_id("carts");
-    let (source, dest) = (async_group_id(ks, 0, 0), async_group_id(ks, 1, 0));
-    let mut sm = StateMachine::new(dest, committer);
-    let ship = |from, to, writes| {
-        Command::Ship(ShipBatch {
-            source,
-            from,
-            to,
-            writes,
-            state: false,
-            fresh: None,
-        })
-    };
+    let (engine, mut sm, source, dest) = setup();
+    let ship = |from, to, writes| ship(source, from, to, writes);
     // Tombstones at 100, 200 (then overwritten here) and 300; the source has shipped up to
     // HLC 300.
     apply(
@@ -248,7 +240,7 @@ async fn purges_wait_for_every_source_and_spare_newer_versions() {
     );
     assert_eq!(value(&engine, dest, "revived").as_deref(), Some("back"));
     // A source that has shipped nothing holds every tombstone back.
-    let other = async_group_id(ks, 2, 0);
+    let other = async_group_id(keyspace_id("carts"), 2, 0);
     apply(&mut sm, 4, ship(5, 6, vec![shipped(6, "late", None, 400)])).await;
     let held = Command::Purge {
         sources: vec![source, other],

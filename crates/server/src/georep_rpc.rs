@@ -1,5 +1,6 @@
 //! Wiring of `meridian_georep` to this node: shipped batches travel over the peer transport to
-//! a node of the destination group (its leader when known), which commits them.
+//! a node of the destination group (its leader when known), which commits them; anti-entropy's
+//! digest and bucket requests go to the other regions' voters in turn.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,34 +29,45 @@ pub struct AntiEntropyVia {
     pub rotation: AtomicUsize,
 }
 
+/// The next voter of `group` in `rotation`'s turn.
+fn voter_in_turn(node: &Node, group: GroupId, rotation: &AtomicUsize) -> Result<NodeId, String> {
+    let ks = node
+        .keyspace_by_id(meridian_types::ids::group_keyspace(group))
+        .ok_or_else(|| format!("the keyspace of group {group} is not known here"))?;
+    let voters = &ks
+        .placement(group)
+        .ok_or_else(|| format!("group {group} has no placement yet"))?
+        .voters;
+    let i = rotation.fetch_add(1, Ordering::Relaxed);
+    voters
+        .get(i % voters.len().max(1))
+        .copied()
+        .ok_or_else(|| format!("group {group} has no voters"))
+}
+
+/// Where to reach node `id`.
+fn endpoint(node: &Node, id: NodeId) -> Result<(Endpoint, String), String> {
+    let rec = node
+        .catalog_nodes()
+        .into_iter()
+        .find(|n| n.id == id)
+        .ok_or_else(|| format!("node {id} is not in the catalogue"))?;
+    Ok((
+        Endpoint {
+            node: id,
+            region: rec.region,
+        },
+        rec.peer_addr,
+    ))
+}
+
 impl AntiEntropyVia {
     /// A voter of `group` and where to reach it.
     fn target(&self, group: GroupId) -> Result<(Endpoint, String), String> {
-        let ks = self
-            .node
-            .keyspace_by_id(meridian_types::ids::group_keyspace(group))
-            .ok_or_else(|| format!("the keyspace of group {group} is not known here"))?;
-        let voters = &ks
-            .placement(group)
-            .ok_or_else(|| format!("group {group} has no placement yet"))?
-            .voters;
-        let i = self.rotation.fetch_add(1, Ordering::Relaxed);
-        let target = *voters
-            .get(i % voters.len().max(1))
-            .ok_or_else(|| format!("group {group} has no voters"))?;
-        let rec = self
-            .node
-            .catalog_nodes()
-            .into_iter()
-            .find(|n| n.id == target)
-            .ok_or_else(|| format!("node {target} is not in the catalogue"))?;
-        Ok((
-            Endpoint {
-                node: target,
-                region: rec.region,
-            },
-            rec.peer_addr,
-        ))
+        endpoint(
+            &self.node,
+            voter_in_turn(&self.node, group, &self.rotation)?,
+        )
     }
 }
 
@@ -71,13 +83,7 @@ impl AntiEntropyRpc for AntiEntropyVia {
         Box::pin(async move {
             let (to, addr) = target?;
             let req = PeerRequest::Digest { group, horizon_ms };
-            // The whole call, queueing included: a full queue to a cut-off peer must not hold
-            // anti-entropy past its timeout.
-            let call = node.transport.call(&to, &addr, req, timeout);
-            let answer = tokio::time::timeout(timeout, call)
-                .await
-                .map_err(|_| format!("node {}: no answer within {timeout:?}", to.node))?;
-            match answer {
+            match node.transport.call(&to, &addr, req, timeout).await {
                 Ok(PeerResponse::Digest(Ok(d))) => Ok(d),
                 Ok(PeerResponse::Digest(Err(e))) => Err(format!("node {}: {e}", to.node)),
                 Ok(_) => Err("peer answered with the wrong message type".into()),
@@ -102,11 +108,7 @@ impl AntiEntropyRpc for AntiEntropyVia {
                 bucket,
                 after,
             };
-            let call = node.transport.call(&to, &addr, req, timeout);
-            let answer = tokio::time::timeout(timeout, call)
-                .await
-                .map_err(|_| format!("node {}: no answer within {timeout:?}", to.node))?;
-            match answer {
+            match node.transport.call(&to, &addr, req, timeout).await {
                 Ok(PeerResponse::Bucket(Ok(p))) => Ok(p),
                 Ok(PeerResponse::Bucket(Err(e))) => Err(format!("node {}: {e}", to.node)),
                 Ok(_) => Err("peer answered with the wrong message type".into()),
@@ -135,25 +137,16 @@ impl ShipRpc for ShipVia {
         timeout: Duration,
     ) -> BoxFuture<'static, Result<ShipAck, String>> {
         let node = self.node.clone();
-        let target = hint.or_else(|| {
-            let ks = node.keyspace_by_id(meridian_types::ids::group_keyspace(dest))?;
-            let voters = &ks.placement(dest)?.voters;
-            let i = self.rotation.fetch_add(1, Ordering::Relaxed);
-            voters.get(i % voters.len().max(1)).copied()
-        });
+        let target = match hint {
+            Some(h) => Ok(h),
+            None => voter_in_turn(&node, dest, &self.rotation),
+        }
+        .and_then(|t| endpoint(&node, t));
         Box::pin(async move {
-            let target = target.ok_or_else(|| format!("no node of group {dest} is known yet"))?;
-            let rec = node
-                .catalog_nodes()
-                .into_iter()
-                .find(|n| n.id == target)
-                .ok_or_else(|| format!("node {target} is not in the catalogue"))?;
-            let to = Endpoint {
-                node: target,
-                region: rec.region,
-            };
+            let (to, addr) = target?;
+            let target = to.node;
             let req = PeerRequest::Ship { dest, batch };
-            match node.transport.call(&to, &rec.peer_addr, req, timeout).await {
+            match node.transport.call(&to, &addr, req, timeout).await {
                 Ok(PeerResponse::Ship(Ok((accepted, cursor, leader)))) => Ok(ShipAck {
                     accepted,
                     cursor,

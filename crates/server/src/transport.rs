@@ -279,7 +279,8 @@ impl Transport {
         self.last_heard.lock().unwrap().get(&node).copied()
     }
 
-    /// Sends `req` to the node at `addr` and waits up to `timeout` for its answer.
+    /// Sends `req` to the node at `addr` and waits up to `timeout` for its answer, queueing
+    /// included: a queue to a cut-off peer that stays full fails the call as not sent.
     pub async fn call(
         self: &Arc<Self>,
         to: &Endpoint,
@@ -287,16 +288,32 @@ impl Transport {
         req: PeerRequest,
         timeout: Duration,
     ) -> Result<PeerResponse, CallError> {
-        self.send(to, addr, req).await?.wait(timeout).await
+        let deadline = Instant::now() + timeout;
+        self.send_until(to, addr, req, Some(deadline))
+            .await?
+            .wait(deadline.saturating_duration_since(Instant::now()))
+            .await
     }
 
     /// Queues `req` for the node at `addr` and returns once it is queued, in order behind every
     /// earlier frame to that address; the answer is awaited separately, so callers can pipeline.
+    /// A full queue holds the caller (backpressure) for as long as it stays full.
     pub async fn send(
         self: &Arc<Self>,
         to: &Endpoint,
         addr: &str,
         req: PeerRequest,
+    ) -> Result<PendingCall, CallError> {
+        self.send_until(to, addr, req, None).await
+    }
+
+    /// `send`, giving up at `deadline` (if any) while the queue stays full.
+    async fn send_until(
+        self: &Arc<Self>,
+        to: &Endpoint,
+        addr: &str,
+        req: PeerRequest,
+        deadline: Option<Instant>,
     ) -> Result<PendingCall, CallError> {
         if self.is_cut(&self.me, to) {
             return Err(CallError::NotSent(
@@ -321,7 +338,21 @@ impl Transport {
             from: self.me.clone(),
             body: Body::Request(req),
         });
-        if conn.out.send((self.due(&to.region), frame)).await.is_err() {
+        let queued = conn.out.send((self.due(&to.region), frame));
+        let queued = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, queued).await {
+                Ok(r) => r,
+                Err(_) => {
+                    conn.pending.lock().unwrap().remove(&id);
+                    return Err(CallError::NotSent(
+                        addr.to_string(),
+                        "the queue to the peer stayed full until the call's deadline".into(),
+                    ));
+                }
+            },
+            None => queued.await,
+        };
+        if queued.is_err() {
             conn.pending.lock().unwrap().remove(&id);
             self.conns.lock().await.remove(addr);
             return Err(CallError::NotSent(
