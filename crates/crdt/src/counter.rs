@@ -15,11 +15,15 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::hlc::RegionTag;
+use crate::vv::{Dot, VersionVector};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PnCounter {
     p: BTreeMap<RegionTag, u64>,
     n: BTreeMap<RegionTag, u64>,
+    /// Per region: the number of its last update applied (its dot), so a redelivered update
+    /// is recognised and skipped.
+    at: BTreeMap<RegionTag, u64>,
 }
 
 /// Why an update was refused.
@@ -52,32 +56,71 @@ impl PnCounter {
         p - n
     }
 
-    /// Adds `by` in `region` (a decrement when negative).
-    pub fn add(&mut self, region: RegionTag, by: i64) -> Result<(), Overflow> {
+    /// Whether adding `by` keeps the value in the signed 64-bit range: checked by the region
+    /// that accepts an update, before it is acknowledged.
+    pub fn check(&self, by: i64) -> Result<(), Overflow> {
         let value = self.value();
-        let after = value + i128::from(by);
-        let total = if by >= 0 { &self.p } else { &self.n };
-        let own = total.get(&region).copied().unwrap_or(0);
-        if i64::try_from(after).is_err() || own.checked_add(by.unsigned_abs()).is_none() {
+        if i64::try_from(value + i128::from(by)).is_err() {
             return Err(Overflow { value, by });
         }
+        Ok(())
+    }
+
+    /// Applies the update `dot` (its region's update number `dot.n`) adding `by`; returns
+    /// false, changing nothing, when the region's updates up to `dot.n` are applied already.
+    /// Never refuses: an update another region acknowledged must count here too (concurrent
+    /// updates can take the merged value outside the i64 range; `value` is exact).
+    pub fn apply(&mut self, dot: Dot, by: i64) -> bool {
+        let at = self.at.entry(dot.region).or_insert(0);
+        if *at >= dot.n {
+            return false;
+        }
+        *at = dot.n;
+        let before = self.value();
         let e = if by >= 0 {
-            self.p.entry(region).or_insert(0)
+            self.p.entry(dot.region).or_insert(0)
         } else {
-            self.n.entry(region).or_insert(0)
+            self.n.entry(dot.region).or_insert(0)
         };
-        *e += by.unsigned_abs();
+        *e = e.saturating_add(by.unsigned_abs());
         debug_assert_eq!(
             self.value(),
-            after,
+            before + i128::from(by),
             "an update changes the value by exactly its amount"
         );
-        Ok(())
+        true
+    }
+
+    /// Adds `by` in `region` as its next update (a decrement when negative), refused when it
+    /// would leave the i64 range.
+    pub fn add(&mut self, region: RegionTag, by: i64) -> Result<Dot, Overflow> {
+        self.check(by)?;
+        let n = self.at.get(&region).copied().unwrap_or(0) + 1;
+        let dot = Dot { region, n };
+        let applied = self.apply(dot, by);
+        debug_assert!(applied, "a region's next update is new");
+        Ok(dot)
+    }
+
+    /// The updates applied: per region, the number of its last one.
+    pub fn context(&self) -> VersionVector {
+        let mut v = VersionVector::new();
+        for (region, n) in &self.at {
+            v.add(Dot {
+                region: *region,
+                n: *n,
+            });
+        }
+        v
     }
 
     /// The per-region maximum: every region's totals only grow, so the larger is the later.
     pub fn merge(&mut self, other: &PnCounter) {
-        for (mine, theirs) in [(&mut self.p, &other.p), (&mut self.n, &other.n)] {
+        for (mine, theirs) in [
+            (&mut self.p, &other.p),
+            (&mut self.n, &other.n),
+            (&mut self.at, &other.at),
+        ] {
             for (r, v) in theirs {
                 let e = mine.entry(*r).or_insert(0);
                 *e = (*e).max(*v);
@@ -93,6 +136,7 @@ impl PnCounter {
         PnCounter {
             p: pick(&self.p),
             n: pick(&self.n),
+            at: pick(&self.at),
         }
     }
 }
@@ -158,6 +202,21 @@ mod tests {
                 replica.merge(c);
             }
             prop_assert_eq!(replica.value(), total);
+            // Updates delivered one by one (each region's in order, some twice) mixed with a
+            // merged state: every update counts once.
+            let mut by_ops = PnCounter::new();
+            let mut numbers: BTreeMap<u64, u64> = BTreeMap::new();
+            for (i, (region, by)) in updates.iter().enumerate() {
+                let n = numbers.entry(*region).or_insert(0);
+                *n += 1;
+                let dot = Dot { region: r(*region), n: *n };
+                by_ops.apply(dot, *by);
+                if order.get(i).is_some_and(|o| o % 3 == 0) {
+                    prop_assert!(!by_ops.apply(dot, *by), "a redelivered update is skipped");
+                    by_ops.merge(&states[i]);
+                }
+            }
+            prop_assert_eq!(by_ops.value(), total);
             if states.len() >= 3 {
                 let (a, b, c) = (&states[0], &states[states.len() / 2], &states[states.len() - 1]);
                 let join = |x: &PnCounter, y: &PnCounter| { let mut m = x.clone(); m.merge(y); m };

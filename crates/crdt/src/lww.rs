@@ -5,22 +5,7 @@
 //! undone by an older put arriving late. Merging is commutative, associative and idempotent
 //! (property-tested below), which is what lets shipping retry, duplicate and reorder.
 
-use serde::{Deserialize, Serialize};
-
-use crate::hlc::Hlc;
-
-/// One version of a key: the value (`None`: deleted) and the HLC of the write that made it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Versioned {
-    pub hlc: Hlc,
-    pub value: Option<Vec<u8>>,
-}
-
-impl Versioned {
-    pub fn is_tombstone(&self) -> bool {
-        self.value.is_none()
-    }
-}
+use crate::row::Versioned;
 
 /// Whether `incoming` replaces `stored` (absent: anything replaces it). Two versions with one
 /// HLC are one write (HLCs are unique per region and ordered by region last), so an equal
@@ -50,19 +35,21 @@ pub fn merge(a: Option<Versioned>, b: Option<Versioned>) -> Option<Versioned> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hlc::Hlc;
     use crate::hlc::RegionTag;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
     fn v(physical_ms: u64, logical: u32, region: &str, value: Option<&str>) -> Versioned {
-        Versioned {
-            hlc: Hlc {
+        Versioned::lww(
+            Hlc {
                 physical_ms,
                 logical,
                 origin: RegionTag::of(region),
             },
-            value: value.map(|s| s.as_bytes().to_vec()),
-        }
+            value.map(|s| s.as_bytes().to_vec()),
+            crate::vv::VersionVector::new(),
+        )
     }
 
     // Goal: the higher stamp wins whichever arrives first; a late older put does not undo a

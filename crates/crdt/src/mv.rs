@@ -10,14 +10,23 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::hlc::RegionTag;
+use crate::hlc::{Hlc, RegionTag};
 use crate::vv::{Dot, VersionVector};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MvRegister {
-    /// (dot, value; `None` for a delete kept as a sibling), sorted by dot.
-    siblings: Vec<(Dot, Option<Vec<u8>>)>,
+    /// Sorted by dot.
+    siblings: Vec<Sibling>,
     context: VersionVector,
+}
+
+/// One write kept in the register: its dot, its HLC (to report conflicts) and its value
+/// (`None`: a delete kept as a sibling).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sibling {
+    pub dot: Dot,
+    pub hlc: Hlc,
+    pub value: Option<Vec<u8>>,
 }
 
 impl MvRegister {
@@ -26,7 +35,7 @@ impl MvRegister {
     }
 
     /// The siblings, in dot order.
-    pub fn siblings(&self) -> &[(Dot, Option<Vec<u8>>)] {
+    pub fn siblings(&self) -> &[Sibling] {
         &self.siblings
     }
 
@@ -35,48 +44,62 @@ impl MvRegister {
         &self.context
     }
 
-    /// A write in `region` by a client that read `seen` (empty: it read nothing): replaces the
-    /// siblings `seen` covers, keeps the rest (they are concurrent with it), and returns the
-    /// write's dot.
+    /// A write in `region` (stamped `hlc`) by a client that read `seen` (empty: it read
+    /// nothing): replaces the siblings `seen` covers, keeps the rest (they are concurrent with
+    /// it). Returns the write's dot and the siblings kept beside it.
     pub fn write(
         &mut self,
         region: RegionTag,
+        hlc: Hlc,
         seen: &VersionVector,
         value: Option<Vec<u8>>,
-    ) -> Dot {
+    ) -> (Dot, Vec<Sibling>) {
         let dot = self.context.next(region);
-        self.siblings.retain(|(d, _)| !seen.contains(*d));
+        self.siblings.retain(|s| !seen.contains(s.dot));
         debug_assert!(
-            self.siblings.iter().all(|(d, _)| *d != dot),
+            self.siblings.iter().all(|s| s.dot != dot),
             "a new dot is new"
         );
-        self.siblings.push((dot, value));
-        self.siblings.sort_by_key(|(d, _)| *d);
-        dot
+        let concurrent = self.siblings.clone();
+        self.siblings.push(Sibling { dot, hlc, value });
+        self.siblings.sort_by_key(|s| s.dot);
+        (dot, concurrent)
     }
 
     /// Keeps each sibling the other replica has too, or has not seen (so has not replaced).
-    pub fn merge(&mut self, other: &MvRegister) {
-        let has = |r: &MvRegister, d: Dot| r.siblings.iter().any(|(x, _)| *x == d);
-        let mut kept: Vec<(Dot, Option<Vec<u8>>)> = self
+    /// Returns the pairs of siblings that meet here for the first time: one kept from each
+    /// side that the other had not seen (concurrent writes, now siblings).
+    pub fn merge(&mut self, other: &MvRegister) -> Vec<(Sibling, Sibling)> {
+        let has = |r: &MvRegister, d: Dot| r.siblings.iter().any(|s| s.dot == d);
+        let mine: Vec<Sibling> = self
             .siblings
             .iter()
-            .filter(|(d, _)| has(other, *d) || !other.context.contains(*d))
+            .filter(|s| has(other, s.dot) || !other.context.contains(s.dot))
             .cloned()
             .collect();
-        for (d, v) in &other.siblings {
-            if !has(self, *d) && !self.context.contains(*d) {
-                kept.push((*d, v.clone()));
+        let theirs: Vec<Sibling> = other
+            .siblings
+            .iter()
+            .filter(|s| !has(self, s.dot) && !self.context.contains(s.dot))
+            .cloned()
+            .collect();
+        let mut met = Vec::new();
+        for a in mine.iter().filter(|s| !has(other, s.dot)) {
+            for b in &theirs {
+                met.push((a.clone(), b.clone()));
             }
         }
-        kept.sort_by_key(|(d, _)| *d);
-        kept.dedup_by_key(|(d, _)| *d);
+        let mut kept = mine;
+        kept.extend(theirs);
+        kept.sort_by_key(|s| s.dot);
+        kept.dedup_by_key(|s| s.dot);
         self.siblings = kept;
         self.context.merge(&other.context);
         debug_assert!(
-            self.siblings.iter().all(|(d, _)| self.context.contains(*d)),
+            self.siblings.iter().all(|s| self.context.contains(s.dot)),
             "every sibling's dot is in the context"
         );
+        met
     }
 }
 
@@ -89,10 +112,18 @@ mod tests {
         RegionTag(i)
     }
 
+    fn h(t: u64) -> Hlc {
+        Hlc {
+            physical_ms: t,
+            logical: 0,
+            origin: RegionTag(0),
+        }
+    }
+
     fn values(m: &MvRegister) -> Vec<String> {
         m.siblings()
             .iter()
-            .map(|(_, v)| String::from_utf8(v.clone().unwrap_or_default()).unwrap())
+            .map(|s| String::from_utf8(s.value.clone().unwrap_or_default()).unwrap())
             .collect()
     }
 
@@ -102,13 +133,15 @@ mod tests {
     fn concurrent_writes_are_kept_and_replaced_by_what_saw_them() {
         let mut a = MvRegister::new();
         let mut b = MvRegister::new();
-        a.write(r(1), &VersionVector::new(), Some(b"x".to_vec()));
-        b.write(r(2), &VersionVector::new(), Some(b"y".to_vec()));
+        a.write(r(1), h(1), &VersionVector::new(), Some(b"x".to_vec()));
+        b.write(r(2), h(2), &VersionVector::new(), Some(b"y".to_vec()));
         let mut m = a.clone();
-        m.merge(&b);
+        let met = m.merge(&b);
+        assert_eq!(met.len(), 1, "x and y meet once");
+        assert!(m.clone().merge(&b).is_empty(), "and only once");
         assert_eq!(values(&m), vec!["x", "y"]);
         let mut resolved = m.clone();
-        resolved.write(r(1), &m.context().clone(), Some(b"z".to_vec()));
+        resolved.write(r(1), h(3), &m.context().clone(), Some(b"z".to_vec()));
         assert_eq!(values(&resolved), vec!["z"]);
         // b, still holding only y, learns of the resolution: y goes, z stays.
         let mut b2 = b.clone();
@@ -116,7 +149,7 @@ mod tests {
         assert_eq!(values(&b2), vec!["z"]);
         // A write that saw only x leaves y.
         let mut partial = m.clone();
-        partial.write(r(2), &a.context().clone(), Some(b"w".to_vec()));
+        partial.write(r(2), h(4), &a.context().clone(), Some(b"w".to_vec()));
         assert_eq!(values(&partial), vec!["y", "w"]);
     }
 
@@ -137,7 +170,7 @@ mod tests {
             for (i, (region, read_first)) in writes.iter().enumerate() {
                 let k = *region as usize;
                 let seen = if *read_first { replicas[k].context().clone() } else { VersionVector::new() };
-                let dot = replicas[k].write(r(*region), &seen, Some(format!("v{i}").into_bytes()));
+                let (dot, _) = replicas[k].write(r(*region), h(i as u64), &seen, Some(format!("v{i}").into_bytes()));
                 made.push((dot, seen));
                 snapshots.push(replicas[k].clone());
                 // Some gossip between writes.
@@ -156,7 +189,7 @@ mod tests {
                 .map(|(d, _)| *d)
                 .collect();
             maximal.sort();
-            let kept: Vec<Dot> = all.siblings().iter().map(|(d, _)| *d).collect();
+            let kept: Vec<Dot> = all.siblings().iter().map(|s| s.dot).collect();
             prop_assert_eq!(kept, maximal);
             for x in &replicas {
                 // Every replica, given everything, ends in the same state (duplicates included).

@@ -12,13 +12,22 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::hlc::RegionTag;
+use crate::hlc::Hlc;
 use crate::vv::{Dot, VersionVector};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrSet {
-    entries: BTreeMap<Vec<u8>, BTreeSet<Dot>>,
+    /// Per element, the live adds: dot and HLC (the HLC only to report conflicts).
+    entries: BTreeMap<Vec<u8>, BTreeMap<Dot, Hlc>>,
     context: VersionVector,
+}
+
+/// An add that a concurrent remove did not see, and that therefore kept its element.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddKept {
+    pub element: Vec<u8>,
+    pub dot: Dot,
+    pub hlc: Hlc,
 }
 
 impl OrSet {
@@ -31,27 +40,99 @@ impl OrSet {
         self.entries.keys().map(Vec::as_slice)
     }
 
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     pub fn contains(&self, element: &[u8]) -> bool {
         self.entries.contains_key(element)
     }
 
     /// The dots of `element`'s live adds (what a remove here would observe).
     pub fn dots(&self, element: &[u8]) -> BTreeSet<Dot> {
-        self.entries.get(element).cloned().unwrap_or_default()
+        self.entries
+            .get(element)
+            .map(|d| d.keys().copied().collect())
+            .unwrap_or_default()
     }
 
-    /// Adds `element` in `region`; returns the add's dot.
-    pub fn add(&mut self, region: RegionTag, element: Vec<u8>) -> Dot {
-        let dot = self.context.next(region);
-        self.entries.insert(element, BTreeSet::from([dot]));
+    /// Every operation seen.
+    pub fn context(&self) -> &VersionVector {
+        &self.context
+    }
+
+    /// Applies operation `dot` (stamped `hlc`), which had seen `seen`: each element of
+    /// `remove` loses the adds `seen` covers, each element of `add` has them replaced by this
+    /// operation's add. Returns `None`, changing nothing, when the operation was applied
+    /// already; otherwise the adds a remove did not see (they keep their element: add wins).
+    ///
+    /// The caller passes in `seen` every earlier operation of the dot's own region (a region
+    /// orders its operations), so a remove after an add in one region does remove it.
+    pub fn apply(
+        &mut self,
+        dot: Dot,
+        hlc: Hlc,
+        seen: &VersionVector,
+        add: &[Vec<u8>],
+        remove: &[Vec<u8>],
+    ) -> Option<Vec<AddKept>> {
+        if self.context.contains(dot) {
+            return None;
+        }
+        debug_assert!(!seen.contains(dot), "an operation has not seen itself");
+        let mut kept = Vec::new();
+        for e in remove {
+            if let Some(dots) = self.entries.get_mut(e) {
+                dots.retain(|d, _| !seen.contains(*d));
+                kept.extend(dots.iter().map(|(d, h)| AddKept {
+                    element: e.clone(),
+                    dot: *d,
+                    hlc: *h,
+                }));
+                if dots.is_empty() {
+                    self.entries.remove(e);
+                }
+            }
+        }
+        for e in add {
+            let dots = self.entries.entry(e.clone()).or_default();
+            dots.retain(|d, _| !seen.contains(*d));
+            dots.insert(dot, hlc);
+        }
+        self.context.add(dot);
+        debug_assert!(self.context.contains(dot));
+        Some(kept)
+    }
+
+    /// Adds `element` as `region`'s next operation, having seen this replica's state.
+    pub fn add(&mut self, region: crate::hlc::RegionTag, hlc: Hlc, element: Vec<u8>) -> Dot {
+        let dot = Dot {
+            region,
+            n: self.context.get(region) + 1,
+        };
+        let seen = self.context.clone();
+        self.apply(dot, hlc, &seen, &[element], &[]);
         dot
     }
 
-    /// Removes `element` as this replica sees it: adds it has not seen survive.
-    pub fn remove(&mut self, element: &[u8]) {
-        self.entries.remove(element);
+    /// Removes `element` as `region`'s next operation, having seen this replica's state:
+    /// adds it has not seen survive.
+    pub fn remove(&mut self, region: crate::hlc::RegionTag, hlc: Hlc, element: &[u8]) -> Dot {
+        let dot = Dot {
+            region,
+            n: self.context.get(region) + 1,
+        };
+        let seen = self.context.clone();
+        self.apply(dot, hlc, &seen, &[], &[element.to_vec()]);
+        dot
     }
 
+    /// The join of two replicas' states: a dot is kept unless one side has seen it and dropped
+    /// it.
     pub fn merge(&mut self, other: &OrSet) {
         let keys: BTreeSet<Vec<u8>> = self
             .entries
@@ -62,11 +143,15 @@ impl OrSet {
         for k in keys {
             let mine = self.entries.get(&k).cloned().unwrap_or_default();
             let theirs = other.entries.get(&k).cloned().unwrap_or_default();
-            let kept: BTreeSet<Dot> = mine
+            let kept: BTreeMap<Dot, Hlc> = mine
                 .iter()
-                .filter(|d| theirs.contains(d) || !other.context.contains(**d))
-                .chain(theirs.iter().filter(|d| !self.context.contains(**d)))
-                .copied()
+                .filter(|(d, _)| theirs.contains_key(d) || !other.context.contains(**d))
+                .chain(
+                    theirs
+                        .iter()
+                        .filter(|(d, _)| !self.context.contains(**d)),
+                )
+                .map(|(d, h)| (*d, *h))
                 .collect();
             if kept.is_empty() {
                 self.entries.remove(&k);
@@ -78,7 +163,7 @@ impl OrSet {
         debug_assert!(
             self.entries
                 .values()
-                .flatten()
+                .flat_map(|d| d.keys())
                 .all(|d| self.context.contains(*d)),
             "every live dot is in the context"
         );
@@ -88,10 +173,19 @@ impl OrSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hlc::RegionTag;
     use proptest::prelude::*;
 
     fn r(i: u64) -> RegionTag {
         RegionTag(i)
+    }
+
+    fn h(t: u64) -> Hlc {
+        Hlc {
+            physical_ms: t,
+            logical: 0,
+            origin: RegionTag(0),
+        }
     }
 
     fn members(s: &OrSet) -> Vec<String> {
@@ -105,17 +199,17 @@ mod tests {
     #[test]
     fn concurrent_add_wins_and_removal_sticks() {
         let mut a = OrSet::new();
-        a.add(r(1), b"x".to_vec());
+        a.add(r(1), h(1), b"x".to_vec());
         let mut b = a.clone();
-        b.remove(b"x");
-        a.add(r(1), b"x".to_vec()); // concurrent with b's remove
+        b.remove(r(2), h(2), b"x");
+        a.add(r(1), h(3), b"x".to_vec()); // concurrent with b's remove
         let mut m = b.clone();
         m.merge(&a);
         assert_eq!(members(&m), vec!["x"], "add wins");
         let mut gone = OrSet::new();
-        gone.add(r(2), b"y".to_vec());
+        gone.add(r(2), h(4), b"y".to_vec());
         let old = gone.clone();
-        gone.remove(b"y");
+        gone.remove(r(2), h(5), b"y");
         gone.merge(&old);
         assert!(
             !gone.contains(b"y"),
@@ -142,10 +236,10 @@ mod tests {
                 let el = vec![*e];
                 observed.extend(replicas[*k].dots(&el));
                 if *is_add {
-                    let d = replicas[*k].add(r(*k as u64), el);
+                    let d = replicas[*k].add(r(*k as u64), h(i as u64), el);
                     adds.push((*e, d));
                 } else {
-                    replicas[*k].remove(&el);
+                    replicas[*k].remove(r(*k as u64), h(i as u64), &el);
                 }
                 snapshots.push(replicas[*k].clone());
                 if let Some((from, to)) = gossip.get(i) {
