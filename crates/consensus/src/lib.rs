@@ -12,6 +12,7 @@
 pub mod freshness;
 pub mod group;
 pub mod keys;
+pub mod ledger;
 pub mod log_store;
 pub mod network;
 pub mod runtime;

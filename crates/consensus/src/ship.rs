@@ -5,6 +5,7 @@
 
 use std::io;
 
+use meridian_crdt::Dot;
 use meridian_storage::{SharedEngine, Table};
 use meridian_types::wire::{Command, ShipBatch, Shipped};
 use meridian_types::GroupId;
@@ -67,6 +68,7 @@ pub async fn read_committed(
         fresh: None,
     };
     let mut bytes = 0usize;
+    let mut typed_keys = std::collections::HashSet::new();
     for entry in entries {
         let index = entry.log_id.index;
         if index != batch.to + 1 {
@@ -82,18 +84,67 @@ pub async fn read_committed(
                 batch.to + 1
             )));
         }
-        if let EntryPayload::Normal(Command::Write { key, value, hlc }) = entry.payload {
-            let size = key.len() + value.as_ref().map_or(0, Vec::len);
-            if !batch.writes.is_empty() && bytes + size > max_bytes {
-                break;
-            }
-            bytes += size;
-            batch.writes.push(Shipped {
-                index,
+        match entry.payload {
+            EntryPayload::Normal(Command::Write {
                 key,
                 value,
                 hlc,
-            });
+                mut seen,
+            }) => {
+                let size = key.len() + value.as_ref().map_or(0, Vec::len);
+                if !batch.writes.is_empty() && bytes + size > max_bytes {
+                    break;
+                }
+                bytes += size;
+                seen.add(Dot {
+                    region: hlc.origin,
+                    n: index,
+                });
+                batch.writes.push(Shipped {
+                    index,
+                    key,
+                    value,
+                    hlc,
+                    vv: seen.clone(),
+                    seen,
+                    typed: None,
+                });
+            }
+            EntryPayload::Normal(Command::Update {
+                key,
+                hlc: Some(hlc),
+                ..
+            }) => {
+                // A typed key ships its whole state as it is now (applied at least to this
+                // entry), once per batch: the destination joins it.
+                if !typed_keys.insert(key.clone()) {
+                    batch.to = index;
+                    continue;
+                }
+                let row = crate::state_machine::read_versioned(engine, group, &key)
+                    .map_err(io_err)?
+                    .and_then(|v| v.typed);
+                let Some(typed) = row else {
+                    return Err(io::Error::other(format!(
+                        "group {group}: typed key of entry {index} has no typed state although applied"
+                    )));
+                };
+                let size = key.len() + crate::log_store::encode(&typed).len();
+                if !batch.writes.is_empty() && bytes + size > max_bytes {
+                    break;
+                }
+                bytes += size;
+                batch.writes.push(Shipped {
+                    index,
+                    key,
+                    value: None,
+                    hlc,
+                    vv: Default::default(),
+                    seen: Default::default(),
+                    typed: Some(typed),
+                });
+            }
+            _ => {}
         }
         batch.to = index;
     }

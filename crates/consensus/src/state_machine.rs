@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 
 use futures::{Stream, StreamExt};
-use meridian_crdt::{lww, Hlc, Versioned};
+use meridian_crdt::{row, Conflict, Dot, Hlc, Op, Versioned};
 use meridian_storage::{prefix_end, GroupCommitter, SharedEngine, Table, WriteBatch};
 use meridian_types::ids::is_async_group;
 use meridian_types::wire::{Command, CommandResult, ShipBatch, SourceFreshness};
@@ -22,6 +22,7 @@ use openraft::EntryPayload;
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
+use crate::ledger;
 use crate::log_store::{decode, encode, io_err};
 use crate::typ::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 
@@ -77,6 +78,10 @@ struct GeoChanges {
     cursors: BTreeMap<GroupId, u64>,
     /// Per source: the highest HLC of its writes applied by shipping.
     src_hlc: BTreeMap<GroupId, Hlc>,
+    /// Conflicts found by the command being applied (moved into its result).
+    found: Vec<Conflict>,
+    /// The ledger's (next sequence number, dropped) once this apply has recorded an entry.
+    ledger: Option<(u64, u64)>,
 }
 
 /// A snapshot's content: the group's data rows and its replicated meta rows (an async group's
@@ -98,11 +103,99 @@ struct StoredSnapshot {
 pub struct StateMachine {
     group: GroupId,
     committer: GroupCommitter,
+    /// Conflict ledger entries kept per group (the oldest beyond are dropped and counted).
+    ledger_max: u64,
 }
+
+/// Conflict ledger entries kept per group unless configured (`conflict_ledger_max`).
+pub const LEDGER_MAX_DEFAULT: u64 = 10_000;
 
 impl StateMachine {
     pub fn new(group: GroupId, committer: GroupCommitter) -> StateMachine {
-        StateMachine { group, committer }
+        StateMachine {
+            group,
+            committer,
+            ledger_max: LEDGER_MAX_DEFAULT,
+        }
+    }
+
+    /// Keeps at most `max` (at least 1) conflict ledger entries.
+    pub fn with_ledger_max(mut self, max: u64) -> StateMachine {
+        self.ledger_max = max.max(1);
+        self
+    }
+
+    /// Applies an operation on a typed key of a sync group: the stored value is the rendered
+    /// one (a counter's decimal, a set's sorted JSON array of strings), changed in place; the
+    /// log orders every operation, so there is nothing to merge.
+    fn apply_update_sync(
+        &self,
+        key: Vec<u8>,
+        op: Op,
+        batch: &mut WriteBatch,
+        overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> io::Result<CommandResult> {
+        let current = self.current(overlay, &key)?;
+        let existed = current.is_some();
+        let refuse = |why: String| CommandResult {
+            existed,
+            succeeded: false,
+            current: current.clone(),
+            refused: Some(why),
+            ..Default::default()
+        };
+        let next = match &op {
+            Op::Incr(by) => {
+                let now: i64 = match &current {
+                    None => 0,
+                    Some(b) => match std::str::from_utf8(b).ok().and_then(|t| t.parse().ok()) {
+                        Some(v) => v,
+                        None => return Ok(refuse("the key holds a value that is not a counter (written before the keyspace was a counter?); delete it first".into())),
+                    },
+                };
+                match now.checked_add(*by) {
+                    Some(v) => v.to_string().into_bytes(),
+                    None => {
+                        return Ok(refuse(
+                            meridian_crdt::counter::Overflow {
+                                value: i128::from(now),
+                                by: *by,
+                            }
+                            .to_string(),
+                        ))
+                    }
+                }
+            }
+            Op::Set { add, remove } => {
+                let mut members: std::collections::BTreeSet<String> = match &current {
+                    None => Default::default(),
+                    Some(b) => match serde_json::from_slice(b) {
+                        Ok(m) => m,
+                        Err(_) => return Ok(refuse("the key holds a value that is not a set (written before the keyspace was a set?); delete it first".into())),
+                    },
+                };
+                for r in remove {
+                    members.remove(String::from_utf8_lossy(r).as_ref());
+                }
+                for a in add {
+                    members.insert(String::from_utf8_lossy(a).into_owned());
+                }
+                serde_json::to_vec(&members).expect("strings encode")
+            }
+            Op::Mv { .. } => {
+                return Ok(refuse(
+                    "multi-value registers exist only in async keyspaces (a sync keyspace orders every write, so nothing is ever concurrent)".into(),
+                ))
+            }
+        };
+        batch.put(Table::Data, keys::data_key(self.group, &key), next.clone());
+        overlay.insert(key, Some(next.clone()));
+        Ok(CommandResult {
+            existed,
+            succeeded: true,
+            current: Some(next),
+            ..Default::default()
+        })
     }
 
     fn engine(&self) -> &SharedEngine {
@@ -188,7 +281,37 @@ impl StateMachine {
         Ok(purged)
     }
 
-    /// Merges one version of `key` last-writer-wins; returns whether a live value existed.
+    fn stored(
+        &self,
+        overlay: &HashMap<Vec<u8>, Option<Vec<u8>>>,
+        key: &[u8],
+    ) -> io::Result<Option<Versioned>> {
+        self.current(overlay, key)?
+            .map(|b| decode::<Versioned>(&b))
+            .transpose()
+    }
+
+    /// Writes `row` as `key`'s version and raises the group's highest HLC to `hlc`.
+    fn put_row(
+        &self,
+        key: Vec<u8>,
+        row: &Versioned,
+        hlc: Hlc,
+        batch: &mut WriteBatch,
+        overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+        geo: &mut GeoChanges,
+    ) -> io::Result<()> {
+        let high = self.hlc_max(geo)?;
+        geo.hlc_max = Some(high.map_or(hlc, |h| h.max(hlc)));
+        let bytes = encode(row);
+        batch.put(Table::Data, keys::data_key(self.group, &key), bytes.clone());
+        overlay.insert(key, Some(bytes));
+        Ok(())
+    }
+
+    /// Merges one version of `key` (a write, a shipped write or row, a repair) by its type;
+    /// records the conflicts it resolved. Returns whether a live value existed and whether
+    /// the row changed.
     fn merge(
         &self,
         key: Vec<u8>,
@@ -197,20 +320,97 @@ impl StateMachine {
         overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
         geo: &mut GeoChanges,
     ) -> io::Result<Merged> {
-        let stored = self
-            .current(overlay, &key)?
-            .map(|b| decode::<Versioned>(&b))
-            .transpose()?;
+        let stored = self.stored(overlay, &key)?;
         let existed = stored.as_ref().is_some_and(|s| !s.is_tombstone());
-        let high = self.hlc_max(geo)?;
-        geo.hlc_max = Some(high.map_or(incoming.hlc, |h| h.max(incoming.hlc)));
-        let won = lww::wins(&incoming, stored.as_ref());
-        if won {
-            let bytes = encode(&incoming);
-            batch.put(Table::Data, keys::data_key(self.group, &key), bytes.clone());
-            overlay.insert(key, Some(bytes));
+        let (row, conflicts) = row::merge(stored.as_ref(), &incoming);
+        let won = row.is_some();
+        match row {
+            Some(row) => self.put_row(key.clone(), &row, incoming.hlc, batch, overlay, geo)?,
+            None => {
+                let high = self.hlc_max(geo)?;
+                geo.hlc_max = Some(high.map_or(incoming.hlc, |h| h.max(incoming.hlc)));
+            }
         }
+        self.record(&key, conflicts, batch, geo)?;
         Ok(Merged { existed, won })
+    }
+
+    /// Appends conflicts to this replica's ledger (see [`ledger`]), dropping the oldest past
+    /// the bound; counted in the result for the node's metrics.
+    fn record(
+        &self,
+        key: &[u8],
+        conflicts: Vec<Conflict>,
+        batch: &mut WriteBatch,
+        geo: &mut GeoChanges,
+    ) -> io::Result<()> {
+        if conflicts.is_empty() {
+            return Ok(());
+        }
+        let (mut next, mut dropped) = match geo.ledger {
+            Some(l) => l,
+            None => ledger::position(self.engine(), self.group).map_err(io_err)?,
+        };
+        let detected = self.hlc_max(geo)?.unwrap_or_default();
+        for c in conflicts {
+            let entry = ledger::Entry::new(next, key, &c, detected);
+            batch.put(
+                Table::Meta,
+                keys::meta_key(self.group, &ledger::entry_tag(next)),
+                encode(&entry),
+            );
+            if next >= self.ledger_max {
+                batch.delete(
+                    Table::Meta,
+                    keys::meta_key(self.group, &ledger::entry_tag(next - self.ledger_max)),
+                );
+                dropped += 1;
+            }
+            next += 1;
+            geo.found.push(c);
+        }
+        assert!(next > 0, "the ledger's next sequence number only grows");
+        batch.put(
+            Table::Meta,
+            keys::meta_key(self.group, ledger::META_LEDGER),
+            encode(&(next, dropped)),
+        );
+        geo.ledger = Some((next, dropped));
+        Ok(())
+    }
+
+    /// Applies an operation on a typed key of an async group, stamped `hlc`.
+    fn apply_update_async(
+        &self,
+        key: Vec<u8>,
+        op: Op,
+        hlc: Hlc,
+        batch: &mut WriteBatch,
+        overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+        geo: &mut GeoChanges,
+    ) -> io::Result<CommandResult> {
+        let stored = self.stored(overlay, &key)?;
+        let existed = stored.as_ref().is_some_and(|s| s.render().is_some());
+        match row::apply_op(stored.as_ref(), hlc.origin, hlc, &op) {
+            Ok((row, conflicts)) => {
+                self.put_row(key.clone(), &row, hlc, batch, overlay, geo)?;
+                self.record(&key, conflicts, batch, geo)?;
+                Ok(CommandResult {
+                    existed,
+                    succeeded: true,
+                    hlc: Some(hlc),
+                    current: row.render(),
+                    ..Default::default()
+                })
+            }
+            Err(e) => Ok(CommandResult {
+                existed,
+                succeeded: false,
+                current: stored.and_then(|s| s.render()),
+                refused: Some(e.to_string()),
+                ..Default::default()
+            }),
+        }
     }
 
     /// Applies a shipped batch: refused if it would leave a gap after the cursor; writes at
@@ -234,10 +434,7 @@ impl StateMachine {
         let mut last = cursor;
         if b.state {
             for w in b.writes {
-                let v = Versioned {
-                    hlc: w.hlc,
-                    value: w.value,
-                };
+                let v = w.version();
                 self.merge(w.key, v, batch, overlay, geo)?;
             }
         } else {
@@ -254,13 +451,10 @@ impl StateMachine {
                 );
                 geo.src_hlc
                     .insert(b.source, high.map_or(w.hlc, |h| h.max(w.hlc)));
-                if inject::loses(self.group, w.index) {
+                if inject::loses(self.group, w.index) && w.typed.is_none() {
                     continue;
                 }
-                let v = Versioned {
-                    hlc: w.hlc,
-                    value: w.value,
-                };
+                let v = w.version();
                 self.merge(w.key, v, batch, overlay, geo)?;
             }
         }
@@ -292,6 +486,7 @@ impl StateMachine {
 
     fn apply_command(
         &self,
+        index: u64,
         cmd: Command,
         batch: &mut WriteBatch,
         overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
@@ -299,8 +494,22 @@ impl StateMachine {
     ) -> io::Result<CommandResult> {
         let is_async = is_async_group(self.group);
         let cmd = match (cmd, is_async) {
-            (Command::Write { key, value, hlc }, true) => {
-                let merged = self.merge(key, Versioned { hlc, value }, batch, overlay, geo)?;
+            (
+                Command::Write {
+                    key,
+                    value,
+                    hlc,
+                    mut seen,
+                },
+                true,
+            ) => {
+                // The write's dot: its region and its index in this log.
+                seen.add(Dot {
+                    region: hlc.origin,
+                    n: index,
+                });
+                let merged =
+                    self.merge(key, Versioned::lww(hlc, value, seen), batch, overlay, geo)?;
                 return Ok(CommandResult {
                     existed: merged.existed,
                     succeeded: true,
@@ -309,13 +518,21 @@ impl StateMachine {
                 });
             }
             (Command::Ship(b), true) => return self.apply_ship(b, batch, overlay, geo),
+            (
+                Command::Update {
+                    key,
+                    op,
+                    hlc: Some(hlc),
+                },
+                true,
+            ) => return self.apply_update_async(key, op, hlc, batch, overlay, geo),
+            (Command::Update { key, op, hlc: None }, false) => {
+                return self.apply_update_sync(key, op, batch, overlay)
+            }
             (Command::Repair { source, writes }, true) if source != self.group => {
                 let mut changed = 0;
                 for w in writes {
-                    let v = Versioned {
-                        hlc: w.hlc,
-                        value: w.value,
-                    };
+                    let v = w.version();
                     changed += u64::from(self.merge(w.key, v, batch, overlay, geo)?.won);
                 }
                 return Ok(CommandResult {
@@ -346,7 +563,8 @@ impl StateMachine {
                 false,
             )
             | (cmd @ (Command::Put { .. } | Command::Delete { .. } | Command::Cas { .. }), true)
-            | (cmd @ Command::Repair { .. }, true) => {
+            | (cmd @ Command::Repair { .. }, true)
+            | (cmd @ Command::Update { .. }, _) => {
                 // The node routes by keyspace type; a command of the other kind (or a repair
                 // from the group itself) is refused (deterministically, on every replica)
                 // rather than applied half-right.
@@ -362,6 +580,7 @@ impl StateMachine {
             Command::Put { key, value } => (key, Some(value), true),
             Command::Delete { key } => (key, None, true),
             Command::Write { .. }
+            | Command::Update { .. }
             | Command::Ship(_)
             | Command::Repair { .. }
             | Command::Purge { .. } => {
@@ -516,7 +735,7 @@ pub fn read(
     key: &[u8],
 ) -> meridian_storage::Result<Option<Vec<u8>>> {
     if is_async_group(group) {
-        return Ok(read_versioned(engine, group, key)?.and_then(|v| v.value));
+        return Ok(read_versioned(engine, group, key)?.and_then(|v| v.render()));
     }
     engine.get(Table::Data, &keys::data_key(group, key))
 }
@@ -546,7 +765,7 @@ pub fn scan(
         let Some((last, _)) = page.last() else { break };
         from = [last.as_slice(), &[0]].concat();
         for (k, v) in page {
-            if let Some(value) = decode_version(group, &v).and_then(|v| v.value) {
+            if let Some(value) = decode_version(group, &v).and_then(|v| v.render()) {
                 out.push((keys::user_key(&k).to_vec(), value));
             }
         }
@@ -581,10 +800,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::default(),
                 EntryPayload::Normal(cmd) => {
-                    if matches!(cmd, Command::Write { .. }) {
+                    if matches!(cmd, Command::Write { .. } | Command::Update { .. }) {
                         geo.last_write = Some(entry.log_id.index);
                     }
-                    let mut r = self.apply_command(cmd, &mut batch, &mut overlay, &mut geo)?;
+                    let found_before = geo.found.len();
+                    let mut r = self.apply_command(
+                        entry.log_id.index,
+                        cmd,
+                        &mut batch,
+                        &mut overlay,
+                        &mut geo,
+                    )?;
+                    r.conflicts = geo.found.split_off(found_before);
                     r.index = entry.log_id.index;
                     r
                 }

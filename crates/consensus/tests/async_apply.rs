@@ -33,6 +33,9 @@ fn shipped(index: u64, key: &str, value: Option<&str>, t: u64) -> Shipped {
         key: key.as_bytes().to_vec(),
         value: value.map(|v| v.as_bytes().to_vec()),
         hlc: hlc(t, "us-east-1"),
+        vv: Default::default(),
+        seen: Default::default(),
+        typed: None,
     }
 }
 
@@ -129,6 +132,7 @@ async fn shipped_batches_apply_in_order_once_and_merge_by_hlc() {
         key: b"a".to_vec(),
         value: Some(b"old".to_vec()),
         hlc: hlc(11, "eu-west-1"),
+        seen: Default::default(),
     };
     apply(&mut sm, 4, old).await;
     let a = state_machine::read_versioned(&engine, dest, b"a")
@@ -139,6 +143,7 @@ async fn shipped_batches_apply_in_order_once_and_merge_by_hlc() {
         key: b"a".to_vec(),
         value: Some(b"new".to_vec()),
         hlc: hlc(16, "eu-west-1"),
+        seen: Default::default(),
     };
     apply(&mut sm, 5, newer).await;
     assert_eq!(value(&engine, dest, "a").as_deref(), Some("new"));
@@ -162,6 +167,7 @@ async fn repairs_merge_and_leave_cursors_alone() {
         key: key.as_bytes().to_vec(),
         value: value.map(|v| v.as_bytes().to_vec()),
         hlc: hlc(t, "eu-west-1"),
+        seen: Default::default(),
     };
     apply(&mut sm, 1, write("a", Some("local"), 100)).await;
     apply(&mut sm, 2, write("b", Some("local"), 300)).await;
@@ -213,6 +219,7 @@ async fn purges_wait_for_every_source_and_spare_newer_versions() {
         key: b"revived".to_vec(),
         value: Some(b"back".to_vec()),
         hlc: hlc(250, "eu-west-1"),
+        seen: Default::default(),
     };
     apply(&mut sm, 2, revive).await;
     let src = state_machine::src_hlcs(&engine, dest).unwrap();
@@ -248,4 +255,110 @@ async fn purges_wait_for_every_source_and_spare_newer_versions() {
     };
     apply(&mut sm, 5, held).await;
     assert!(row("late").is_some_and(|v| v.is_tombstone()));
+}
+
+// Goal: an lww write that had not seen the stored winner is a conflict, recorded once in the
+// ledger and returned in the result; a write that had seen it is not.
+#[tokio::test]
+async fn concurrent_lww_writes_are_recorded_in_the_ledger() {
+    let (engine, mut sm, source, dest) = setup();
+    let local = |value: &str, t, seen| Command::Write {
+        key: b"k".to_vec(),
+        value: Some(value.as_bytes().to_vec()),
+        hlc: hlc(t, "eu-west-1"),
+        seen,
+    };
+    apply(&mut sm, 1, local("here", 10, Default::default())).await;
+    // The source's write of index 1 had seen nothing of this region: concurrent.
+    let mut theirs = shipped(1, "k", Some("there"), 20);
+    theirs.vv.add(meridian_crdt::Dot {
+        region: RegionTag::of("us-east-1"),
+        n: 1,
+    });
+    theirs.seen = theirs.vv.clone();
+    apply(&mut sm, 2, ship(source, 1, 1, vec![theirs])).await;
+    assert_eq!(value(&engine, dest, "k").as_deref(), Some("there"));
+    let entries = meridian_consensus::ledger::entries(&engine, dest, 0, 10).unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].outcome, meridian_crdt::Outcome::BWon);
+    assert_eq!(entries[0].a.value.as_deref(), Some(b"here".as_slice()));
+    // A local write that read the merged row has seen both: no conflict.
+    let seen = state_machine::read_versioned(&engine, dest, b"k")
+        .unwrap()
+        .unwrap()
+        .context();
+    apply(&mut sm, 3, local("after", 30, seen)).await;
+    assert_eq!(value(&engine, dest, "k").as_deref(), Some("after"));
+    assert_eq!(
+        meridian_consensus::ledger::entries(&engine, dest, 0, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+// Goal: counter updates apply locally and a shipped counter state joins without counting an
+// update twice; a set update renders sorted members; a sync counter is a decimal in place.
+#[tokio::test]
+async fn typed_updates_apply_and_shipped_states_join() {
+    let (engine, mut sm, source, dest) = setup();
+    let incr = |by, t| Command::Update {
+        key: b"views".to_vec(),
+        op: meridian_crdt::Op::Incr(by),
+        hlc: Some(hlc(t, "eu-west-1")),
+    };
+    apply(&mut sm, 1, incr(5, 10)).await;
+    apply(&mut sm, 2, incr(2, 11)).await;
+    assert_eq!(value(&engine, dest, "views").as_deref(), Some("7"));
+    // The source's counter after its own +10, shipped twice (a retry).
+    let (theirs, _) = meridian_crdt::row::apply_op(
+        None,
+        RegionTag::of("us-east-1"),
+        hlc(12, "us-east-1"),
+        &meridian_crdt::Op::Incr(10),
+    )
+    .unwrap();
+    let mut w = shipped(1, "views", None, 12);
+    w.typed = theirs.typed;
+    apply(&mut sm, 3, ship(source, 1, 1, vec![w.clone()])).await;
+    apply(
+        &mut sm,
+        4,
+        Command::Repair {
+            source,
+            writes: vec![w],
+        },
+    )
+    .await;
+    assert_eq!(value(&engine, dest, "views").as_deref(), Some("17"));
+    let set = Command::Update {
+        key: b"cart".to_vec(),
+        op: meridian_crdt::Op::Set {
+            add: vec![b"pear".to_vec(), b"apple".to_vec()],
+            remove: vec![],
+        },
+        hlc: Some(hlc(13, "eu-west-1")),
+    };
+    apply(&mut sm, 5, set).await;
+    assert_eq!(
+        value(&engine, dest, "cart").as_deref(),
+        Some(r#"["apple","pear"]"#)
+    );
+
+    let committer = GroupCommitter::start(engine.clone(), "sync".into());
+    let sync = meridian_types::ids::group_id(keyspace_id("hits"), 0);
+    let mut sm = StateMachine::new(sync, committer);
+    let sync_incr = |by| Command::Update {
+        key: b"n".to_vec(),
+        op: meridian_crdt::Op::Incr(by),
+        hlc: None,
+    };
+    apply(&mut sm, 1, sync_incr(i64::MAX)).await;
+    apply(&mut sm, 2, sync_incr(1)).await;
+    apply(&mut sm, 3, sync_incr(-3)).await;
+    assert_eq!(
+        value(&engine, sync, "n"),
+        Some((i64::MAX - 3).to_string()),
+        "the overflowing update was refused"
+    );
 }

@@ -146,11 +146,7 @@ impl OrSet {
             let kept: BTreeMap<Dot, Hlc> = mine
                 .iter()
                 .filter(|(d, _)| theirs.contains_key(d) || !other.context.contains(**d))
-                .chain(
-                    theirs
-                        .iter()
-                        .filter(|(d, _)| !self.context.contains(**d)),
-                )
+                .chain(theirs.iter().filter(|(d, _)| !self.context.contains(**d)))
                 .map(|(d, h)| (*d, *h))
                 .collect();
             if kept.is_empty() {

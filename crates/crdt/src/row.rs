@@ -173,7 +173,10 @@ pub enum OpError {
     Overflow(Overflow),
     /// The key holds another type (a keyspace's type never changes, so only a bug or a
     /// hand-made command gets here).
-    WrongType { stored: &'static str, op: &'static str },
+    WrongType {
+        stored: &'static str,
+        op: &'static str,
+    },
 }
 
 impl std::fmt::Display for OpError {
@@ -281,7 +284,10 @@ pub fn parse_context_token(token: &str) -> Result<VersionVector, String> {
                 region: RegionTag(r),
                 n,
             }),
-            _ => return Err("a causal context token holds hex digits only; send back the token a read returned".into()),
+            _ => return Err(
+                "a causal context token holds hex digits only; send back the token a read returned"
+                    .into(),
+            ),
         }
     }
     Ok(vv)
@@ -318,13 +324,20 @@ pub fn apply_write(
     stored: Option<&Versioned>,
     incoming: Versioned,
 ) -> (Option<Versioned>, Option<Conflict>) {
-    debug_assert!(incoming.typed.is_none(), "an lww write carries no typed state");
+    debug_assert!(
+        incoming.typed.is_none(),
+        "an lww write carries no typed state"
+    );
     let Some(s) = stored else {
         return (Some(incoming), None);
     };
     if s.typed.is_some() {
         // Only a bug mixes types in one key; keep the row (deterministically) and say so.
-        debug_assert!(false, "an lww write to a {} key", s.typed.as_ref().map_or("?", Typed::type_name));
+        debug_assert!(
+            false,
+            "an lww write to a {} key",
+            s.typed.as_ref().map_or("?", Typed::type_name)
+        );
         return (None, None);
     }
     let conflict = (s.hlc != incoming.hlc && s.vv.compare(&incoming.vv) == Causal::Concurrent)
@@ -429,7 +442,10 @@ pub fn apply_op(
 /// Merges a whole row (shipped state, a repair) into the stored one: `lww` rows as a write,
 /// typed rows by their type's join. Returns the new row (`None`: nothing changed) and the
 /// conflicts the join resolved.
-pub fn merge(stored: Option<&Versioned>, incoming: &Versioned) -> (Option<Versioned>, Vec<Conflict>) {
+pub fn merge(
+    stored: Option<&Versioned>,
+    incoming: &Versioned,
+) -> (Option<Versioned>, Vec<Conflict>) {
     let Some(inc) = &incoming.typed else {
         let (row, c) = apply_write(stored, incoming.clone());
         return (row, c.into_iter().collect());
@@ -468,7 +484,12 @@ pub fn merge(stored: Option<&Versioned>, incoming: &Versioned) -> (Option<Versio
             Typed::Mv(m)
         }
         (stored_type, _) => {
-            debug_assert!(false, "merging a {} row into a {:?} row", inc.type_name(), stored_type.as_ref().map(Typed::type_name));
+            debug_assert!(
+                false,
+                "merging a {} row into a {:?} row",
+                inc.type_name(),
+                stored_type.as_ref().map(Typed::type_name)
+            );
             return (None, Vec::new());
         }
     };
@@ -488,10 +509,7 @@ pub fn merge(stored: Option<&Versioned>, incoming: &Versioned) -> (Option<Versio
 /// Whether merging `incoming` would change `stored` (anti-entropy's test for a missing
 /// version).
 pub fn changes(stored: Option<&Versioned>, incoming: &Versioned) -> bool {
-    match (&incoming.typed, stored) {
-        (None, s) => lww::wins(incoming, s),
-        (Some(_), _) => merge(stored, incoming).0.is_some(),
-    }
+    merge(stored, incoming).0.is_some()
 }
 
 #[cfg(test)]
@@ -522,7 +540,11 @@ mod tests {
     #[test]
     fn lww_reports_exactly_the_concurrent_writes() {
         let a = Versioned::lww(h(10, "us"), Some(b"a".to_vec()), vv(&[("us", 3)]));
-        let after = Versioned::lww(h(11, "eu"), Some(b"b".to_vec()), vv(&[("us", 3), ("eu", 5)]));
+        let after = Versioned::lww(
+            h(11, "eu"),
+            Some(b"b".to_vec()),
+            vv(&[("us", 3), ("eu", 5)]),
+        );
         let (row, c) = apply_write(Some(&a), after.clone());
         assert_eq!(row.unwrap().value, Some(b"b".to_vec()));
         assert!(c.is_none(), "it had seen the winner");
@@ -549,17 +571,60 @@ mod tests {
         let (c, _) = apply_op(Some(&c), us, h(2, "us"), &Op::Incr(-7)).unwrap();
         assert_eq!(c.render(), Some(b"-2".to_vec()));
         let (big, _) = apply_op(None, us, h(1, "us"), &Op::Incr(i64::MAX)).unwrap();
-        assert!(matches!(apply_op(Some(&big), us, h(2, "us"), &Op::Incr(1)), Err(OpError::Overflow(_))));
-        let e = apply_op(Some(&c), us, h(3, "us"), &Op::Set { add: vec![], remove: vec![] }).unwrap_err();
+        assert!(matches!(
+            apply_op(Some(&big), us, h(2, "us"), &Op::Incr(1)),
+            Err(OpError::Overflow(_))
+        ));
+        let e = apply_op(
+            Some(&c),
+            us,
+            h(3, "us"),
+            &Op::Set {
+                add: vec![],
+                remove: vec![],
+            },
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "the key holds a counter, not a set");
-        let (s, _) = apply_op(None, us, h(1, "us"), &Op::Set { add: vec![b"b".to_vec(), b"a\"".to_vec()], remove: vec![] }).unwrap();
+        let (s, _) = apply_op(
+            None,
+            us,
+            h(1, "us"),
+            &Op::Set {
+                add: vec![b"b".to_vec(), b"a\"".to_vec()],
+                remove: vec![],
+            },
+        )
+        .unwrap();
         assert_eq!(s.render(), Some(br#"["a\"","b"]"#.to_vec()));
-        let (x, _) = apply_op(None, us, h(1, "us"), &Op::Mv { value: Some(b"x".to_vec()), context: None }).unwrap();
-        let (y, _) = apply_op(None, eu, h(2, "eu"), &Op::Mv { value: Some(b"y".to_vec()), context: None }).unwrap();
+        let (x, _) = apply_op(
+            None,
+            us,
+            h(1, "us"),
+            &Op::Mv {
+                value: Some(b"x".to_vec()),
+                context: None,
+            },
+        )
+        .unwrap();
+        let (y, _) = apply_op(
+            None,
+            eu,
+            h(2, "eu"),
+            &Op::Mv {
+                value: Some(b"y".to_vec()),
+                context: None,
+            },
+        )
+        .unwrap();
         let (m, found) = merge(Some(&x), &y);
         let m = m.unwrap();
         assert_eq!(found.len(), 1);
-        assert_eq!(merge(Some(&m), &y), (None, vec![]), "merging again changes nothing");
+        assert_eq!(
+            merge(Some(&m), &y),
+            (None, vec![]),
+            "merging again changes nothing"
+        );
         let text = String::from_utf8(m.render().unwrap()).unwrap();
         assert!(
             text.starts_with(r#"{"siblings":["x","y"],"context":""#)
@@ -569,7 +634,18 @@ mod tests {
         let token = context_token(&m.context());
         assert_eq!(parse_context_token(&token).unwrap(), m.context());
         assert!(parse_context_token("xyz").is_err());
-        let (z, _) = apply_op(Some(&m), eu, h(3, "eu"), &Op::Mv { value: Some(b"z".to_vec()), context: Some(m.context()) }).unwrap();
-        assert!(String::from_utf8(z.render().unwrap()).unwrap().starts_with(r#"{"siblings":["z"]"#));
+        let (z, _) = apply_op(
+            Some(&m),
+            eu,
+            h(3, "eu"),
+            &Op::Mv {
+                value: Some(b"z".to_vec()),
+                context: Some(m.context()),
+            },
+        )
+        .unwrap();
+        assert!(String::from_utf8(z.render().unwrap())
+            .unwrap()
+            .starts_with(r#"{"siblings":["z"]"#));
     }
 }

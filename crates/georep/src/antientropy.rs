@@ -29,7 +29,7 @@ use futures::future::BoxFuture;
 use meridian_consensus::state_machine;
 use meridian_consensus::Group;
 use meridian_crdt::hlc::RegionTag;
-use meridian_crdt::{lww, Versioned};
+use meridian_crdt::Versioned;
 use meridian_storage::SharedEngine;
 use meridian_types::wire::{Command, Shipped};
 use meridian_types::GroupId;
@@ -69,6 +69,14 @@ pub fn bucket_of(key: &[u8]) -> u32 {
 fn row_hash(key: &[u8], v: &Versioned) -> u64 {
     let mut h = fnv(FNV_START, &(key.len() as u64).to_be_bytes());
     h = fnv(h, key);
+    if let Some(t) = &v.typed {
+        // A typed row is its state: replicas that joined the same operations hold equal
+        // states (deterministic encoding: sorted maps), whatever stamp each saw last.
+        return fnv(h, &meridian_consensus::log_store::encode(t));
+    }
+    // An lww row's vectors too: a replica that missed a losing write has the same value but
+    // not the same history (and would misjudge what is concurrent).
+    h = fnv(h, &meridian_consensus::log_store::encode(&(&v.vv, &v.seen)));
     h = fnv(h, &v.hlc.physical_ms.to_be_bytes());
     h = fnv(h, &v.hlc.logical.to_be_bytes());
     h = fnv(h, &v.hlc.origin.0.to_be_bytes());
@@ -212,7 +220,7 @@ pub fn candidates(
 ) -> Vec<(Vec<u8>, Versioned)> {
     remote
         .into_iter()
-        .filter(|(k, r)| lww::wins(r, local(k).as_ref()))
+        .filter(|(k, r)| meridian_crdt::row::changes(local(k).as_ref(), r))
         .collect()
 }
 
@@ -245,21 +253,27 @@ pub fn cursors_needed(
 ) -> BTreeMap<GroupId, u64> {
     let mut need = BTreeMap::new();
     for (_, v) in candidates {
-        let Some(origin) = origins.group_of(v.hlc.origin) else {
-            continue;
-        };
-        if origin == local {
-            // This group applied every write of its own log: a newer own write elsewhere is
-            // a divergence already.
-            continue;
+        // The regions whose writes the version holds: the winner's, and every region in its
+        // context (an lww row's merged losers, a typed row's operations).
+        let context = v.context();
+        let regions = std::iter::once(v.hlc.origin).chain(context.entries().map(|(r, _)| r));
+        for region in regions {
+            let Some(origin) = origins.group_of(region) else {
+                continue;
+            };
+            if origin == local {
+                // This group applied every write of its own log: a newer own write elsewhere
+                // is a divergence already.
+                continue;
+            }
+            let at = if origin == peer {
+                applied.last_write
+            } else {
+                applied.cursors.get(&origin).copied().unwrap_or(0)
+            };
+            let e = need.entry(origin).or_insert(0);
+            *e = (*e).max(at);
         }
-        let at = if origin == peer {
-            applied.last_write
-        } else {
-            applied.cursors.get(&origin).copied().unwrap_or(0)
-        };
-        let e = need.entry(origin).or_insert(0);
-        *e = (*e).max(at);
     }
     need
 }
@@ -564,12 +578,7 @@ impl AntiEntropy {
                 .collect();
             let writes = chunk
                 .iter()
-                .map(|(k, v)| Shipped {
-                    index: 0,
-                    key: k.clone(),
-                    value: v.value.clone(),
-                    hlc: v.hlc,
-                })
+                .map(|(k, v)| Shipped::of_row(k.clone(), v))
                 .collect();
             let cmd = Command::Repair {
                 source: peer.group,
@@ -609,14 +618,15 @@ mod tests {
     use meridian_crdt::Hlc;
 
     fn v(physical_ms: u64, region: &str, value: Option<&str>) -> Versioned {
-        Versioned {
-            hlc: Hlc {
+        Versioned::lww(
+            Hlc {
                 physical_ms,
                 logical: 0,
                 origin: RegionTag::of(region),
             },
-            value: value.map(|s| s.as_bytes().to_vec()),
-        }
+            value.map(|s| s.as_bytes().to_vec()),
+            Default::default(),
+        )
     }
 
     // Goal: digests of equal states are equal whatever the order rows are added in; rows after

@@ -415,12 +415,7 @@ impl Shipper {
                 to: if last_chunk { as_of } else { 0 },
                 writes: rows
                     .into_iter()
-                    .map(|(key, v)| Shipped {
-                        index: 0,
-                        key,
-                        value: v.value,
-                        hlc: v.hlc,
-                    })
+                    .map(|(key, v)| Shipped::of_row(key, &v))
                     .collect(),
                 state: true,
                 fresh: None,

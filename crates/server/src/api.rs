@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use meridian_crdt::Hlc;
+use meridian_crdt::{Hlc, Op as MergeOp};
 use meridian_georep::SessionToken;
 use meridian_types::catalog::KeyspaceRecord;
 use meridian_types::ids::{group_id, group_keyspace, group_shard, is_async_group};
 use meridian_types::limits::SCAN_LIMIT_DEFAULT;
 use meridian_types::wire::{Command, CommandResult, ServedBy};
-use meridian_types::{shard_for_key, GroupId, KvError, ReadConsistency};
+use meridian_types::{shard_for_key, Conflict, GroupId, KvError, ReadConsistency};
 
 use crate::node::Node;
 use crate::peer::{Op, OpReply};
@@ -113,6 +113,136 @@ fn observe(
     .record(started.elapsed().as_secs_f64());
 }
 
+/// A write as the keyspace's type takes it: puts and deletes of an async `lww` keyspace are
+/// stamped writes; a register's put is an `mv` update; a counter takes only `incr` and a set
+/// only `set`. An operation that does not fit the type is refused naming it.
+fn typed_command(keyspace: &str, ks: &KeyspaceRecord, cmd: Command) -> Result<Command, KvError> {
+    let conflict = ks.policy.conflict;
+    let wrong = |what: &str| {
+        let hint = match conflict {
+            Conflict::Lww => "use put, delete and get (and compare-and-set on a sync keyspace)",
+            Conflict::Counter => "use POST /v1/kv/{keyspace}/{key}/incr with {\"by\": n} (`meridian incr`)",
+            Conflict::Set => "use POST /v1/kv/{keyspace}/{key}/set with {\"add\": [...], \"remove\": [...]} (`meridian set`)",
+            Conflict::Mv => "use put (with the meridian-context a get returned) and delete",
+        };
+        Err(KvError::FailedPrecondition(format!(
+            "keyspace {keyspace:?} holds {} values (conflict = \"{}\"), so {what} does not apply; {hint}",
+            conflict.as_str(),
+            conflict.as_str()
+        )))
+    };
+    match (cmd, conflict, ks.is_async()) {
+        (Command::Update { op, .. }, _, _) if op.type_name() != conflict.as_str() => {
+            wrong(match op {
+                MergeOp::Incr(_) => "incr",
+                MergeOp::Set { .. } => "a set update",
+                MergeOp::Mv { .. } => "a register write",
+            })
+        }
+        (cmd @ Command::Update { .. }, _, _) => Ok(cmd),
+        (Command::Put { key, value }, Conflict::Lww, true) => Ok(Command::Write {
+            key,
+            value: Some(value),
+            hlc: Hlc::default(),
+            seen: Default::default(),
+        }),
+        (Command::Delete { key }, Conflict::Lww, true) => Ok(Command::Write {
+            key,
+            value: None,
+            hlc: Hlc::default(),
+            seen: Default::default(),
+        }),
+        (Command::Cas { .. }, Conflict::Lww, true) => Err(KvError::FailedPrecondition(format!(
+            "keyspace {keyspace:?} is async (every region accepts writes and they merge last-writer-wins), so compare-and-set has no single order of writes to compare against; use put and delete, or a sync keyspace"
+        ))),
+        (cmd, Conflict::Lww, false) => Ok(cmd),
+        (Command::Put { .. }, _, _) => wrong("a plain put"),
+        (Command::Delete { .. }, _, _) => wrong("delete"),
+        (Command::Cas { .. }, _, _) => wrong("compare-and-set"),
+        (other, _, _) => Err(KvError::Internal(format!("{other} is not a client write"))),
+    }
+}
+
+/// A register's put or delete carrying the causal context its client read (`None`: replace
+/// what this region holds).
+pub async fn put_mv(
+    node: &Arc<Node>,
+    keyspace: &str,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+    context: Option<meridian_crdt::VersionVector>,
+    session: &mut SessionToken,
+) -> Result<(CommandResult, ServedBy), KvError> {
+    if let Some(v) = &value {
+        check_value(node, v)?;
+    }
+    let op = if value.is_some() { "put" } else { "delete" };
+    let r = write(
+        node,
+        op,
+        keyspace,
+        Command::Update {
+            key,
+            op: MergeOp::Mv { value, context },
+            hlc: None,
+        },
+        session,
+    )
+    .await?;
+    Ok((r.result, r.served_by))
+}
+
+/// Adds `by` to a counter.
+pub async fn incr(
+    node: &Arc<Node>,
+    keyspace: &str,
+    key: Vec<u8>,
+    by: i64,
+    session: &mut SessionToken,
+) -> Result<(CommandResult, ServedBy), KvError> {
+    let cmd = Command::Update {
+        key,
+        op: MergeOp::Incr(by),
+        hlc: None,
+    };
+    let r = write(node, "incr", keyspace, cmd, session).await?;
+    Ok((r.result, r.served_by))
+}
+
+/// Adds and removes members of a set.
+pub async fn set_update(
+    node: &Arc<Node>,
+    keyspace: &str,
+    key: Vec<u8>,
+    add: Vec<Vec<u8>>,
+    remove: Vec<Vec<u8>>,
+    session: &mut SessionToken,
+) -> Result<(CommandResult, ServedBy), KvError> {
+    if add.is_empty() && remove.is_empty() {
+        return Err(KvError::InvalidArgument(
+            "the set update adds and removes nothing; give \"add\" or \"remove\" (arrays of strings)".into(),
+        ));
+    }
+    if let Some(both) = add.iter().find(|a| remove.contains(a)) {
+        return Err(KvError::InvalidArgument(format!(
+            "{:?} is both added and removed in one update; send one or the other",
+            String::from_utf8_lossy(both)
+        )));
+    }
+    let size: usize = add.iter().chain(&remove).map(|e| e.len() + 1).sum();
+    check_value(
+        node,
+        &vec![0; size.min(node.cfg.limits.value_bytes_max + 1)],
+    )?;
+    let cmd = Command::Update {
+        key,
+        op: MergeOp::Set { add, remove },
+        hlc: None,
+    };
+    let r = write(node, "set", keyspace, cmd, session).await?;
+    Ok((r.result, r.served_by))
+}
+
 async fn write(
     node: &Arc<Node>,
     op: &'static str,
@@ -130,30 +260,15 @@ async fn write(
         if ks.is_async() {
             replication = "async";
         }
-        let cmd = if ks.is_async() {
-            match cmd {
-                Command::Put { key, value } => Command::Write {
-                    key,
-                    value: Some(value),
-                    hlc: Hlc::default(),
-                },
-                Command::Delete { key } => Command::Write {
-                    key,
-                    value: None,
-                    hlc: Hlc::default(),
-                },
-                _ => {
-                    return Err(KvError::FailedPrecondition(format!(
-                        "keyspace {keyspace:?} is async (every region accepts writes and they merge last-writer-wins), so compare-and-set has no single order of writes to compare against; use put and delete, or a sync keyspace"
-                    )))
-                }
-            }
-        } else {
-            cmd
-        };
+        let cmd = typed_command(keyspace, &ks, cmd)?;
         let r = node.execute(group, Op::Write(cmd), 0).await?;
         for (g, i) in &r.positions {
             session.observe(*g, *i);
+        }
+        if let Some(why) = &r.result.refused {
+            return Err(KvError::FailedPrecondition(format!(
+                "{why}; nothing was applied"
+            )));
         }
         Ok(r)
     }

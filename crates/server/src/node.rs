@@ -593,25 +593,46 @@ impl Node {
     /// observed first, so later local writes follow them.
     async fn prepare_write(&self, g: &Group, cmd: &Command) -> Result<Command, KvError> {
         match cmd {
-            Command::Write { key, value, .. } if g.raft.is_leader() => {
+            Command::Write { .. } | Command::Update { .. }
+                if g.raft.is_leader() && is_async_group(g.id) =>
+            {
                 self.await_ready(g).await?;
                 self.enforce_lag_budget(g).await?;
-                let high = state_machine::hlc_max(self.committer.engine(), g.id)
+                let engine = self.committer.engine();
+                let high = state_machine::hlc_max(engine, g.id)
                     .map_err(|e| KvError::Internal(format!("reading the group's HLC: {e}")))?;
                 let wall = self.clock.now_ms();
-                let mut clock = self.hlc.lock().unwrap();
-                if let Some(h) = high {
-                    clock.observe(h, wall, u64::MAX);
-                }
-                let hlc = clock.now(wall);
+                let hlc = {
+                    let mut clock = self.hlc.lock().unwrap();
+                    if let Some(h) = high {
+                        clock.observe(h, wall, u64::MAX);
+                    }
+                    clock.now(wall)
+                };
                 debug_assert!(
                     high.is_none_or(|h| hlc > h),
                     "a local write follows every applied stamp"
                 );
-                Ok(Command::Write {
-                    key: key.clone(),
-                    value: value.clone(),
-                    hlc,
+                Ok(match cmd.clone() {
+                    Command::Write { key, value, .. } => {
+                        // What the write has seen: every version of the key merged here.
+                        let seen = state_machine::read_versioned(engine, g.id, &key)
+                            .map_err(|e| KvError::Internal(format!("reading the key: {e}")))?
+                            .map(|v| v.context())
+                            .unwrap_or_default();
+                        Command::Write {
+                            key,
+                            value,
+                            hlc,
+                            seen,
+                        }
+                    }
+                    Command::Update { key, op, .. } => Command::Update {
+                        key,
+                        op,
+                        hlc: Some(hlc),
+                    },
+                    _ => unreachable!("matched above"),
                 })
             }
             Command::Ship(b) if g.raft.is_leader() => {

@@ -1108,6 +1108,7 @@ impl Client {
                 key,
                 value: v.clone().map(String::into_bytes),
                 hlc: Default::default(),
+                seen: Default::default(),
             }),
             Call::SessionGet => Op::Get {
                 key,

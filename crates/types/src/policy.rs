@@ -38,12 +38,23 @@ pub enum Conflict {
     /// Last-writer-wins by HLC.
     #[default]
     Lww,
-    /// A PN-counter (not available yet).
+    /// A PN-counter: `incr` only.
     Counter,
-    /// An add-wins observed-remove set (not available yet).
+    /// An add-wins observed-remove set: `set` (add and remove members) only.
     Set,
-    /// A multi-value register (not available yet).
+    /// A multi-value register: concurrent writes kept as siblings (async keyspaces only).
     Mv,
+}
+
+impl Conflict {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Conflict::Lww => "lww",
+            Conflict::Counter => "counter",
+            Conflict::Set => "set",
+            Conflict::Mv => "mv",
+        }
+    }
 }
 
 /// What happens when a region falls further behind than `lag_budget_ms`.
@@ -165,7 +176,8 @@ pub struct KeyspacePolicy {
     /// The default read consistency; absent: linearizable for sync, session for async.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read: Option<ReadConsistency>,
-    /// Async only: how concurrent writes merge.
+    /// The key type and, for async keyspaces, how concurrent writes merge: `lww` (values),
+    /// `counter`, `set`, or `mv` (async only).
     #[serde(default)]
     pub conflict: Conflict,
     /// Async only: the replication lag (ms) a region may fall behind before `on_lag_budget`
@@ -262,12 +274,6 @@ impl KeyspacePolicy {
                 crate::ids::ASYNC_REGIONS_MAX
             ));
         }
-        if self.conflict != Conflict::Lww {
-            return invalid(format!(
-                "conflict = \"{}\" is not available yet; use conflict = \"lww\" (last writer wins by HLC)",
-                serde_json::to_value(self.conflict).expect("enum encodes").as_str().unwrap_or("?")
-            ));
-        }
         if let Some(b) = self.lag_budget_ms {
             if b <= 0 {
                 return invalid(format!(
@@ -283,9 +289,9 @@ impl KeyspacePolicy {
 
     fn validate_sync(&self) -> Result<(), KvError> {
         let invalid = |m: String| Err(KvError::InvalidArgument(m));
-        if self.conflict != Conflict::Lww {
+        if self.conflict == Conflict::Mv {
             return invalid(
-                "`conflict` applies to async keyspaces only; a sync keyspace orders every write through consensus; remove it or use replication = \"async\"".into(),
+                "conflict = \"mv\" applies to async keyspaces only: a sync keyspace orders every write through consensus, so no two are concurrent; use conflict = \"lww\", or replication = \"async\"".into(),
             );
         }
         if self.lag_budget_ms.is_some() {
@@ -384,6 +390,12 @@ mod tests {
     fn async_policies_validate_and_refuse_what_has_no_meaning() {
         let ok = parse(r#"{"name":"carts","replication":"async","regions":["us-east-1","eu-west-1"],"lag_budget_ms":1000,"on_lag_budget":"throttle"}"#).unwrap();
         ok.validate(&regions()).unwrap();
+        for t in ["counter", "set", "mv"] {
+            parse(&format!(r#"{{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"conflict":"{t}"}}"#)).unwrap().validate(&regions()).unwrap();
+        }
+        for t in ["counter", "set"] {
+            parse(&format!(r#"{{"name":"a","home_region":"us-east-1","regions":["us-east-1"],"survive":"zone","conflict":"{t}"}}"#)).unwrap().validate(&regions()).unwrap();
+        }
         assert_eq!(ok.default_read(), ReadConsistency::Session);
         assert!(ok.allows_read(ReadConsistency::Linearizable).is_err());
         assert!(ok.allows_read("bounded:100".parse().unwrap()).is_ok());
@@ -397,8 +409,8 @@ mod tests {
                 "at least 2",
             ),
             (
-                r#"{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"conflict":"counter"}"#,
-                "conflict",
+                r#"{"name":"a","home_region":"us-east-1","regions":["us-east-1"],"survive":"zone","conflict":"mv"}"#,
+                "async keyspaces only",
             ),
             (
                 r#"{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"lag_budget_ms":-5}"#,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use meridian_crdt::Hlc;
+use meridian_crdt::{Conflict, Hlc, Op, Typed, VersionVector, Versioned};
 
 use crate::ids::{GroupId, NodeId};
 
@@ -30,6 +30,18 @@ pub enum Command {
         key: Vec<u8>,
         value: Option<Vec<u8>>,
         hlc: Hlc,
+        /// What the write had seen: the key's version vector of every write merged in the
+        /// leader's state when it was stamped. The write's own dot (its region, its index in
+        /// this log) completes its vector.
+        seen: VersionVector,
+    },
+    /// An operation on a typed key (counter, set, multi-value register). Async keyspaces:
+    /// stamped like a write and merged by the type; sync keyspaces (counter and set only):
+    /// `hlc` is `None` and the stored value is the rendered one, ordered by consensus.
+    Update {
+        key: Vec<u8>,
+        op: Op,
+        hlc: Option<Hlc>,
     },
     /// Writes another region's group committed, shipped in its log order (see [`ShipBatch`]).
     Ship(ShipBatch),
@@ -55,6 +67,41 @@ pub struct Shipped {
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
     pub hlc: Hlc,
+    /// An lww write's version vector (what it had seen, and its own dot).
+    pub vv: VersionVector,
+    /// A shipped lww row's history (every write merged into it); a shipped write's is its
+    /// own vector.
+    pub seen: VersionVector,
+    /// A typed key's whole state as the source held it when shipping (merged by the type's
+    /// join, so a state that already includes later operations is harmless); `hlc` is then
+    /// the operation's stamp.
+    pub typed: Option<Typed>,
+}
+
+impl Shipped {
+    /// The version this shipped write merges as.
+    pub fn version(&self) -> Versioned {
+        Versioned {
+            hlc: self.hlc,
+            value: self.value.clone(),
+            vv: self.vv.clone(),
+            seen: self.seen.clone(),
+            typed: self.typed.clone(),
+        }
+    }
+
+    /// A stored row as shipped (state transfer, repair): index 0.
+    pub fn of_row(key: Vec<u8>, v: &Versioned) -> Shipped {
+        Shipped {
+            index: 0,
+            key,
+            value: v.value.clone(),
+            hlc: v.hlc,
+            vv: v.vv.clone(),
+            seen: v.seen.clone(),
+            typed: v.typed.clone(),
+        }
+    }
 }
 
 /// A run of a source group's log, delivered to a destination group of the same shard in
@@ -114,7 +161,8 @@ impl Command {
             Command::Put { key, .. }
             | Command::Delete { key }
             | Command::Cas { key, .. }
-            | Command::Write { key, .. } => key,
+            | Command::Write { key, .. }
+            | Command::Update { key, .. } => key,
             Command::Ship(_) | Command::Repair { .. } | Command::Purge { .. } => &[],
         }
     }
@@ -141,6 +189,12 @@ pub struct CommandResult {
     /// For a repair: how many keys it changed; for a purge: how many tombstones it removed.
     #[serde(default)]
     pub changed: u64,
+    /// The conflicts merging this command resolved (and recorded in the ledger).
+    #[serde(default)]
+    pub conflicts: Vec<Conflict>,
+    /// For a refused operation (a counter update leaving the i64 range): why.
+    #[serde(default)]
+    pub refused: Option<String>,
 }
 
 /// Where a request was served, reported in every response.
@@ -163,6 +217,7 @@ impl std::fmt::Display for Command {
                 write!(f, "write {key:?} ({} bytes)", v.len())
             }
             Command::Write { value: None, .. } => write!(f, "write {key:?} (delete)"),
+            Command::Update { op, .. } => write!(f, "{} update of {key:?}", op.type_name()),
             Command::Ship(b) => write!(
                 f,
                 "ship {} writes of group {} ({}..={})",

@@ -80,7 +80,10 @@ mod tests {
             origin: RegionTag::of("us-east-1"),
         };
         let value = value.map(|v| v.as_bytes().to_vec());
-        (key.as_bytes().to_vec(), Versioned { hlc, value })
+        (
+            key.as_bytes().to_vec(),
+            Versioned::lww(hlc, value, Default::default()),
+        )
     }
 
     fn replica(node: NodeId, region: &str, rows: Vec<(Vec<u8>, Versioned)>) -> RegionReplica {

@@ -72,10 +72,7 @@ mod tests {
         let region = |t| -> BTreeMap<String, Option<Versioned>> {
             [(
                 "k".to_string(),
-                Some(Versioned {
-                    hlc: h(t),
-                    value: None,
-                }),
+                Some(Versioned::lww(h(t), None, Default::default())),
             )]
             .into_iter()
             .collect()

@@ -104,23 +104,14 @@ mod tests {
     fn the_highest_stamp_must_win() {
         let (a, b) = (hlc(5, "us-east-1"), hlc(7, "eu-west-1"));
         let h = vec![write(1, Some("x"), Some(a)), write(2, None, Some(b))];
-        let deleted = Versioned {
-            hlc: b,
-            value: None,
-        };
+        let deleted = Versioned::lww(b, None, Default::default());
         assert!(check(&h, &finals(Some(deleted))).is_empty());
-        let kept_x = Versioned {
-            hlc: a,
-            value: Some(b"x".to_vec()),
-        };
+        let kept_x = Versioned::lww(a, Some(b"x".to_vec()), Default::default());
         let v = check(&h, &finals(Some(kept_x)));
         assert!(v[0].contains("below"), "{v:?}");
         let mut with_unknown = h.clone();
         with_unknown.push(write(3, Some("z"), None));
-        let z = Versioned {
-            hlc: hlc(9, "us-west-2"),
-            value: Some(b"z".to_vec()),
-        };
+        let z = Versioned::lww(hlc(9, "us-west-2"), Some(b"z".to_vec()), Default::default());
         assert!(check(&with_unknown, &finals(Some(z.clone()))).is_empty());
         assert!(!check(&h, &finals(Some(z))).is_empty());
         // Nothing left: a purged tombstone when the delete won, a lost value when a put did.
