@@ -83,6 +83,7 @@ impl Group {
         committer: GroupCommitter,
         rpc: Arc<dyn RaftRpc>,
         clock: Arc<FreshnessClock>,
+        ledger_max: u64,
     ) -> Result<Group, String> {
         let stamper = Arc::new(Stamper::default());
         let network = NetworkFactory {
@@ -92,7 +93,7 @@ impl Group {
             stamper: stamper.clone(),
         };
         let log = LogStore::new(id, committer.clone());
-        let sm = StateMachine::new(id, committer);
+        let sm = StateMachine::new(id, committer).with_ledger_max(ledger_max);
         let raft = MRaft::new(node_id, config, network, log.clone(), sm)
             .await
             .map_err(|e| e.to_string())?;

@@ -20,6 +20,22 @@ pub struct OrSet {
     /// Per element, the live adds: dot and HLC (the HLC only to report conflicts).
     entries: BTreeMap<Vec<u8>, BTreeMap<Dot, Hlc>>,
     context: VersionVector,
+    /// The latest removes (at most [`REMOVES_KEPT`], newest by HLC), kept only to report a
+    /// concurrent add that survives one; membership never depends on them.
+    removes: Vec<Removal>,
+}
+
+/// Removes remembered per set to detect concurrent adds (older ones are forgotten: an add
+/// concurrent with a remove that old is merged right but not reported).
+pub const REMOVES_KEPT: usize = 64;
+
+/// A remove: its operation's dot and HLC, the element, and what it had seen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removal {
+    pub dot: Dot,
+    pub hlc: Hlc,
+    pub element: Vec<u8>,
+    pub seen: VersionVector,
 }
 
 /// An add that a concurrent remove did not see, and that therefore kept its element.
@@ -86,6 +102,12 @@ impl OrSet {
         debug_assert!(!seen.contains(dot), "an operation has not seen itself");
         let mut kept = Vec::new();
         for e in remove {
+            self.removes.push(Removal {
+                dot,
+                hlc,
+                element: e.clone(),
+                seen: seen.clone(),
+            });
             if let Some(dots) = self.entries.get_mut(e) {
                 dots.retain(|d, _| !seen.contains(*d));
                 kept.extend(dots.iter().map(|(d, h)| AddKept {
@@ -105,6 +127,7 @@ impl OrSet {
         }
         self.context.add(dot);
         debug_assert!(self.context.contains(dot));
+        self.trim_removes();
         Some(kept)
     }
 
@@ -132,14 +155,58 @@ impl OrSet {
     }
 
     /// The join of two replicas' states: a dot is kept unless one side has seen it and dropped
-    /// it.
-    pub fn merge(&mut self, other: &OrSet) {
+    /// it. Returns the adds that survive a concurrent remove met here: an element one side
+    /// removed (it dropped an add it had seen) while the other side holds an add of it that
+    /// the remover had not seen; each as (the surviving add, the removed add).
+    pub fn merge(&mut self, other: &OrSet) -> Vec<(AddKept, AddKept)> {
         let keys: BTreeSet<Vec<u8>> = self
             .entries
             .keys()
             .chain(other.entries.keys())
             .cloned()
             .collect();
+        // A remove meets an add it had not seen, which had not seen it either (its replica
+        // had not merged the remove), for the first time here: one of the two is new here.
+        let mut met = Vec::new();
+        let has_removal = |set: &OrSet, r: &Removal| {
+            set.removes
+                .iter()
+                .any(|x| x.dot == r.dot && x.element == r.element)
+        };
+        for (adds, removes, adds_ctx, new_adds) in [
+            (&*self, other, &self.context, false),
+            (other, &*self, &other.context, true),
+        ] {
+            for r in &removes.removes {
+                let r_new = !has_removal(adds, r);
+                let Some(dots) = adds.entries.get(&r.element) else {
+                    continue;
+                };
+                for (d, h) in dots {
+                    let add_new = new_adds
+                        && !self
+                            .entries
+                            .get(&r.element)
+                            .is_some_and(|m| m.contains_key(d));
+                    if (r_new || add_new) && !r.seen.contains(*d) && !adds_ctx.contains(r.dot) {
+                        met.push((
+                            AddKept {
+                                element: r.element.clone(),
+                                dot: *d,
+                                hlc: *h,
+                            },
+                            AddKept {
+                                element: r.element.clone(),
+                                dot: r.dot,
+                                hlc: r.hlc,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        met.sort_by(|x, y| (x.0.dot, x.1.dot).cmp(&(y.0.dot, y.1.dot)));
+        met.dedup();
         for k in keys {
             let mine = self.entries.get(&k).cloned().unwrap_or_default();
             let theirs = other.entries.get(&k).cloned().unwrap_or_default();
@@ -156,6 +223,12 @@ impl OrSet {
             }
         }
         self.context.merge(&other.context);
+        for r in &other.removes {
+            if !has_removal(self, r) {
+                self.removes.push(r.clone());
+            }
+        }
+        self.trim_removes();
         debug_assert!(
             self.entries
                 .values()
@@ -163,6 +236,15 @@ impl OrSet {
                 .all(|d| self.context.contains(*d)),
             "every live dot is in the context"
         );
+        met
+    }
+
+    /// Keeps the newest [`REMOVES_KEPT`] removes, in a canonical order (equal sets encode
+    /// equally).
+    fn trim_removes(&mut self) {
+        self.removes
+            .sort_by(|a, b| (b.hlc, b.dot, &b.element).cmp(&(a.hlc, a.dot, &a.element)));
+        self.removes.truncate(REMOVES_KEPT);
     }
 }
 
@@ -200,8 +282,11 @@ mod tests {
         b.remove(r(2), h(2), b"x");
         a.add(r(1), h(3), b"x".to_vec()); // concurrent with b's remove
         let mut m = b.clone();
-        m.merge(&a);
+        let met = m.merge(&a);
         assert_eq!(members(&m), vec!["x"], "add wins");
+        assert_eq!(met.len(), 1, "the surviving add met the remove: {met:?}");
+        assert_eq!(met[0].0.hlc, h(3));
+        assert_eq!(met[0].1.hlc, h(2), "the remove");
         let mut gone = OrSet::new();
         gone.add(r(2), h(4), b"y".to_vec());
         let old = gone.clone();

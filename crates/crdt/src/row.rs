@@ -462,7 +462,21 @@ pub fn merge(
         }
         (Some(Typed::Set(a)), Typed::Set(b)) => {
             let mut m = a.clone();
-            m.merge(b);
+            for (kept, removed) in m.merge(b) {
+                // The removed add identifies the remove (both regions see the same dots).
+                conflicts.push(Conflict {
+                    rule: Rule::Set,
+                    a: Side {
+                        hlc: kept.hlc,
+                        value: Some(kept.element),
+                    },
+                    b: Side {
+                        hlc: removed.hlc,
+                        value: None,
+                    },
+                    outcome: Outcome::AddWins,
+                });
+            }
             Typed::Set(m)
         }
         (Some(Typed::Mv(a)), Typed::Mv(b)) => {

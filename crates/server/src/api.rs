@@ -156,6 +156,22 @@ fn typed_command(keyspace: &str, ks: &KeyspaceRecord, cmd: Command) -> Result<Co
             "keyspace {keyspace:?} is async (every region accepts writes and they merge last-writer-wins), so compare-and-set has no single order of writes to compare against; use put and delete, or a sync keyspace"
         ))),
         (cmd, Conflict::Lww, false) => Ok(cmd),
+        (Command::Put { key, value }, Conflict::Mv, true) => Ok(Command::Update {
+            key,
+            op: MergeOp::Mv {
+                value: Some(value),
+                context: None,
+            },
+            hlc: None,
+        }),
+        (Command::Delete { key }, Conflict::Mv, true) => Ok(Command::Update {
+            key,
+            op: MergeOp::Mv {
+                value: None,
+                context: None,
+            },
+            hlc: None,
+        }),
         (Command::Put { .. }, _, _) => wrong("a plain put"),
         (Command::Delete { .. }, _, _) => wrong("delete"),
         (Command::Cas { .. }, _, _) => wrong("compare-and-set"),
@@ -472,4 +488,77 @@ mod tests {
         assert!(consistency(&policy("linearizable"), Some("session")).is_ok());
         assert!(consistency(&policy("linearizable"), Some("nonsense")).is_err());
     }
+}
+
+/// What `conflicts` found: this region's ledger entries of a keyspace and how many entries
+/// retention has dropped.
+pub struct ConflictsReply {
+    pub region: String,
+    pub entries: Vec<meridian_consensus::ledger::Entry>,
+    pub dropped: u64,
+    pub regions: Vec<String>,
+}
+
+/// The conflict ledger of keyspace `keyspace` as this node's region recorded it (every shard
+/// whose group has a replica here), oldest first: entries for `key` only when given, detected
+/// at or after `since_ms`, at most `limit` (the newest kept when more match).
+pub async fn conflicts(
+    node: &Arc<Node>,
+    keyspace: &str,
+    key: Option<&[u8]>,
+    since_ms: u64,
+    limit: usize,
+) -> Result<ConflictsReply, KvError> {
+    let max = node.cfg.limits.scan_limit_max;
+    if limit > max {
+        return Err(KvError::InvalidArgument(format!(
+            "limit {limit} is over the maximum of {max}; narrow it with since or key"
+        )));
+    }
+    let ks = node.keyspace(keyspace).await?;
+    let region = node.cfg.region.clone();
+    let mut entries = Vec::new();
+    let mut dropped = 0;
+    if ks.is_async() {
+        let engine = node.committer.engine();
+        let max_age_ms = node.cfg.conflict_ledger_max_age_s.saturating_mul(1000);
+        let oldest = node.clock.now_ms().saturating_sub(max_age_ms);
+        for shard in 0..ks.policy.shards {
+            let Some(group) = ks.region_group(&region, shard) else {
+                break;
+            };
+            if node.group(group).is_none() {
+                continue;
+            }
+            let internal = |e: meridian_storage::StorageError| {
+                KvError::Internal(format!("reading the conflict ledger: {e}"))
+            };
+            let (next, d) =
+                meridian_consensus::ledger::position(engine, group).map_err(internal)?;
+            dropped += d;
+            // Page through this group's ledger (bounded by its retention).
+            let mut from = next.saturating_sub(node.cfg.conflict_ledger_max);
+            loop {
+                let page = meridian_consensus::ledger::entries(engine, group, from, 1024)
+                    .map_err(internal)?;
+                let Some(last) = page.last().map(|e| e.seq) else {
+                    break;
+                };
+                entries.extend(page.into_iter().filter(|e| {
+                    e.detected.physical_ms >= since_ms.max(oldest) && key.is_none_or(|k| e.key == k)
+                }));
+                from = last + 1;
+            }
+        }
+    }
+    entries.sort_by_key(|e| (e.detected, e.seq));
+    if entries.len() > limit {
+        entries.drain(..entries.len() - limit);
+    }
+    Ok(ConflictsReply {
+        region,
+        entries,
+        dropped,
+        regions: ks.policy.regions.clone(),
+    })
 }

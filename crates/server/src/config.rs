@@ -53,6 +53,21 @@ pub struct NodeConfig {
     /// Writes younger than this are left out of anti-entropy digests (they may be in flight).
     #[serde(default = "default_antientropy_settle")]
     pub antientropy_settle_ms: u64,
+    /// Conflict ledger entries kept per async group (shard and region); the oldest beyond are
+    /// dropped and counted.
+    #[serde(default = "default_conflict_ledger_max")]
+    pub conflict_ledger_max: u64,
+    /// Conflict ledger entries older than this are not served (and age out as new ones come).
+    #[serde(default = "default_conflict_ledger_max_age")]
+    pub conflict_ledger_max_age_s: u64,
+}
+
+fn default_conflict_ledger_max() -> u64 {
+    meridian_consensus::state_machine::LEDGER_MAX_DEFAULT
+}
+
+fn default_conflict_ledger_max_age() -> u64 {
+    7 * 24 * 3600
 }
 
 fn default_antientropy_interval() -> u64 {
@@ -185,6 +200,15 @@ impl NodeConfig {
                 "antientropy_interval_ms = {} is out of range: give 100 to 86400000 (30000 is the default)",
                 self.antientropy_interval_ms
             ));
+        }
+        if !(1..=10_000_000).contains(&self.conflict_ledger_max) {
+            return Err(format!(
+                "conflict_ledger_max = {} is out of range: give 1 to 10000000 entries per group (10000 is the default)",
+                self.conflict_ledger_max
+            ));
+        }
+        if self.conflict_ledger_max_age_s == 0 {
+            return Err("conflict_ledger_max_age_s = 0 would serve no conflict; give a number of seconds (604800, a week, is the default)".into());
         }
         if self.antientropy_settle_ms > 3_600_000 {
             return Err(format!(

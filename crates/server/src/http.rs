@@ -81,6 +81,22 @@ fn session_in(headers: &HeaderMap) -> Result<SessionToken, ApiError> {
 
 pub const SESSION_HEADER: &str = "meridian-session";
 
+/// The causal context a register write carries: the `context` a read of the key returned.
+pub const CONTEXT_HEADER: &str = "meridian-context";
+
+fn context_in(headers: &HeaderMap) -> Result<Option<meridian_crdt::VersionVector>, ApiError> {
+    let Some(v) = headers.get(CONTEXT_HEADER) else {
+        return Ok(None);
+    };
+    let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, "invalid_argument", m);
+    let text = v.to_str().map_err(|_| {
+        bad("the meridian-context header is not text; send back the context a read returned".into())
+    })?;
+    meridian_crdt::row::parse_context_token(text)
+        .map(Some)
+        .map_err(|e| bad(format!("meridian-context: {e}")))
+}
+
 /// An HLC as headers and JSON show it: `physical_ms.logical.origin` (origin in hex).
 pub fn version_text(h: &Hlc) -> String {
     format!("{}.{}.{:x}", h.physical_ms, h.logical, h.origin.0)
@@ -123,6 +139,9 @@ pub fn router(node: Arc<Node>) -> Router {
             get(get_key).put(put_key).delete(delete_key),
         )
         .route("/v1/kv/{keyspace}/{key}/cas", post(cas))
+        .route("/v1/kv/{keyspace}/{key}/incr", post(incr))
+        .route("/v1/kv/{keyspace}/{key}/set", post(set_update))
+        .route("/v1/conflicts/{keyspace}", get(conflicts))
         .route("/v1/admin/faults", post(set_faults).get(get_faults))
         .route("/v1/admin/failback", post(set_failback))
         .route("/", get(crate::console::page))
@@ -216,14 +235,29 @@ async fn put_key(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut session = session_in(&headers)?;
-    let (r, served) = api::put(
-        &node,
-        &keyspace,
-        key.into_bytes(),
-        body.to_vec(),
-        &mut session,
-    )
-    .await?;
+    let (r, served) = match context_in(&headers)? {
+        Some(context) => {
+            api::put_mv(
+                &node,
+                &keyspace,
+                key.into_bytes(),
+                Some(body.to_vec()),
+                Some(context),
+                &mut session,
+            )
+            .await?
+        }
+        None => {
+            api::put(
+                &node,
+                &keyspace,
+                key.into_bytes(),
+                body.to_vec(),
+                &mut session,
+            )
+            .await?
+        }
+    };
     Ok(write_reply(&r, &served, &session))
 }
 
@@ -233,7 +267,13 @@ async fn delete_key(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut session = session_in(&headers)?;
-    let (r, served) = api::delete(&node, &keyspace, key.into_bytes(), &mut session).await?;
+    let (r, served) = match context_in(&headers)? {
+        Some(context) => {
+            let key = key.into_bytes();
+            api::put_mv(&node, &keyspace, key, None, Some(context), &mut session).await?
+        }
+        None => api::delete(&node, &keyspace, key.into_bytes(), &mut session).await?,
+    };
     Ok(write_reply(&r, &served, &session))
 }
 
@@ -307,6 +347,155 @@ async fn cas(
         Json(json!({"succeeded": r.succeeded, "current": current})),
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncrBody {
+    by: i64,
+}
+
+async fn incr(
+    State(node): State<AppState>,
+    Path((keyspace, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<IncrBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let mut session = session_in(&headers)?;
+    let Json(b) =
+        body.map_err(|r| bad_json(r, r#"counter update {"by": n} (n a signed 64-bit integer)"#))?;
+    let (r, served) = api::incr(&node, &keyspace, key.into_bytes(), b.by, &mut session).await?;
+    let value = r
+        .current
+        .as_deref()
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    Ok((
+        reply_headers(&served, &session, r.hlc.as_ref()),
+        Json(json!({"value": value})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetBody {
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+async fn set_update(
+    State(node): State<AppState>,
+    Path((keyspace, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<SetBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let mut session = session_in(&headers)?;
+    let Json(b) = body.map_err(|r| {
+        bad_json(
+            r,
+            r#"set update {"add": ["..."], "remove": ["..."]} (arrays of strings)"#,
+        )
+    })?;
+    let bytes = |v: Vec<String>| v.into_iter().map(String::into_bytes).collect();
+    let (r, served) = api::set_update(
+        &node,
+        &keyspace,
+        key.into_bytes(),
+        bytes(b.add),
+        bytes(b.remove),
+        &mut session,
+    )
+    .await?;
+    let members: serde_json::Value = r
+        .current
+        .as_deref()
+        .and_then(|v| serde_json::from_slice(v).ok())
+        .unwrap_or(json!([]));
+    Ok((
+        reply_headers(&served, &session, r.hlc.as_ref()),
+        Json(json!({"members": members})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConflictParams {
+    key: Option<String>,
+    /// Milliseconds since the Unix epoch: entries detected at or after.
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+fn side_json(
+    s: &meridian_consensus::ledger::RecordedSide,
+    regions: &[String],
+) -> serde_json::Value {
+    json!({
+        "value": s.value.as_deref().map(text_or_hex),
+        "deleted": s.deleted,
+        "size": s.size,
+        "hash": s.hash.map(|h| format!("{h:016x}")),
+        "version": version_text(&s.hlc),
+        "origin": crate::observe::region_name(regions, s.hlc.origin),
+    })
+}
+
+async fn conflicts(
+    State(node): State<AppState>,
+    Path(keyspace): Path<String>,
+    q: Result<Query<ConflictParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            format!(
+                "{}; the parameters are key, since (ms since the epoch) and limit",
+                e.body_text()
+            ),
+        )
+    })?;
+    let r = api::conflicts(
+        &node,
+        &keyspace,
+        q.key.as_deref().map(str::as_bytes),
+        q.since.unwrap_or(0),
+        q.limit.unwrap_or(100),
+    )
+    .await?;
+    let entries: Vec<_> = r
+        .entries
+        .iter()
+        .map(|e| {
+            let winner = match e.outcome {
+                meridian_crdt::Outcome::AWon => json!("a"),
+                meridian_crdt::Outcome::BWon => json!("b"),
+                _ => serde_json::Value::Null,
+            };
+            json!({
+                "id": format!("{:016x}", e.id),
+                "key": text_or_hex(&e.key),
+                "rule": e.rule.as_str(),
+                "a": side_json(&e.a, &r.regions),
+                "b": side_json(&e.b, &r.regions),
+                "outcome": e.outcome,
+                "winner": winner,
+                "detected_region": r.region,
+                "detected_at_ms": e.detected.physical_ms,
+                "seq": e.seq,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "keyspace": keyspace,
+        "region": r.region,
+        "conflicts": entries,
+        "dropped": r.dropped,
+    }))
+    .into_response())
 }
 
 async fn create_keyspace(

@@ -211,6 +211,7 @@ impl Node {
             self.committer.clone(),
             rpc,
             self.fresh_clock.clone(),
+            self.cfg.conflict_ledger_max,
         )
         .await?;
         let mut groups = self.groups.write().unwrap();
@@ -528,6 +529,7 @@ impl Node {
                         if let (Some((source, stamps)), true) = (shipped, resp.data.succeeded) {
                             crate::observe::record_shipped(self, group, source, &stamps);
                         }
+                        crate::observe::record_conflicts(self, group, &resp.data.conflicts);
                         Attempt::Done(Ok(OpReply {
                             result: resp.data,
                             served_by: self.served(None),

@@ -580,3 +580,45 @@ mod tests {
         );
     }
 }
+
+/// Counts the conflicts a command's merge resolved in group `group` (this region):
+/// `meridian_conflicts_total{keyspace,rule,origin,dest}`, origin being the region of the other
+/// write (the incoming one when neither is this region's).
+pub fn record_conflicts(
+    node: &Node,
+    group: meridian_types::GroupId,
+    conflicts: &[meridian_crdt::Conflict],
+) {
+    use meridian_types::ids::group_keyspace;
+    if conflicts.is_empty() {
+        return;
+    }
+    let Some(ks) = node.keyspace_by_id(group_keyspace(group)) else {
+        return;
+    };
+    let dest = node.cfg.region.clone();
+    let here = meridian_crdt::RegionTag::of(&dest);
+    for c in conflicts {
+        let tag = if c.b.hlc.origin == here {
+            c.a.hlc.origin
+        } else {
+            c.b.hlc.origin
+        };
+        let origin = region_name(&ks.policy.regions, tag);
+        metrics::counter!("meridian_conflicts_total",
+            "keyspace" => ks.policy.name.clone(),
+            "rule" => c.rule.as_str(),
+            "origin" => origin,
+            "dest" => dest.clone())
+        .increment(1);
+    }
+}
+
+/// The name of the region whose tag is `tag` among `regions` ("unknown" if none).
+pub fn region_name(regions: &[String], tag: meridian_crdt::RegionTag) -> String {
+    regions
+        .iter()
+        .find(|r| meridian_crdt::RegionTag::of(r) == tag)
+        .cloned()
+        .unwrap_or_else(|| "unknown".into())
+}
