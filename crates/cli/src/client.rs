@@ -119,6 +119,40 @@ impl Client {
         Ok(self.json(req).await?.1)
     }
 
+    /// A put carrying a multi-value register's causal context (when given).
+    pub async fn put_with_context(
+        &self,
+        keyspace: &str,
+        key: &str,
+        value: Vec<u8>,
+        context: Option<&str>,
+    ) -> Result<Served> {
+        let mut req = self
+            .http
+            .put(self.url(&format!("/v1/kv/{keyspace}/{}", enc(key))))
+            .body(value);
+        if let Some(c) = context {
+            req = req.header("meridian-context", c);
+        }
+        Ok(self.json(req).await?.1)
+    }
+
+    /// A POST to one of a key's operations (`incr`, `set`).
+    pub async fn post_kv(
+        &self,
+        keyspace: &str,
+        key: &str,
+        op: &str,
+        body: &Value,
+    ) -> Result<(Value, Served)> {
+        self.json(
+            self.http
+                .post(self.url(&format!("/v1/kv/{keyspace}/{}/{op}", enc(key))))
+                .json(body),
+        )
+        .await
+    }
+
     /// Sets (`Some`) or clears the node's fault injection (cut region pairs).
     pub async fn set_cut_regions(&self, pairs: &[(&str, &str)]) -> Result<Value> {
         let cut: Vec<[&str; 2]> = pairs.iter().map(|(a, b)| [*a, *b]).collect();

@@ -161,6 +161,23 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Show the conflict ledger of an async keyspace as this node's region recorded it.
+    Conflicts {
+        keyspace: String,
+        /// Only conflicts on this key.
+        #[arg(long)]
+        key: Option<String>,
+        /// Only conflicts detected at or after this time (milliseconds since the Unix epoch).
+        #[arg(long)]
+        since: Option<u64>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print the JSON the node returned.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "MERIDIAN_NODE", default_value = "127.0.0.1:8101")]
+        node: String,
+    },
     /// Show the cluster: nodes, health, and shard leaders.
     Cluster {
         #[arg(long, env = "MERIDIAN_NODE", default_value = "127.0.0.1:8101")]
@@ -230,6 +247,26 @@ enum KvCommand {
         keyspace: String,
         key: String,
         value: String,
+        /// For a multi-value register: the context a get returned (replaces exactly the
+        /// siblings it saw).
+        #[arg(long)]
+        context: Option<String>,
+    },
+    /// Add to a counter (a negative amount decrements).
+    Incr {
+        keyspace: String,
+        key: String,
+        #[arg(allow_negative_numbers = true)]
+        by: i64,
+    },
+    /// Add and remove members of a set.
+    Set {
+        keyspace: String,
+        key: String,
+        #[arg(long = "add")]
+        add: Vec<String>,
+        #[arg(long = "remove")]
+        remove: Vec<String>,
     },
     Get {
         keyspace: String,
@@ -259,6 +296,44 @@ enum KvCommand {
         #[arg(long)]
         expected: Option<String>,
     },
+}
+
+/// One line per conflict: when, key, rule, the two sides (origin, value) and the outcome.
+fn print_conflicts(c: &serde_json::Value) {
+    let entries = c["conflicts"].as_array().cloned().unwrap_or_default();
+    println!(
+        "{} conflict(s) recorded in {} for keyspace {} ({} dropped by retention)",
+        entries.len(),
+        c["region"].as_str().unwrap_or("?"),
+        c["keyspace"].as_str().unwrap_or("?"),
+        c["dropped"]
+    );
+    let side = |s: &serde_json::Value| {
+        let value = if s["deleted"].as_bool() == Some(true) {
+            "(delete)".to_string()
+        } else if let Some(v) = s["value"].as_str() {
+            format!("{v:?}")
+        } else {
+            format!(
+                "({} bytes, hash {})",
+                s["size"],
+                s["hash"].as_str().unwrap_or("?")
+            )
+        };
+        format!("{} {value}", s["origin"].as_str().unwrap_or("?"))
+    };
+    for e in entries {
+        println!(
+            "{} {} key {} {}: {} vs {} -> {}",
+            e["detected_at_ms"],
+            e["id"].as_str().unwrap_or("?"),
+            e["key"],
+            e["rule"].as_str().unwrap_or("?"),
+            side(&e["a"]),
+            side(&e["b"]),
+            e["outcome"].as_str().unwrap_or("?")
+        );
+    }
 }
 
 fn print_served(s: &client::Served) {
@@ -349,6 +424,29 @@ fn main() -> Result<()> {
             command,
         } => runtime()?.block_on(kv_with_session(Client::new(&node), session, command)),
         Command::Admin { node, command } => runtime()?.block_on(admin(Client::new(&node), command)),
+        Command::Conflicts {
+            keyspace,
+            key,
+            since,
+            limit,
+            json,
+            node,
+        } => runtime()?.block_on(async {
+            let mut path = format!("/v1/conflicts/{}?limit={limit}", client::enc(&keyspace));
+            if let Some(k) = key {
+                path.push_str(&format!("&key={}", client::enc(&k)));
+            }
+            if let Some(s) = since {
+                path.push_str(&format!("&since={s}"));
+            }
+            let c = Client::new(&node).get_json(&path).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                print_conflicts(&c);
+            }
+            Ok(())
+        }),
         Command::Cluster { node } => runtime()?.block_on(async {
             let c = Client::new(&node).get_json("/v1/cluster").await?;
             println!("{}", serde_json::to_string_pretty(&c)?);
@@ -496,7 +594,30 @@ async fn kv(client: Client, command: KvCommand) -> Result<()> {
             keyspace,
             key,
             value,
-        } => print_served(&client.put(&keyspace, &key, value.into_bytes()).await?),
+            context,
+        } => print_served(
+            &client
+                .put_with_context(&keyspace, &key, value.into_bytes(), context.as_deref())
+                .await?,
+        ),
+        KvCommand::Incr { keyspace, key, by } => {
+            let (r, served) = client
+                .post_kv(&keyspace, &key, "incr", &serde_json::json!({"by": by}))
+                .await?;
+            print_served(&served);
+            println!("{}", r["value"].as_str().unwrap_or("?"));
+        }
+        KvCommand::Set {
+            keyspace,
+            key,
+            add,
+            remove,
+        } => {
+            let body = serde_json::json!({"add": add, "remove": remove});
+            let (r, served) = client.post_kv(&keyspace, &key, "set", &body).await?;
+            print_served(&served);
+            println!("{}", r["members"]);
+        }
         KvCommand::Get {
             keyspace,
             key,

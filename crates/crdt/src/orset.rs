@@ -205,7 +205,7 @@ impl OrSet {
                 }
             }
         }
-        met.sort_by(|x, y| (x.0.dot, x.1.dot).cmp(&(y.0.dot, y.1.dot)));
+        met.sort_by_key(|x| (x.0.dot, x.1.dot));
         met.dedup();
         for k in keys {
             let mine = self.entries.get(&k).cloned().unwrap_or_default();

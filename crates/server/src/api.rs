@@ -466,30 +466,6 @@ pub async fn scan(
     Ok((rows, node.served(staleness_ms)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn policy(read: &str) -> meridian_types::KeyspacePolicy {
-        serde_json::from_str(&format!(
-            r#"{{"name":"k","home_region":"a","regions":["a"],"survive":"zone","read":"{read}"}}"#
-        ))
-        .unwrap()
-    }
-
-    // Goal: reads default to the keyspace's consistency and may only ask for weaker ones;
-    // session reads are open to sync keyspaces too.
-    #[test]
-    fn requested_consistency_is_checked() {
-        let bounded: ReadConsistency = "bounded:100".parse().unwrap();
-        assert_eq!(consistency(&policy("bounded:100"), None).unwrap(), bounded);
-        assert!(consistency(&policy("bounded:100"), Some("linearizable")).is_err());
-        assert!(consistency(&policy("linearizable"), Some("bounded:5")).is_ok());
-        assert!(consistency(&policy("linearizable"), Some("session")).is_ok());
-        assert!(consistency(&policy("linearizable"), Some("nonsense")).is_err());
-    }
-}
-
 /// What `conflicts` found: this region's ledger entries of a keyspace and how many entries
 /// retention has dropped.
 pub struct ConflictsReply {
@@ -561,4 +537,28 @@ pub async fn conflicts(
         dropped,
         regions: ks.policy.regions.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(read: &str) -> meridian_types::KeyspacePolicy {
+        serde_json::from_str(&format!(
+            r#"{{"name":"k","home_region":"a","regions":["a"],"survive":"zone","read":"{read}"}}"#
+        ))
+        .unwrap()
+    }
+
+    // Goal: reads default to the keyspace's consistency and may only ask for weaker ones;
+    // session reads are open to sync keyspaces too.
+    #[test]
+    fn requested_consistency_is_checked() {
+        let bounded: ReadConsistency = "bounded:100".parse().unwrap();
+        assert_eq!(consistency(&policy("bounded:100"), None).unwrap(), bounded);
+        assert!(consistency(&policy("bounded:100"), Some("linearizable")).is_err());
+        assert!(consistency(&policy("linearizable"), Some("bounded:5")).is_ok());
+        assert!(consistency(&policy("linearizable"), Some("session")).is_ok());
+        assert!(consistency(&policy("linearizable"), Some("nonsense")).is_err());
+    }
 }

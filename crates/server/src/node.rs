@@ -129,6 +129,8 @@ enum LocalRead {
 }
 
 /// What a local attempt at an operation concluded.
+// One per request, moved a few times: boxing the reply would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Attempt {
     Done(Result<OpReply, KvError>),
     /// Forward to this node (id, peer address, region), or wait when no leader is known.
@@ -991,7 +993,7 @@ impl Node {
             Op::Get { key, .. } if is_async_group(group) => {
                 let v = state_machine::read_versioned(engine, group, key).map_err(internal)?;
                 reply.version = v.as_ref().map(|v| v.hlc);
-                reply.value = v.and_then(|v| v.value);
+                reply.value = v.and_then(|v| v.render());
             }
             Op::Get { key, .. } => {
                 reply.value = state_machine::read(engine, group, key).map_err(internal)?

@@ -546,41 +546,6 @@ pub fn record_failover(node: &Node, keyspace: &str, from_region: &str, rto_ms: O
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lag(src: &str, dst: &str, ms: Option<u64>, entries: Option<u64>) -> RegionLag {
-        RegionLag {
-            source_region: src.into(),
-            dest_region: dst.into(),
-            lag_ms: ms,
-            lag_entries: entries,
-        }
-    }
-
-    // Goal: the matrix keeps the worst lag per region pair, and a leader's entry count and a
-    // follower's milliseconds for the same pair end up in one cell.
-    #[test]
-    fn merge_keeps_the_worst_per_pair() {
-        let views = [
-            lag("a", "b", Some(40), None),
-            lag("a", "b", Some(90), None),
-            lag("a", "b", None, Some(3)),
-            lag("a", "c", None, Some(7)),
-            lag("a", "c", None, Some(2)),
-        ];
-        let merged = merge_lag(views.iter());
-        assert_eq!(
-            merged,
-            vec![
-                lag("a", "b", Some(90), Some(3)),
-                lag("a", "c", None, Some(7))
-            ]
-        );
-    }
-}
-
 /// Counts the conflicts a command's merge resolved in group `group` (this region):
 /// `meridian_conflicts_total{keyspace,rule,origin,dest}`, origin being the region of the other
 /// write (the incoming one when neither is this region's).
@@ -621,4 +586,39 @@ pub fn region_name(regions: &[String], tag: meridian_crdt::RegionTag) -> String 
         .find(|r| meridian_crdt::RegionTag::of(r) == tag)
         .cloned()
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lag(src: &str, dst: &str, ms: Option<u64>, entries: Option<u64>) -> RegionLag {
+        RegionLag {
+            source_region: src.into(),
+            dest_region: dst.into(),
+            lag_ms: ms,
+            lag_entries: entries,
+        }
+    }
+
+    // Goal: the matrix keeps the worst lag per region pair, and a leader's entry count and a
+    // follower's milliseconds for the same pair end up in one cell.
+    #[test]
+    fn merge_keeps_the_worst_per_pair() {
+        let views = [
+            lag("a", "b", Some(40), None),
+            lag("a", "b", Some(90), None),
+            lag("a", "b", None, Some(3)),
+            lag("a", "c", None, Some(7)),
+            lag("a", "c", None, Some(2)),
+        ];
+        let merged = merge_lag(views.iter());
+        assert_eq!(
+            merged,
+            vec![
+                lag("a", "b", Some(90), Some(3)),
+                lag("a", "c", None, Some(7))
+            ]
+        );
+    }
 }
