@@ -123,8 +123,8 @@ pub async fn read_committed(
                 }
                 let row = crate::state_machine::read_versioned(engine, group, &key)
                     .map_err(io_err)?
-                    .and_then(|v| v.typed);
-                let Some(typed) = row else {
+                    .and_then(|v| Some((v.hlc, v.typed?)));
+                let Some((row_hlc, typed)) = row else {
                     return Err(io::Error::other(format!(
                         "group {group}: typed key of entry {index} has no typed state although applied"
                     )));
@@ -138,7 +138,8 @@ pub async fn read_committed(
                     index,
                     key,
                     value: None,
-                    hlc,
+                    // The state's highest stamp (at least this operation's).
+                    hlc: row_hlc.max(hlc),
                     vv: Default::default(),
                     seen: Default::default(),
                     typed: Some(typed),

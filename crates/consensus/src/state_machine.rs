@@ -441,18 +441,22 @@ impl StateMachine {
             for w in b.writes.into_iter().filter(|w| w.index > cursor) {
                 assert!(w.index > last, "shipped writes apply in source order");
                 last = w.index;
-                let high = self.src_hlc(geo, b.source)?;
-                // A leader stamps after observing every stamp in the log before it, so a
-                // source's writes arrive in HLC order; tombstone purges rely on it.
-                debug_assert!(
-                    high.is_none_or(|h| w.hlc > h),
-                    "a source's writes arrive in HLC order: {:?} after {high:?}",
-                    w.hlc
-                );
-                geo.src_hlc
-                    .insert(b.source, high.map_or(w.hlc, |h| h.max(w.hlc)));
-                if inject::loses(self.group, w.index) && w.typed.is_none() {
-                    continue;
+                if w.typed.is_none() {
+                    let high = self.src_hlc(geo, b.source)?;
+                    // A leader stamps after observing every stamp in the log before it, so a
+                    // source's writes arrive in HLC order; tombstone purges rely on it. (A
+                    // typed row carries its state's highest stamp instead, and typed keys
+                    // have no tombstones.)
+                    debug_assert!(
+                        high.is_none_or(|h| w.hlc > h),
+                        "a source's writes arrive in HLC order: {:?} after {high:?}",
+                        w.hlc
+                    );
+                    geo.src_hlc
+                        .insert(b.source, high.map_or(w.hlc, |h| h.max(w.hlc)));
+                    if inject::loses(self.group, w.index) {
+                        continue;
+                    }
                 }
                 let v = w.version();
                 self.merge(w.key, v, batch, overlay, geo)?;

@@ -30,6 +30,8 @@ pub enum Call {
     BoundedGet {
         bound_ms: u64,
     },
+    /// Async counter keyspace: add this amount.
+    Incr(i64),
 }
 
 /// What the client was told.
@@ -49,6 +51,8 @@ pub enum Ret {
     Written {
         hlc: Hlc,
     },
+    /// A counter update was acknowledged.
+    Incremented,
     /// An async read: the value and the HLC of the version read (a delete's too; `None`: the
     /// key was never written there).
     Read {
@@ -83,7 +87,8 @@ impl Op {
             | Call::StaleGet { .. }
             | Call::SessionGet
             | Call::EventualGet
-            | Call::BoundedGet { .. } => None,
+            | Call::BoundedGet { .. }
+            | Call::Incr(_) => None,
         }
     }
 

@@ -35,8 +35,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::checker::{
     antientropy, async_bounded, async_convergence, async_lost_writes, bounded_staleness,
-    committed_stable, convergence, election_safety, linearizable, lost_writes, lww_final,
-    residency, session,
+    committed_stable, convergence, counter_sum, election_safety, linearizable, lost_writes,
+    lww_final, residency, session,
 };
 use crate::history::{Call, Op as HistoryOp, Ret};
 use crate::nemesis::{self, Fault, Scheduled};
@@ -46,6 +46,9 @@ const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
 const KEYSPACE: &str = "sim";
 /// The async keyspace of the async and mixed workloads.
 const ASYNC_KEYSPACE: &str = "asim";
+/// The async counter keyspace beside it (same regions), with keys `c0`, `c1`.
+const COUNTER_KEYSPACE: &str = "csim";
+const COUNTER_KEYS: usize = 2;
 const KEYS: usize = 5;
 const PEER_PORT: u16 = 7000;
 /// How long a client waits for one operation before its outcome counts as unknown.
@@ -128,6 +131,8 @@ pub struct Outcome {
     pub history: Vec<HistoryOp>,
     /// The same for the async keyspace's clients (empty without one).
     pub async_history: Vec<HistoryOp>,
+    /// The async counter keyspace's operations.
+    pub counter_history: Vec<HistoryOp>,
     /// The async keyspace's regions (empty without one).
     pub async_regions: Vec<String>,
     /// Keys anti-entropy repaired, over every node.
@@ -189,9 +194,9 @@ enabled = false
     Ok(toml::from_str(&text)?)
 }
 
-fn async_policy(shards: u16, regions: &[String]) -> KeyspacePolicy {
+fn async_policy(name: &str, conflict: &str, shards: u16, regions: &[String]) -> KeyspacePolicy {
     let json = format!(
-        r#"{{"name": "{ASYNC_KEYSPACE}", "replication": "async", "regions": {regions:?}, "shards": {shards}}}"#
+        r#"{{"name": "{name}", "replication": "async", "regions": {regions:?}, "shards": {shards}, "conflict": "{conflict}"}}"#
     );
     serde_json::from_str(&json).expect("the simulation's async policy is valid")
 }
@@ -259,6 +264,7 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
         digest: 0,
         history: Vec::new(),
         async_history: Vec::new(),
+        counter_history: Vec::new(),
         async_regions: async_regions.clone(),
         antientropy_repairs: 0,
     };
@@ -305,7 +311,13 @@ fn simulate(
         keyspaces.push(policy(shards));
     }
     if !async_regions.is_empty() {
-        keyspaces.push(async_policy(shards, async_regions));
+        keyspaces.push(async_policy(ASYNC_KEYSPACE, "lww", shards, async_regions));
+        keyspaces.push(async_policy(
+            COUNTER_KEYSPACE,
+            "counter",
+            shards,
+            async_regions,
+        ));
     }
     let total = opts.safety + opts.liveness_max + Duration::from_secs(30);
     let mut sim = turmoil::Builder::new()
@@ -357,6 +369,7 @@ fn simulate(
     }
     let history: Arc<Mutex<Vec<HistoryOp>>> = Arc::default();
     let async_history: Arc<Mutex<Vec<HistoryOp>>> = Arc::default();
+    let counter_history: Arc<Mutex<Vec<HistoryOp>>> = Arc::default();
     let stop_issuing = opts.safety.as_micros() as u64;
     // Which of a region's processes use the async keyspace.
     let async_workers: u64 = match opts.workload {
@@ -382,6 +395,7 @@ fn simulate(
             seed: rng.gen(),
             history: history.clone(),
             async_history: async_history.clone(),
+            counter_history: counter_history.clone(),
             async_regions: async_regions.to_vec(),
             async_workers,
             ops_per_worker: opts.ops.div_ceil(3 * WORKERS as usize),
@@ -459,13 +473,19 @@ fn simulate(
         .extend(committed.violations().iter().cloned());
     let history = history.lock().unwrap().clone();
     let async_history = async_history.lock().unwrap().clone();
+    let counter_history = counter_history.lock().unwrap().clone();
     let mut hasher = std::hash::DefaultHasher::new();
-    format!("{history:?} {async_history:?} {:?}", outcome.simulated).hash(&mut hasher);
+    format!(
+        "{history:?} {async_history:?} {counter_history:?} {:?}",
+        outcome.simulated
+    )
+    .hash(&mut hasher);
     outcome.digest = hasher.finish();
-    outcome.ops = history.len() + async_history.len();
+    outcome.ops = history.len() + async_history.len() + counter_history.len();
     outcome.ops_unknown = history
         .iter()
         .chain(async_history.iter())
+        .chain(counter_history.iter())
         .filter(|o| o.returned.is_none())
         .count();
     if !async_regions.is_empty() {
@@ -511,6 +531,9 @@ fn simulate(
             outcome
                 .violations
                 .extend(async_lost_writes::check(&async_history, &f.async_finals));
+            outcome
+                .violations
+                .extend(counter_sum::check(&counter_history, &f.counter_finals));
         }
     }
     outcome
@@ -526,6 +549,7 @@ fn simulate(
     }
     outcome.history = history;
     outcome.async_history = async_history;
+    outcome.counter_history = counter_history;
     Ok(())
 }
 
@@ -693,6 +717,8 @@ fn sample(
 struct Finals {
     sync_finals: BTreeMap<String, Option<String>>,
     async_finals: BTreeMap<String, BTreeMap<String, Option<Versioned>>>,
+    /// Per region, each counter key's value.
+    counter_finals: BTreeMap<String, BTreeMap<String, Option<i64>>>,
 }
 
 /// Whether the replicas have converged, and if so every key's final value.
@@ -706,6 +732,7 @@ fn converge_check(
     let mut finals = Finals {
         sync_finals: BTreeMap::new(),
         async_finals: BTreeMap::new(),
+        counter_finals: BTreeMap::new(),
     };
     let slots = slots.lock().unwrap();
     if slots.iter().any(Option::is_none) {
@@ -713,7 +740,9 @@ fn converge_check(
     }
     let mut groups: BTreeMap<GroupId, Vec<convergence::Replica>> = BTreeMap::new();
     let mut async_shards: BTreeMap<u16, Vec<async_convergence::RegionReplica>> = BTreeMap::new();
+    let mut counter_shards: BTreeMap<u16, Vec<async_convergence::RegionReplica>> = BTreeMap::new();
     let async_id = keyspace_id(ASYNC_KEYSPACE);
+    let counter_id = keyspace_id(COUNTER_KEYSPACE);
     for (node, sim_node) in slots.iter().flatten().zip(nodes) {
         for s in node.group_status() {
             let data =
@@ -733,11 +762,17 @@ fn converge_check(
                     },
                     data,
                 });
-            if is_async_group(s.group) && group_keyspace(s.group) == async_id {
+            let ks = group_keyspace(s.group);
+            if is_async_group(s.group) && (ks == async_id || ks == counter_id) {
                 let rows =
                     state_machine::scan_versioned(&sim_node.engine, s.group, b"", usize::MAX)
                         .unwrap_or_default();
-                async_shards.entry(group_shard(s.group)).or_default().push(
+                let by_shard = if ks == async_id {
+                    &mut async_shards
+                } else {
+                    &mut counter_shards
+                };
+                by_shard.entry(group_shard(s.group)).or_default().push(
                     async_convergence::RegionReplica {
                         node: node.id(),
                         region: REGIONS[sim_node.region].to_string(),
@@ -755,17 +790,37 @@ fn converge_check(
             problems.push(format!("no node runs shard {shard} of the keyspace"));
         }
         for (ri, _) in async_regions.iter().enumerate() {
-            if !groups.contains_key(&async_group_id(async_id, ri, shard)) {
-                problems.push(format!(
-                    "no node runs shard {shard} of the async keyspace in {}",
-                    async_regions[ri]
-                ));
+            for id in [async_id, counter_id] {
+                if !groups.contains_key(&async_group_id(id, ri, shard)) {
+                    problems.push(format!(
+                        "no node runs shard {shard} of async keyspace {id} in {}",
+                        async_regions[ri]
+                    ));
+                }
             }
         }
     }
     problems.extend(convergence::check(&groups));
     problems.extend(async_convergence::check(&async_shards));
+    problems.extend(async_convergence::check(&counter_shards));
     if problems.is_empty() {
+        for k in 0..COUNTER_KEYS {
+            let key = format!("c{k}");
+            let shard = shard_for_key(key.as_bytes(), shards);
+            for r in counter_shards.get(&shard).into_iter().flatten() {
+                let v = r
+                    .rows
+                    .iter()
+                    .find(|(kk, _)| kk == key.as_bytes())
+                    .and_then(|(_, v)| v.render())
+                    .and_then(|b| String::from_utf8_lossy(&b).parse().ok());
+                finals
+                    .counter_finals
+                    .entry(r.region.clone())
+                    .or_default()
+                    .insert(key.clone(), v);
+            }
+        }
         for k in 0..KEYS {
             let key = key_name(k);
             let shard = shard_for_key(key.as_bytes(), shards);
@@ -807,6 +862,7 @@ struct Client {
     seed: u64,
     history: Arc<Mutex<Vec<HistoryOp>>>,
     async_history: Arc<Mutex<Vec<HistoryOp>>>,
+    counter_history: Arc<Mutex<Vec<HistoryOp>>>,
     async_regions: Vec<String>,
     /// The first `async_workers` processes of the region use the async keyspace.
     async_workers: u64,
@@ -1006,8 +1062,13 @@ impl Client {
             .iter()
             .position(|r| *r == region)
             .expect("listed");
+        let keyspace = if key.starts_with('c') {
+            COUNTER_KEYSPACE
+        } else {
+            ASYNC_KEYSPACE
+        };
         async_group_id(
-            keyspace_id(ASYNC_KEYSPACE),
+            keyspace_id(keyspace),
             ri,
             shard_for_key(key.as_bytes(), self.shards),
         )
@@ -1042,8 +1103,13 @@ impl Client {
         }
         let mut issued = 0;
         while issued < self.ops_per_worker && sim_now_us() < self.stop_issuing_us {
-            let key = key_name(rng.gen_range(0..KEYS));
-            let call = match rng.gen_range(0..20) {
+            let mut key = key_name(rng.gen_range(0..KEYS));
+            let call = match rng.gen_range(0..24) {
+                20..=23 => {
+                    key = format!("c{}", rng.gen_range(0..COUNTER_KEYS));
+                    let by = rng.gen_range(-3i64..=5);
+                    Call::Incr(if by == 0 { 7 } else { by })
+                }
                 0..=6 => {
                     written += 1;
                     Call::Write(Some(format!("a{process}-{written}")))
@@ -1071,12 +1137,17 @@ impl Client {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
-                Reply::Unknown if !matches!(call, Call::Write(_)) => continue,
+                Reply::Unknown if !matches!(call, Call::Write(_) | Call::Incr(_)) => continue,
                 Reply::Unknown => None,
                 Reply::Done(ret) => Some((sim_now_us(), ret)),
             };
             issued += 1;
-            self.async_history.lock().unwrap().push(HistoryOp {
+            let history = if matches!(call, Call::Incr(_)) {
+                &self.counter_history
+            } else {
+                &self.async_history
+            };
+            history.lock().unwrap().push(HistoryOp {
                 client: process,
                 key,
                 call,
@@ -1110,6 +1181,11 @@ impl Client {
                 hlc: Default::default(),
                 seen: Default::default(),
             }),
+            Call::Incr(by) => Op::Write(Command::Update {
+                key,
+                op: meridian_crdt::Op::Incr(*by),
+                hlc: None,
+            }),
             Call::SessionGet => Op::Get {
                 key,
                 consistency: ReadConsistencyWire::Session,
@@ -1140,7 +1216,15 @@ impl Client {
                 for (g, i) in &r.positions {
                     token.observe(*g, *i);
                 }
+                if r.result.refused.is_some() {
+                    // Refused before it was applied (an overflow): nothing happened.
+                    return Reply::NotSent;
+                }
                 Reply::Done(match call {
+                    Call::Incr(_) => match r.result.hlc {
+                        Some(_) => Ret::Incremented,
+                        None => return Reply::Unknown,
+                    },
                     Call::Write(_) => match r.result.hlc {
                         Some(hlc) => Ret::Written { hlc },
                         None => return Reply::Unknown,

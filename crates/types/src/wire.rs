@@ -74,7 +74,7 @@ pub struct Shipped {
     pub seen: VersionVector,
     /// A typed key's whole state as the source held it when shipping (merged by the type's
     /// join, so a state that already includes later operations is harmless); `hlc` is then
-    /// the operation's stamp.
+    /// the state's highest stamp.
     pub typed: Option<Typed>,
 }
 

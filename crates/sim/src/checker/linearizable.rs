@@ -125,9 +125,14 @@ fn step(state: &Value, op: &Op) -> Option<Value> {
             }
         }
         // Async operations live in their own history; never part of a linearizability search.
-        (Call::Write(_) | Call::SessionGet | Call::EventualGet | Call::BoundedGet { .. }, _) => {
-            None
-        }
+        (
+            Call::Write(_)
+            | Call::SessionGet
+            | Call::EventualGet
+            | Call::BoundedGet { .. }
+            | Call::Incr(_),
+            _,
+        ) => None,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod async_lost_writes;
 pub mod bounded_staleness;
 pub mod committed_stable;
 pub mod convergence;
+pub mod counter_sum;
 pub mod election_safety;
 pub mod linearizable;
 pub mod lost_writes;
