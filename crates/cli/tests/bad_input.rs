@@ -160,6 +160,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
             key: vec![b'k'; 5000],
             value: b"v".to_vec(),
             session: String::new(),
+            request_id: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -190,9 +191,26 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
         key: b"g".to_vec(),
         value: b"1".to_vec(),
         session: String::new(),
+        request_id: Vec::new(),
     })
     .await
     .unwrap();
+    let e = grpc
+        .put(PutRequest {
+            keyspace: "ks".into(),
+            key: b"g".to_vec(),
+            value: b"2".to_vec(),
+            session: String::new(),
+            request_id: vec![b'r'; 200],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(
+        e.message().contains("request id is 200 bytes"),
+        "{}",
+        e.message()
+    );
     let got = grpc
         .get(GetRequest {
             keyspace: "ks".into(),

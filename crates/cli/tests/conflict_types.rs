@@ -352,6 +352,34 @@ async fn typed_keyspaces_merge_after_a_cut_and_record_their_conflicts() {
     .await;
     assert_eq!(s, 400, "{body}");
 
+    // A retried increment with the same request id is applied once, on async and sync
+    // counters alike; the retry is marked as replayed.
+    for (ks, key) in [("views", "retry"), ("hits", "retry")] {
+        for attempt in 0..3 {
+            let (s, body, headers) = send(
+                &http,
+                post(1, format!("/v1/kv/{ks}/{key}/incr"), json!({"by": 5}))
+                    .header("meridian-request-id", "req-42"),
+            )
+            .await;
+            assert_eq!(s, 200, "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["value"], "5", "{ks} attempt {attempt}: {body}");
+            assert_eq!(
+                headers.contains_key("meridian-request-replayed"),
+                attempt > 0,
+                "{ks} attempt {attempt}"
+            );
+        }
+        let (_, body, _) = send(
+            &http,
+            post(1, format!("/v1/kv/{ks}/{key}/incr"), json!({"by": 1}))
+                .header("meridian-request-id", "req-43"),
+        )
+        .await;
+        assert!(body.contains("\"6\""), "a new id applies: {body}");
+    }
+
     // The sync counter counts in place (the warm-up added one per region).
     let (s, body, _) = send(
         &http,

@@ -66,3 +66,17 @@ pub fn data_key(group: GroupId, key: &[u8]) -> Vec<u8> {
 pub fn user_key(data_key: &[u8]) -> &[u8] {
     &data_key[8..]
 }
+
+/// The meta tag of request id `id`'s record (its first outcome) in a group.
+pub fn request_tag(id: &[u8]) -> Vec<u8> {
+    [b"g/req/".as_slice(), id].concat()
+}
+
+/// The meta tag of request id `id` in the group's index by time (oldest first).
+pub fn request_time_tag(at_ms: u64, id: &[u8]) -> Vec<u8> {
+    [b"g/reqt/".as_slice(), &at_ms.to_be_bytes(), id].concat()
+}
+
+pub const REQUEST_TIME_PREFIX: &[u8] = b"g/reqt/";
+/// How many request id records the group holds.
+pub const META_REQUEST_COUNT: &[u8] = b"g/req_count";

@@ -84,7 +84,22 @@ pub async fn read_committed(
                 batch.to + 1
             )));
         }
-        match entry.payload {
+        let payload = match entry.payload {
+            // Ship the command a request id wraps, unless this entry was a retry the state
+            // machine did not apply (the id's record names another entry). A record already
+            // forgotten (older than the window) ships it: a duplicate write merges away.
+            EntryPayload::Normal(Command::Idempotent { id, cmd, .. }) => {
+                let record =
+                    crate::state_machine::request_record(engine, group, &id).map_err(io_err)?;
+                if record.is_some_and(|(_, first, _)| first != index) {
+                    batch.to = index;
+                    continue;
+                }
+                EntryPayload::Normal(*cmd)
+            }
+            p => p,
+        };
+        match payload {
             EntryPayload::Normal(Command::Write {
                 key,
                 value,

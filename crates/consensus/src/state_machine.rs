@@ -82,7 +82,20 @@ struct GeoChanges {
     found: Vec<Conflict>,
     /// The ledger's (next sequence number, dropped) once this apply has recorded an entry.
     ledger: Option<(u64, u64)>,
+    /// Request id records written by this apply: id -> (first at_ms, first index, outcome).
+    requests: HashMap<Vec<u8>, Option<RequestRecord>>,
+    /// How many request id records the group holds, once this apply has changed it.
+    request_count: Option<u64>,
 }
+
+/// A request id's record: when it was first applied (the proposer's clock), at which log
+/// index, and its outcome.
+pub type RequestRecord = (u64, u64, CommandResult);
+
+/// Request id records a group keeps at most (the oldest beyond are forgotten early).
+pub const REQUESTS_MAX: u64 = 100_000;
+/// Expired request id records removed per idempotent command applied (amortised cleanup).
+const REQUESTS_PRUNE_PER_APPLY: usize = 32;
 
 /// A snapshot's content: the group's data rows and its replicated meta rows (an async group's
 /// cursors and highest HLC), so a replica installing it resumes shipping where the data is.
@@ -488,6 +501,122 @@ impl StateMachine {
         })
     }
 
+    /// The record of request id `id`: when it was first applied and its outcome.
+    fn request(&self, geo: &GeoChanges, id: &[u8]) -> io::Result<Option<RequestRecord>> {
+        if let Some(r) = geo.requests.get(id) {
+            return Ok(r.clone());
+        }
+        request_record(self.engine(), self.group, id).map_err(io_err)
+    }
+
+    fn request_count(&self, geo: &GeoChanges) -> io::Result<u64> {
+        if let Some(c) = geo.request_count {
+            return Ok(c);
+        }
+        let bytes = self
+            .engine()
+            .get(
+                Table::Meta,
+                &keys::meta_key(self.group, keys::META_REQUEST_COUNT),
+            )
+            .map_err(io_err)?;
+        Ok(bytes
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// Applies a command carrying a request id once: a retry within the window gets the first
+    /// outcome. Records expire after the window (a few are removed with each new one) and at
+    /// most [`REQUESTS_MAX`] are kept.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_idempotent(
+        &self,
+        index: u64,
+        id: Vec<u8>,
+        at_ms: u64,
+        window_ms: u64,
+        cmd: Command,
+        batch: &mut WriteBatch,
+        overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+        geo: &mut GeoChanges,
+    ) -> io::Result<CommandResult> {
+        assert!(
+            !matches!(cmd, Command::Idempotent { .. }),
+            "request ids do not nest"
+        );
+        let previous = self.request(geo, &id)?;
+        if let Some((first, _, result)) = &previous {
+            if at_ms.saturating_sub(*first) <= window_ms {
+                return Ok(CommandResult {
+                    replayed: true,
+                    conflicts: Vec::new(),
+                    ..result.clone()
+                });
+            }
+        }
+        let result = self.apply_command(index, cmd, batch, overlay, geo)?;
+        let mut count = self.request_count(geo)?;
+        if previous.is_none() {
+            count += 1;
+        }
+        let record = (
+            at_ms,
+            index,
+            CommandResult {
+                conflicts: Vec::new(),
+                ..result.clone()
+            },
+        );
+        batch.put(
+            Table::Meta,
+            keys::meta_key(self.group, &keys::request_tag(&id)),
+            encode(&record),
+        );
+        batch.put(
+            Table::Meta,
+            keys::meta_key(self.group, &keys::request_time_tag(at_ms, &id)),
+            Vec::new(),
+        );
+        geo.requests.insert(id, Some(record));
+        // Forget the oldest records: expired ones, and any beyond the bound.
+        let start = keys::meta_key(self.group, keys::REQUEST_TIME_PREFIX);
+        let end = prefix_end(&start).expect("meta keys end below 0xff");
+        let oldest = self
+            .engine()
+            .scan(Table::Meta, &start, &end, REQUESTS_PRUNE_PER_APPLY)
+            .map_err(io_err)?;
+        for (k, _) in oldest {
+            let tag = keys::user_key(&k);
+            let rest = &tag[keys::REQUEST_TIME_PREFIX.len()..];
+            let (t, old_id) = rest.split_at(8);
+            let t = u64::from_be_bytes(t.try_into().expect("8 bytes"));
+            if t.saturating_add(window_ms) >= at_ms && count <= REQUESTS_MAX {
+                break;
+            }
+            if geo.requests.get(old_id).is_some_and(|r| r.is_none()) {
+                continue; // removed earlier in this apply
+            }
+            batch.delete(Table::Meta, k.clone());
+            // The record goes too unless a later use of the id replaced it.
+            let current = self.request(geo, old_id)?;
+            if current.as_ref().is_some_and(|(first, _, _)| *first == t) {
+                batch.delete(
+                    Table::Meta,
+                    keys::meta_key(self.group, &keys::request_tag(old_id)),
+                );
+                geo.requests.insert(old_id.to_vec(), None);
+                count = count.saturating_sub(1);
+            }
+        }
+        batch.put(
+            Table::Meta,
+            keys::meta_key(self.group, keys::META_REQUEST_COUNT),
+            count.to_be_bytes().to_vec(),
+        );
+        geo.request_count = Some(count);
+        Ok(result)
+    }
+
     fn apply_command(
         &self,
         index: u64,
@@ -496,6 +625,15 @@ impl StateMachine {
         overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
         geo: &mut GeoChanges,
     ) -> io::Result<CommandResult> {
+        if let Command::Idempotent {
+            id,
+            at_ms,
+            window_ms,
+            cmd,
+        } = cmd
+        {
+            return self.apply_idempotent(index, id, at_ms, window_ms, *cmd, batch, overlay, geo);
+        }
         let is_async = is_async_group(self.group);
         let cmd = match (cmd, is_async) {
             (
@@ -568,7 +706,7 @@ impl StateMachine {
             )
             | (cmd @ (Command::Put { .. } | Command::Delete { .. } | Command::Cas { .. }), true)
             | (cmd @ Command::Repair { .. }, true)
-            | (cmd @ Command::Update { .. }, _) => {
+            | (cmd @ (Command::Update { .. } | Command::Idempotent { .. }), _) => {
                 // The node routes by keyspace type; a command of the other kind (or a repair
                 // from the group itself) is refused (deterministically, on every replica)
                 // rather than applied half-right.
@@ -585,6 +723,7 @@ impl StateMachine {
             Command::Delete { key } => (key, None, true),
             Command::Write { .. }
             | Command::Update { .. }
+            | Command::Idempotent { .. }
             | Command::Ship(_)
             | Command::Repair { .. }
             | Command::Purge { .. } => {
@@ -617,6 +756,16 @@ impl StateMachine {
             ..Default::default()
         })
     }
+}
+
+/// The record of request id `id` in `group`: (first at_ms, first index, outcome).
+pub fn request_record(
+    engine: &SharedEngine,
+    group: GroupId,
+    id: &[u8],
+) -> meridian_storage::Result<Option<RequestRecord>> {
+    let bytes = engine.get(Table::Meta, &keys::meta_key(group, &keys::request_tag(id)))?;
+    Ok(bytes.and_then(|b| decode(&b).ok()))
 }
 
 /// The highest HLC an async group has applied (`None` before its first write).
@@ -804,7 +953,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::default(),
                 EntryPayload::Normal(cmd) => {
-                    if matches!(cmd, Command::Write { .. } | Command::Update { .. }) {
+                    if matches!(cmd.inner(), Command::Write { .. } | Command::Update { .. }) {
                         geo.last_write = Some(entry.log_id.index);
                     }
                     let found_before = geo.found.len();

@@ -113,6 +113,19 @@ fn observe(
     .record(started.elapsed().as_secs_f64());
 }
 
+/// Request ids are 1 to 128 bytes.
+pub const REQUEST_ID_BYTES_MAX: usize = 128;
+
+fn check_request_id(id: &[u8]) -> Result<(), KvError> {
+    if id.is_empty() || id.len() > REQUEST_ID_BYTES_MAX {
+        return Err(KvError::InvalidArgument(format!(
+            "the request id is {} bytes; give 1 to {REQUEST_ID_BYTES_MAX} bytes (a UUID is typical), the same on every retry of one write",
+            id.len()
+        )));
+    }
+    Ok(())
+}
+
 /// A write as the keyspace's type takes it: puts and deletes of an async `lww` keyspace are
 /// stamped writes; a register's put is an `mv` update; a counter takes only `incr` and a set
 /// only `set`. An operation that does not fit the type is refused naming it.
@@ -188,6 +201,7 @@ pub async fn put_mv(
     value: Option<Vec<u8>>,
     context: Option<meridian_crdt::VersionVector>,
     session: &mut SessionToken,
+    request_id: Option<Vec<u8>>,
 ) -> Result<(CommandResult, ServedBy), KvError> {
     if let Some(v) = &value {
         check_value(node, v)?;
@@ -203,6 +217,7 @@ pub async fn put_mv(
             hlc: None,
         },
         session,
+        request_id,
     )
     .await?;
     Ok((r.result, r.served_by))
@@ -215,13 +230,14 @@ pub async fn incr(
     key: Vec<u8>,
     by: i64,
     session: &mut SessionToken,
+    request_id: Option<Vec<u8>>,
 ) -> Result<(CommandResult, ServedBy), KvError> {
     let cmd = Command::Update {
         key,
         op: MergeOp::Incr(by),
         hlc: None,
     };
-    let r = write(node, "incr", keyspace, cmd, session).await?;
+    let r = write(node, "incr", keyspace, cmd, session, request_id).await?;
     Ok((r.result, r.served_by))
 }
 
@@ -233,6 +249,7 @@ pub async fn set_update(
     add: Vec<Vec<u8>>,
     remove: Vec<Vec<u8>>,
     session: &mut SessionToken,
+    request_id: Option<Vec<u8>>,
 ) -> Result<(CommandResult, ServedBy), KvError> {
     if add.is_empty() && remove.is_empty() {
         return Err(KvError::InvalidArgument(
@@ -255,7 +272,7 @@ pub async fn set_update(
         op: MergeOp::Set { add, remove },
         hlc: None,
     };
-    let r = write(node, "set", keyspace, cmd, session).await?;
+    let r = write(node, "set", keyspace, cmd, session, request_id).await?;
     Ok((r.result, r.served_by))
 }
 
@@ -265,6 +282,7 @@ async fn write(
     keyspace: &str,
     cmd: Command,
     session: &mut SessionToken,
+    request_id: Option<Vec<u8>>,
 ) -> Result<OpReply, KvError> {
     let started = Instant::now();
     // A sync write is linearizable; an async one is accepted by its region and merged later.
@@ -276,7 +294,16 @@ async fn write(
         if ks.is_async() {
             replication = "async";
         }
-        let cmd = typed_command(keyspace, &ks, cmd)?;
+        let mut cmd = typed_command(keyspace, &ks, cmd)?;
+        if let Some(id) = request_id {
+            check_request_id(&id)?;
+            cmd = Command::Idempotent {
+                id,
+                at_ms: 0,
+                window_ms: node.cfg.request_id_window_s.saturating_mul(1000),
+                cmd: Box::new(cmd),
+            };
+        }
         let r = node.execute(group, Op::Write(cmd), 0).await?;
         for (g, i) in &r.positions {
             session.observe(*g, *i);
@@ -306,9 +333,18 @@ pub async fn put(
     key: Vec<u8>,
     value: Vec<u8>,
     session: &mut SessionToken,
+    request_id: Option<Vec<u8>>,
 ) -> Result<(CommandResult, ServedBy), KvError> {
     check_value(node, &value)?;
-    let r = write(node, "put", keyspace, Command::Put { key, value }, session).await?;
+    let r = write(
+        node,
+        "put",
+        keyspace,
+        Command::Put { key, value },
+        session,
+        request_id,
+    )
+    .await?;
     Ok((r.result, r.served_by))
 }
 
@@ -317,8 +353,17 @@ pub async fn delete(
     keyspace: &str,
     key: Vec<u8>,
     session: &mut SessionToken,
+    request_id: Option<Vec<u8>>,
 ) -> Result<(CommandResult, ServedBy), KvError> {
-    let r = write(node, "delete", keyspace, Command::Delete { key }, session).await?;
+    let r = write(
+        node,
+        "delete",
+        keyspace,
+        Command::Delete { key },
+        session,
+        request_id,
+    )
+    .await?;
     Ok((r.result, r.served_by))
 }
 
@@ -329,6 +374,7 @@ pub async fn cas(
     expected: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
     session: &mut SessionToken,
+    request_id: Option<Vec<u8>>,
 ) -> Result<(CommandResult, ServedBy), KvError> {
     if let Some(v) = &value {
         check_value(node, v)?;
@@ -343,6 +389,7 @@ pub async fn cas(
             value,
         },
         session,
+        request_id,
     )
     .await?;
     Ok((r.result, r.served_by))

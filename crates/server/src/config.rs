@@ -60,6 +60,14 @@ pub struct NodeConfig {
     /// Conflict ledger entries older than this are not served (and age out as new ones come).
     #[serde(default = "default_conflict_ledger_max_age")]
     pub conflict_ledger_max_age_s: u64,
+    /// How long a write's request id (`meridian-request-id`) is remembered: a retry within
+    /// this window returns the first outcome and is not applied again.
+    #[serde(default = "default_request_id_window")]
+    pub request_id_window_s: u64,
+}
+
+fn default_request_id_window() -> u64 {
+    600
 }
 
 fn default_conflict_ledger_max() -> u64 {
@@ -205,6 +213,12 @@ impl NodeConfig {
             return Err(format!(
                 "conflict_ledger_max = {} is out of range: give 1 to 10000000 entries per group (10000 is the default)",
                 self.conflict_ledger_max
+            ));
+        }
+        if !(1..=7 * 24 * 3600).contains(&self.request_id_window_s) {
+            return Err(format!(
+                "request_id_window_s = {} is out of range: give 1 to 604800 seconds (600, ten minutes, is the default)",
+                self.request_id_window_s
             ));
         }
         if self.conflict_ledger_max_age_s == 0 {

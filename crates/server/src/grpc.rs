@@ -44,6 +44,24 @@ fn session_in(text: &str) -> Result<SessionToken, Status> {
     SessionToken::parse(text).map_err(|e| status(KvError::InvalidArgument(e)))
 }
 
+fn request_id(id: Vec<u8>) -> Option<Vec<u8>> {
+    (!id.is_empty()).then_some(id)
+}
+
+fn conflict_side(
+    s: &meridian_consensus::ledger::RecordedSide,
+    regions: &[String],
+) -> pb::ConflictSide {
+    pb::ConflictSide {
+        value: s.value.clone(),
+        deleted: s.deleted,
+        size: s.size,
+        hash: s.hash,
+        version: crate::http::version_text(&s.hlc),
+        origin: crate::observe::region_name(regions, s.hlc.origin),
+    }
+}
+
 fn version(h: Option<&meridian_crdt::Hlc>) -> String {
     h.map(crate::http::version_text).unwrap_or_default()
 }
@@ -53,7 +71,8 @@ impl pb::kv_server::Kv for KvService {
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let r = req.into_inner();
         let mut session = session_in(&r.session)?;
-        let (res, s) = api::put(&self.node, &r.keyspace, r.key, r.value, &mut session)
+        let id = request_id(r.request_id);
+        let (res, s) = api::put(&self.node, &r.keyspace, r.key, r.value, &mut session, id)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::PutResponse {
@@ -91,7 +110,8 @@ impl pb::kv_server::Kv for KvService {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let r = req.into_inner();
         let mut session = session_in(&r.session)?;
-        let (res, s) = api::delete(&self.node, &r.keyspace, r.key, &mut session)
+        let id = request_id(r.request_id);
+        let (res, s) = api::delete(&self.node, &r.keyspace, r.key, &mut session, id)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DeleteResponse {
@@ -143,6 +163,7 @@ impl pb::kv_server::Kv for KvService {
             r.expected,
             r.value,
             &mut session,
+            request_id(r.request_id),
         )
         .await
         .map_err(status)?;
@@ -151,6 +172,89 @@ impl pb::kv_server::Kv for KvService {
             current: res.current,
             served_by: served(s),
             session: session.encode(),
+        }))
+    }
+
+    async fn incr(
+        &self,
+        req: Request<pb::IncrRequest>,
+    ) -> Result<Response<pb::IncrResponse>, Status> {
+        let r = req.into_inner();
+        let mut session = session_in(&r.session)?;
+        let id = request_id(r.request_id);
+        let (res, s) = api::incr(&self.node, &r.keyspace, r.key, r.by, &mut session, id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::IncrResponse {
+            value: String::from_utf8_lossy(&res.current.unwrap_or_default()).into_owned(),
+            served_by: served(s),
+            session: session.encode(),
+            replayed: res.replayed,
+        }))
+    }
+
+    async fn update_set(
+        &self,
+        req: Request<pb::UpdateSetRequest>,
+    ) -> Result<Response<pb::UpdateSetResponse>, Status> {
+        let r = req.into_inner();
+        let mut session = session_in(&r.session)?;
+        let bytes = |v: Vec<String>| v.into_iter().map(String::into_bytes).collect();
+        let (res, s) = api::set_update(
+            &self.node,
+            &r.keyspace,
+            r.key,
+            bytes(r.add),
+            bytes(r.remove),
+            &mut session,
+            request_id(r.request_id),
+        )
+        .await
+        .map_err(status)?;
+        let members = res
+            .current
+            .as_deref()
+            .and_then(|v| serde_json::from_slice(v).ok())
+            .unwrap_or_default();
+        Ok(Response::new(pb::UpdateSetResponse {
+            members,
+            served_by: served(s),
+            session: session.encode(),
+            replayed: res.replayed,
+        }))
+    }
+
+    async fn conflicts(
+        &self,
+        req: Request<pb::ConflictsRequest>,
+    ) -> Result<Response<pb::ConflictsResponse>, Status> {
+        let r = req.into_inner();
+        let key = (!r.key.is_empty()).then_some(r.key.as_slice());
+        let limit = if r.limit == 0 { 100 } else { r.limit as usize };
+        let c = api::conflicts(&self.node, &r.keyspace, key, r.since_ms, limit)
+            .await
+            .map_err(status)?;
+        let conflicts = c
+            .entries
+            .iter()
+            .map(|e| pb::Conflict {
+                id: e.id,
+                key: e.key.clone(),
+                rule: e.rule.as_str().into(),
+                a: Some(conflict_side(&e.a, &c.regions)),
+                b: Some(conflict_side(&e.b, &c.regions)),
+                outcome: serde_json::to_value(e.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                detected_region: c.region.clone(),
+                detected_at_ms: e.detected.physical_ms,
+            })
+            .collect();
+        Ok(Response::new(pb::ConflictsResponse {
+            conflicts,
+            dropped: c.dropped,
+            region: c.region,
         }))
     }
 }

@@ -81,6 +81,16 @@ fn session_in(headers: &HeaderMap) -> Result<SessionToken, ApiError> {
 
 pub const SESSION_HEADER: &str = "meridian-session";
 
+/// A write's request id: a retry with the same id within the window returns the first
+/// outcome and is not applied again.
+pub const REQUEST_ID_HEADER: &str = "meridian-request-id";
+
+fn request_id_in(headers: &HeaderMap) -> Option<Vec<u8>> {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .map(|v| v.as_bytes().to_vec())
+}
+
 /// The causal context a register write carries: the `context` a read of the key returned.
 pub const CONTEXT_HEADER: &str = "meridian-context";
 
@@ -100,6 +110,17 @@ fn context_in(headers: &HeaderMap) -> Result<Option<meridian_crdt::VersionVector
 /// An HLC as headers and JSON show it: `physical_ms.logical.origin` (origin in hex).
 pub fn version_text(h: &Hlc) -> String {
     format!("{}.{}.{:x}", h.physical_ms, h.logical, h.origin.0)
+}
+
+/// Marks a response to a retried request id (`meridian-request-replayed: true`).
+fn replayed(mut headers: HeaderMap, r: &meridian_types::wire::CommandResult) -> HeaderMap {
+    if r.replayed {
+        headers.insert(
+            "meridian-request-replayed",
+            HeaderValue::from_static("true"),
+        );
+    }
+    headers
 }
 
 fn reply_headers(s: &ServedBy, session: &SessionToken, version: Option<&Hlc>) -> HeaderMap {
@@ -225,7 +246,8 @@ fn write_reply(
     if let Some(h) = &r.hlc {
         body["version"] = json!(version_text(h));
     }
-    (reply_headers(served, session, r.hlc.as_ref()), Json(body)).into_response()
+    let headers = replayed(reply_headers(served, session, r.hlc.as_ref()), r);
+    (headers, Json(body)).into_response()
 }
 
 async fn put_key(
@@ -244,6 +266,7 @@ async fn put_key(
                 Some(body.to_vec()),
                 Some(context),
                 &mut session,
+                request_id_in(&headers),
             )
             .await?
         }
@@ -254,6 +277,7 @@ async fn put_key(
                 key.into_bytes(),
                 body.to_vec(),
                 &mut session,
+                request_id_in(&headers),
             )
             .await?
         }
@@ -270,9 +294,13 @@ async fn delete_key(
     let (r, served) = match context_in(&headers)? {
         Some(context) => {
             let key = key.into_bytes();
-            api::put_mv(&node, &keyspace, key, None, Some(context), &mut session).await?
+            let id = request_id_in(&headers);
+            api::put_mv(&node, &keyspace, key, None, Some(context), &mut session, id).await?
         }
-        None => api::delete(&node, &keyspace, key.into_bytes(), &mut session).await?,
+        None => {
+            let id = request_id_in(&headers);
+            api::delete(&node, &keyspace, key.into_bytes(), &mut session, id).await?
+        }
     };
     Ok(write_reply(&r, &served, &session))
 }
@@ -339,11 +367,12 @@ async fn cas(
         b.expected.map(String::into_bytes),
         b.value.map(String::into_bytes),
         &mut session,
+        request_id_in(&headers),
     )
     .await?;
     let current = r.current.as_deref().map(text_or_hex);
     Ok((
-        reply_headers(&served, &session, None),
+        replayed(reply_headers(&served, &session, None), &r),
         Json(json!({"succeeded": r.succeeded, "current": current})),
     )
         .into_response())
@@ -364,13 +393,14 @@ async fn incr(
     let mut session = session_in(&headers)?;
     let Json(b) =
         body.map_err(|r| bad_json(r, r#"counter update {"by": n} (n a signed 64-bit integer)"#))?;
-    let (r, served) = api::incr(&node, &keyspace, key.into_bytes(), b.by, &mut session).await?;
+    let id = request_id_in(&headers);
+    let (r, served) = api::incr(&node, &keyspace, key.into_bytes(), b.by, &mut session, id).await?;
     let value = r
         .current
         .as_deref()
         .map(|v| String::from_utf8_lossy(v).into_owned());
     Ok((
-        reply_headers(&served, &session, r.hlc.as_ref()),
+        replayed(reply_headers(&served, &session, r.hlc.as_ref()), &r),
         Json(json!({"value": value})),
     )
         .into_response())
@@ -406,6 +436,7 @@ async fn set_update(
         bytes(b.add),
         bytes(b.remove),
         &mut session,
+        request_id_in(&headers),
     )
     .await?;
     let members: serde_json::Value = r
@@ -414,7 +445,7 @@ async fn set_update(
         .and_then(|v| serde_json::from_slice(v).ok())
         .unwrap_or(json!([]));
     Ok((
-        reply_headers(&served, &session, r.hlc.as_ref()),
+        replayed(reply_headers(&served, &session, r.hlc.as_ref()), &r),
         Json(json!({"members": members})),
     )
         .into_response())

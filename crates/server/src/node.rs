@@ -518,6 +518,9 @@ impl Node {
                     Ok(c) => c,
                     Err(e) => return Attempt::Done(Err(e)),
                 };
+                if let Some(reply) = self.replay(&g, &cmd) {
+                    return Attempt::Done(Ok(reply));
+                }
                 let shipped = match &cmd {
                     Command::Ship(b) => {
                         Some((b.source, b.writes.iter().map(|w| w.hlc).collect::<Vec<_>>()))
@@ -596,6 +599,26 @@ impl Node {
     /// earlier term's entries and seen the highest HLC applied; a shipped batch's stamps are
     /// observed first, so later local writes follow them.
     async fn prepare_write(&self, g: &Group, cmd: &Command) -> Result<Command, KvError> {
+        if let Command::Idempotent {
+            id,
+            window_ms,
+            cmd: inner,
+            ..
+        } = cmd
+        {
+            // Stamped with the leader's clock: the window is measured between proposals.
+            let inner = self.prepare_command(g, inner).await?;
+            return Ok(Command::Idempotent {
+                id: id.clone(),
+                at_ms: self.clock.now_ms(),
+                window_ms: *window_ms,
+                cmd: Box::new(inner),
+            });
+        }
+        self.prepare_command(g, cmd).await
+    }
+
+    async fn prepare_command(&self, g: &Group, cmd: &Command) -> Result<Command, KvError> {
         match cmd {
             Command::Write { .. } | Command::Update { .. }
                 if g.raft.is_leader() && is_async_group(g.id) =>
@@ -652,6 +675,36 @@ impl Node {
             }
             c => Ok(c.clone()),
         }
+    }
+
+    /// A retry of a request id this leader has applied within the window: the first outcome,
+    /// without proposing (the state machine would refuse to apply it again anyway; this saves
+    /// the round). Only on the leader, whose state holds every committed record.
+    fn replay(&self, g: &Group, cmd: &Command) -> Option<OpReply> {
+        let Command::Idempotent {
+            id,
+            at_ms,
+            window_ms,
+            ..
+        } = cmd
+        else {
+            return None;
+        };
+        if !g.raft.is_leader() {
+            return None;
+        }
+        let (first, index, result) =
+            state_machine::request_record(self.committer.engine(), g.id, id).ok()??;
+        (at_ms.saturating_sub(first) <= *window_ms).then(|| OpReply {
+            result: meridian_types::wire::CommandResult {
+                replayed: true,
+                index,
+                ..result
+            },
+            served_by: self.served(None),
+            positions: vec![(g.id, index)],
+            ..Default::default()
+        })
     }
 
     /// Applies the keyspace's lag budget to a write in this region: over budget towards some

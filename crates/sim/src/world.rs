@@ -1094,6 +1094,7 @@ impl Client {
                     &key_name(0),
                     &Call::EventualGet,
                     &mut token,
+                    None,
                 )
                 .await
             {
@@ -1129,9 +1130,44 @@ impl Client {
                 (n, h, self.region.clone())
             };
             let invoked_us = sim_now_us();
-            let reply = self
-                .async_call(&transport, (node, &host, &region), &key, &call, &mut token)
+            // Counter updates carry a request id and are retried, with it, while their outcome
+            // is unknown: the retry must not count twice.
+            let request_id = matches!(call, Call::Incr(_)).then(|| {
+                written += 1;
+                format!("p{process}-i{written}")
+            });
+            let target = (node, host.as_str(), region.as_str());
+            let mut reply = self
+                .async_call(
+                    &transport,
+                    target,
+                    &key,
+                    &call,
+                    &mut token,
+                    request_id.as_deref(),
+                )
                 .await;
+            for _ in 0..3 {
+                if request_id.is_none() || !matches!(reply, Reply::Unknown) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                reply = match self
+                    .async_call(
+                        &transport,
+                        target,
+                        &key,
+                        &call,
+                        &mut token,
+                        request_id.as_deref(),
+                    )
+                    .await
+                {
+                    // Not delivered says nothing of the first attempt.
+                    Reply::NotSent => Reply::Unknown,
+                    r => r,
+                };
+            }
             let returned = match reply {
                 Reply::NotSent => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1166,6 +1202,7 @@ impl Client {
         key: &str,
         call: &Call,
         token: &mut SessionToken,
+        request_id: Option<&str>,
     ) -> Reply {
         let group = self.async_group(key, region);
         let same_shard = |g: GroupId| {
@@ -1181,11 +1218,22 @@ impl Client {
                 hlc: Default::default(),
                 seen: Default::default(),
             }),
-            Call::Incr(by) => Op::Write(Command::Update {
-                key,
-                op: meridian_crdt::Op::Incr(*by),
-                hlc: None,
-            }),
+            Call::Incr(by) => {
+                let update = Command::Update {
+                    key,
+                    op: meridian_crdt::Op::Incr(*by),
+                    hlc: None,
+                };
+                Op::Write(match request_id {
+                    Some(id) => Command::Idempotent {
+                        id: id.as_bytes().to_vec(),
+                        at_ms: 0,
+                        window_ms: 600_000,
+                        cmd: Box::new(update),
+                    },
+                    None => update,
+                })
+            }
             Call::SessionGet => Op::Get {
                 key,
                 consistency: ReadConsistencyWire::Session,

@@ -51,6 +51,16 @@ pub enum Command {
         source: GroupId,
         writes: Vec<Shipped>,
     },
+    /// A client write with a request id: applied once; a retry with the same id within
+    /// `window_ms` of the first (by the proposers' clocks, `at_ms`) gets the first outcome and
+    /// changes nothing. The record of ids is replicated group meta, so it survives leader
+    /// changes and restarts.
+    Idempotent {
+        id: Vec<u8>,
+        at_ms: u64,
+        window_ms: u64,
+        cmd: Box<Command>,
+    },
     /// Removes tombstones no write still to arrive can be older than: each is removed only if
     /// it is still the key's version and every group in `sources` (the keyspace's other
     /// regions' groups of the shard) has shipped here a write with an HLC at least its own.
@@ -163,6 +173,7 @@ impl Command {
             | Command::Cas { key, .. }
             | Command::Write { key, .. }
             | Command::Update { key, .. } => key,
+            Command::Idempotent { cmd, .. } => cmd.key(),
             Command::Ship(_) | Command::Repair { .. } | Command::Purge { .. } => &[],
         }
     }
@@ -195,6 +206,20 @@ pub struct CommandResult {
     /// For a refused operation (a counter update leaving the i64 range): why.
     #[serde(default)]
     pub refused: Option<String>,
+    /// A retry of a request id already applied: this is the first outcome, and nothing was
+    /// applied again.
+    #[serde(default)]
+    pub replayed: bool,
+}
+
+impl Command {
+    /// The command itself, inside a request id's wrapper.
+    pub fn inner(&self) -> &Command {
+        match self {
+            Command::Idempotent { cmd, .. } => cmd.inner(),
+            c => c,
+        }
+    }
 }
 
 /// Where a request was served, reported in every response.
@@ -218,6 +243,7 @@ impl std::fmt::Display for Command {
             }
             Command::Write { value: None, .. } => write!(f, "write {key:?} (delete)"),
             Command::Update { op, .. } => write!(f, "{} update of {key:?}", op.type_name()),
+            Command::Idempotent { cmd, .. } => write!(f, "{cmd} (with a request id)"),
             Command::Ship(b) => write!(
                 f,
                 "ship {} writes of group {} ({}..={})",

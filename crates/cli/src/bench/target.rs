@@ -80,6 +80,7 @@ impl Conn {
                     key: key.to_vec(),
                     value: value.to_vec(),
                     session: String::new(),
+                    request_id: Vec::new(),
                 })
                 .await
                 .map(|_| ())
