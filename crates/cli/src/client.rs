@@ -153,6 +153,24 @@ impl Client {
         .await
     }
 
+    /// As `post_kv`, with a request id (a retry with the same id is applied once).
+    pub async fn post_kv_with_id(
+        &self,
+        keyspace: &str,
+        key: &str,
+        op: &str,
+        body: &Value,
+        request_id: &str,
+    ) -> Result<(Value, Served)> {
+        self.json(
+            self.http
+                .post(self.url(&format!("/v1/kv/{keyspace}/{}/{op}", enc(key))))
+                .header("meridian-request-id", request_id)
+                .json(body),
+        )
+        .await
+    }
+
     /// Sets (`Some`) or clears the node's fault injection (cut region pairs).
     pub async fn set_cut_regions(&self, pairs: &[(&str, &str)]) -> Result<Value> {
         let cut: Vec<[&str; 2]> = pairs.iter().map(|(a, b)| [*a, *b]).collect();

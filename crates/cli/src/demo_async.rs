@@ -1,7 +1,10 @@
-//! `meridian demo --scenario async`: an async keyspace in three regions, clients writing in
-//! every region at local latency, eu-west-1 cut off from the other two while writes go on on
-//! both sides, the heal, and a report of write and read latency per region, replication lag
-//! per region pair, convergence time, divergence and lost writes.
+//! `meridian demo --scenario async`: async keyspaces in three regions, one per conflict type
+//! (profiles as last-writer-wins values, page views as counters, cart items as sets, shared
+//! documents as multi-value registers), clients writing in every region at local latency,
+//! eu-west-1 cut off from the other two while writes go on on both sides, the heal, and a
+//! report of write and read latency per region and per type, replication lag per region
+//! pair, convergence time, divergence, lost writes, the conflicts each rule resolved, and the
+//! counters against the sum of acknowledged increments.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,7 +22,15 @@ use crate::local::{node_configs, LocalNode};
 
 const NODES_PER_REGION: usize = 3;
 const CLIENTS_PER_REGION: usize = 4;
-const KEYSPACE: &str = "carts";
+/// The last-writer-wins keyspace (the latency, lag and lost-write figures are its).
+const KEYSPACE: &str = "profiles";
+/// The typed keyspaces: page views (counter), cart items (set), shared documents (mv).
+const VIEWS: &str = "page_views";
+const CARTS: &str = "cart_items";
+const DOCS: &str = "docs";
+const VIEW_KEYS: u64 = 8;
+const CART_KEYS: u64 = 10;
+const DOC_KEYS: u64 = 4;
 const SHARDS: u16 = 4;
 /// The region cut off from the other two.
 const CUT: usize = 2;
@@ -53,6 +64,11 @@ struct ClientResult {
     acked_count: u64,
     session_violations: u64,
     cross_region_reads: u64,
+    /// Steady-state latency of each type's updates: counter, set, mv.
+    steady_typed: [Vec<Duration>; 3],
+    /// Increments acknowledged, and increments whose every attempt failed (indeterminate).
+    views_acked: i64,
+    views_unknown: i64,
 }
 
 fn steady_or_healed(shared: &Shared) -> bool {
@@ -155,9 +171,70 @@ async fn client_loop(
                 out.session_violations += 1;
             }
         }
+        if seq.is_multiple_of(2) {
+            typed_op(region, index, seq / 2, node, steady, &mut out).await;
+        }
         tokio::time::sleep(pace()).await;
     }
     out
+}
+
+/// One update of a typed keyspace, by turns: a page view (with a request id, retried on
+/// failure), a cart item added or removed, a document written.
+async fn typed_op(
+    region: usize,
+    index: usize,
+    seq: u64,
+    node: &Client,
+    steady: bool,
+    out: &mut ClientResult,
+) {
+    let me = format!("{}-c{index}-{seq}", REGIONS[region]);
+    let started = Instant::now();
+    let (kind, ok) = match seq % 3 {
+        0 => {
+            let key = format!("views/{}", seq % VIEW_KEYS);
+            let body = json!({"by": 1});
+            let id = format!("demo-{me}");
+            let mut ok = false;
+            for _ in 0..3 {
+                if node
+                    .post_kv_with_id(VIEWS, &key, "incr", &body, &id)
+                    .await
+                    .is_ok()
+                {
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if ok {
+                out.views_acked += 1;
+            } else {
+                out.views_unknown += 1;
+            }
+            (0, ok)
+        }
+        1 => {
+            // Shared carts of a small catalogue: every region adds and removes the same items,
+            // so an add and a remove of one item are sometimes concurrent (the add wins).
+            let key = format!("cart/{}", (seq / 3) % CART_KEYS);
+            let item = format!("item-{}", (seq / 7 + index as u64) % 5);
+            let body = if seq % 4 == 1 {
+                json!({"remove": [item]})
+            } else {
+                json!({"add": [item]})
+            };
+            (1, node.post_kv(CARTS, &key, "set", &body).await.is_ok())
+        }
+        _ => {
+            let key = format!("doc/{}", (seq / 3) % DOC_KEYS);
+            (2, node.put(DOCS, &key, me.into_bytes()).await.is_ok())
+        }
+    };
+    if ok && steady {
+        out.steady_typed[kind].push(started.elapsed());
+    }
 }
 
 fn hist_ms(samples: impl Iterator<Item = Duration>) -> Histogram<u64> {
@@ -204,7 +281,10 @@ async fn drained_since(clients: &[Client], since_wall_ms: u64) -> bool {
             return false;
         };
         for l in v["async_lag_local"].as_array().into_iter().flatten() {
-            if l["keyspace"] != KEYSPACE {
+            if ![KEYSPACE, VIEWS, CARTS, DOCS]
+                .iter()
+                .any(|k| l["keyspace"] == *k)
+            {
                 continue;
             }
             let lag = l["lag_ms"].as_u64().unwrap_or(0);
@@ -312,7 +392,14 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
         .create_keyspace(&policy)
         .await
         .context("creating the demo keyspace")?;
-    println!("created keyspace {KEYSPACE:?}: async, last-writer-wins, every region writes locally, {SHARDS} shards per region");
+    for (name, conflict) in [(VIEWS, "counter"), (CARTS, "set"), (DOCS, "mv")] {
+        let policy = json!({"name": name, "replication": "async", "regions": REGIONS, "shards": 1, "conflict": conflict});
+        first
+            .create_keyspace(&policy)
+            .await
+            .with_context(|| format!("creating the demo keyspace {name}"))?;
+    }
+    println!("created keyspaces: {KEYSPACE:?} (async, last-writer-wins, {SHARDS} shards per region), {VIEWS:?} (counters), {CARTS:?} (sets), {DOCS:?} (multi-value registers); every region writes locally");
     let t = wait_for("every region's groups have leaders", SETTLE_TIMEOUT, || {
         let by_region = by_region.clone();
         async move {
@@ -320,17 +407,21 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
                 let Ok(c) = list[0].get_json("/v1/cluster").await else {
                     return false;
                 };
-                let led = c["shards"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|s| {
-                        s["keyspace"] == KEYSPACE
-                            && s["region"] == REGIONS[r]
-                            && !s["leader"].is_null()
-                    })
-                    .count();
-                if led < SHARDS as usize {
+                let led = |ks: &str| {
+                    c["shards"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|s| {
+                            s["keyspace"] == ks
+                                && s["region"] == REGIONS[r]
+                                && !s["leader"].is_null()
+                        })
+                        .count()
+                };
+                if led(KEYSPACE) < SHARDS as usize
+                    || [VIEWS, CARTS, DOCS].iter().any(|k| led(k) < 1)
+                {
                     return false;
                 }
             }
@@ -463,6 +554,8 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
         }
     }
 
+    let typed = typed_report(&by_region, &results).await;
+
     println!();
     println!("=== Meridian demo report (async) ===");
     println!("steady-state latency per client region (ms; every region writes locally):");
@@ -543,6 +636,52 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
         println!("  LOST: {k}");
     }
     println!("session reads: {cross} from another region than the write; read-your-writes violations: {session_violations}");
+    println!();
+    println!("conflict types:");
+    let lww_p50 = percentile_ms(
+        &hist_ms(results.iter().flat_map(|c| c.steady_writes.iter().copied())),
+        0.5,
+    );
+    let mut type_latency = serde_json::Map::new();
+    for (i, name) in ["counter", "set", "mv"].iter().enumerate() {
+        let h = hist_ms(
+            results
+                .iter()
+                .flat_map(|c| c.steady_typed[i].iter().copied()),
+        );
+        let p50 = percentile_ms(&h, 0.5);
+        let ratio = p50.zip(lww_p50).map(|(t, l)| t / l);
+        println!(
+            "  {name:<8} write p50 {} ms ({} x the lww write p50)",
+            p50.map_or("-".into(), |v| format!("{v:.1}")),
+            ratio.map_or("-".into(), |r| format!("{r:.2}"))
+        );
+        type_latency.insert(
+            name.to_string(),
+            json!({"write_p50_ms": round1(p50), "vs_lww_p50": ratio.map(|r| (r * 100.0).round() / 100.0)}),
+        );
+    }
+    println!(
+        "  page views: {} increments acknowledged ({} indeterminate); final per region: {}",
+        typed.counter_expected,
+        typed.counter_indeterminate,
+        typed
+            .counter_final
+            .iter()
+            .map(|(r, v)| format!("{r} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  carts: {} compared, {} diverged; documents: {} with siblings, {} diverged",
+        CART_KEYS, typed.sets_diverged, typed.docs_with_siblings, typed.docs_diverged
+    );
+    println!(
+        "  conflicts recorded (distinct, over every region's ledger): lww {}, mv {}, set {}",
+        typed.conflicts.get("lww").unwrap_or(&0),
+        typed.conflicts.get("mv").unwrap_or(&0),
+        typed.conflicts.get("set").unwrap_or(&0)
+    );
     let report = json!({
         "scenario": "async",
         "regions": regions_json,
@@ -555,6 +694,14 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
         "session_violations": session_violations,
         "cut_region": REGIONS[CUT],
         "duration_s": duration_s,
+        "conflicts": typed.conflicts,
+        "counter_expected": typed.counter_expected,
+        "counter_indeterminate": typed.counter_indeterminate,
+        "counter_final": typed.counter_final,
+        "sets_diverged": typed.sets_diverged,
+        "docs_with_siblings": typed.docs_with_siblings,
+        "docs_diverged": typed.docs_diverged,
+        "type_latency": type_latency,
     });
     if let Some(path) = report_path {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)
@@ -573,7 +720,106 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
             convergence.is_some()
         );
     }
+    let counters_off = typed.counter_final.values().any(|v| {
+        *v < typed.counter_expected || *v > typed.counter_expected + typed.counter_indeterminate
+    });
+    if typed.sets_diverged > 0 || typed.docs_diverged > 0 || counters_off {
+        bail!(
+            "the async demo's typed keyspaces found problems: {} sets diverged, {} documents diverged, counters {:?} against {} acknowledged (+{} indeterminate)",
+            typed.sets_diverged,
+            typed.docs_diverged,
+            typed.counter_final,
+            typed.counter_expected,
+            typed.counter_indeterminate
+        );
+    }
     Ok(())
+}
+
+/// What the typed keyspaces hold once shipping has drained.
+struct TypedReport {
+    counter_expected: i64,
+    counter_indeterminate: i64,
+    /// Region -> the sum of every page-view counter there.
+    counter_final: BTreeMap<String, i64>,
+    sets_diverged: usize,
+    docs_with_siblings: usize,
+    docs_diverged: usize,
+    /// Rule -> distinct conflicts recorded (by id, over every region's ledger).
+    conflicts: BTreeMap<String, usize>,
+}
+
+async fn typed_report(by_region: &[Vec<Client>], results: &[ClientResult]) -> TypedReport {
+    let read = |c: &Client, ks: &'static str, key: String| {
+        let c = c.clone();
+        async move {
+            c.get(ks, &key, Some("eventual"))
+                .await
+                .ok()
+                .and_then(|(v, _)| v)
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+        }
+    };
+    let mut counter_final = BTreeMap::new();
+    let mut carts: Vec<Vec<Option<String>>> = Vec::new();
+    let mut docs: Vec<Vec<Option<String>>> = Vec::new();
+    for (r, list) in by_region.iter().enumerate() {
+        let mut sum = 0i64;
+        for k in 0..VIEW_KEYS {
+            let v = read(&list[0], VIEWS, format!("views/{k}")).await;
+            sum += v.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        }
+        counter_final.insert(REGIONS[r].to_string(), sum);
+        let mut c = Vec::new();
+        for k in 0..CART_KEYS {
+            c.push(read(&list[0], CARTS, format!("cart/{k}")).await);
+        }
+        carts.push(c);
+        let mut d = Vec::new();
+        for k in 0..DOC_KEYS {
+            d.push(read(&list[0], DOCS, format!("doc/{k}")).await);
+        }
+        docs.push(d);
+    }
+    let diverged = |all: &Vec<Vec<Option<String>>>, n: u64| {
+        (0..n as usize)
+            .filter(|i| all.iter().any(|r| r[*i] != all[0][*i]))
+            .count()
+    };
+    let docs_with_siblings = docs[0]
+        .iter()
+        .flatten()
+        .filter(|d| {
+            serde_json::from_str::<Value>(d)
+                .ok()
+                .and_then(|v| v["siblings"].as_array().map(|s| s.len() > 1))
+                .unwrap_or(false)
+        })
+        .count();
+    let mut conflicts = BTreeMap::new();
+    for (ks, rule) in [(KEYSPACE, "lww"), (DOCS, "mv"), (CARTS, "set")] {
+        let mut ids = std::collections::BTreeSet::new();
+        for list in by_region {
+            let path = format!("/v1/conflicts/{ks}?limit=10000");
+            if let Ok(v) = list[0].get_json(&path).await {
+                for e in v["conflicts"].as_array().into_iter().flatten() {
+                    if e["rule"] == rule {
+                        ids.insert(e["id"].as_str().unwrap_or("").to_string());
+                    }
+                }
+            }
+        }
+        conflicts.insert(rule.to_string(), ids.len());
+    }
+    TypedReport {
+        counter_expected: results.iter().map(|r| r.views_acked).sum(),
+        counter_indeterminate: results.iter().map(|r| r.views_unknown).sum(),
+        counter_final,
+        sets_diverged: diverged(&carts, CART_KEYS),
+        docs_with_siblings,
+        docs_diverged: diverged(&docs, DOC_KEYS),
+        conflicts,
+    }
 }
 
 fn largest_rtt(m: &meridian_types::wan::LatencyMatrix) -> f64 {
