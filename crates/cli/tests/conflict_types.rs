@@ -313,6 +313,15 @@ async fn typed_keyspaces_merge_after_a_cut_and_record_their_conflicts() {
         set_conflicts >= 1,
         "the add that beat a concurrent remove is recorded"
     );
+    // The console's source: each region's conflict totals and latest entries.
+    let c = cluster.get_json(1, "/v1/cluster").await.unwrap();
+    let profiles = c["conflicts"]
+        .as_array()
+        .and_then(|l| l.iter().find(|k| k["keyspace"] == "profiles"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(profiles["recorded"].as_u64().unwrap_or(0) >= 1, "{c}");
+    assert_eq!(profiles["latest"][0]["rule"], "lww", "{profiles}");
     let lww: Vec<Value> = ledger(&cluster, 1, "profiles").await;
     assert!(
         lww.iter().all(|e| e["key"] == "u"),

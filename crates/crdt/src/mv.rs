@@ -67,8 +67,8 @@ impl MvRegister {
     }
 
     /// Keeps each sibling the other replica has too, or has not seen (so has not replaced).
-    /// Returns the pairs of siblings that meet here for the first time: one kept from each
-    /// side that the other had not seen (concurrent writes, now siblings).
+    /// Returns the pairs of siblings that meet here for the first time: one kept from here and
+    /// one new from the other side (concurrent writes, now siblings).
     pub fn merge(&mut self, other: &MvRegister) -> Vec<(Sibling, Sibling)> {
         let has = |r: &MvRegister, d: Dot| r.siblings.iter().any(|s| s.dot == d);
         let mine: Vec<Sibling> = self
@@ -83,8 +83,10 @@ impl MvRegister {
             .filter(|s| !has(self, s.dot) && !self.context.contains(s.dot))
             .cloned()
             .collect();
+        // Every sibling kept from here is concurrent with every new one kept (both survive);
+        // the pair is new here exactly because the second of them just arrived.
         let mut met = Vec::new();
-        for a in mine.iter().filter(|s| !has(other, s.dot)) {
+        for a in &mine {
             for b in &theirs {
                 met.push((a.clone(), b.clone()));
             }

@@ -1,7 +1,7 @@
 //! The web console at `GET /`: one self-contained page (no external assets, works offline)
 //! that polls `/v1/cluster` and draws the topology, shard leaders, the replication lag matrix
-//! between regions, round trips and clock offsets to peers, and the timeline of leader changes
-//! and failovers.
+//! between regions, round trips and clock offsets to peers, the conflicts async keyspaces
+//! resolved (rate and latest), and the timeline of leader changes and failovers.
 
 use axum::response::Html;
 
@@ -31,9 +31,13 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 <h2>Async replication lag</h2>
 <p><small>Async keyspaces, per (source region, destination region): age of the oldest write not yet applied at the destination, entries behind, and the delivery delay of writes (HLC to commit there).</small></p>
 <table id="async"><thead><tr><th>keyspace</th><th>source</th><th>destination</th><th>lag (ms)</th><th>entries behind</th><th>delivery p50 (ms)</th><th>delivery p99 (ms)</th><th>link</th></tr></thead><tbody></tbody></table>
+<h2>Conflicts</h2>
+<p><small>Async keyspaces, as this node's region recorded them: the rate of conflicts resolved (per second, since the last refresh), the total, and the latest few (<code>GET /v1/conflicts/{keyspace}</code> for all).</small></p>
+<table id="conflicts"><thead><tr><th>keyspace</th><th>type</th><th>rate (/s)</th><th>recorded</th><th>dropped</th><th>latest</th></tr></thead><tbody></tbody></table>
 <h2>Peers of this node</h2><table id="peers"><thead><tr><th>node</th><th>region</th><th>round trip (ms)</th><th>clock offset (ms)</th></tr></thead><tbody></tbody></table>
 <h2>Leader timeline</h2><table id="events"><thead><tr><th>time</th><th>keyspace</th><th>shard</th><th>leader</th><th>region</th><th>kind</th><th>RTO (ms)</th><th>reason</th></tr></thead><tbody></tbody></table>
 <script>
+let lastConflicts={},lastAt=0;
 function esc(s){return String(s??'').replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]))}
 async function refresh(){
   try{
@@ -52,6 +56,12 @@ async function refresh(){
       return '<td class="num" data-lag="'+esc(src+'|'+dst)+'">'+(l?(l.lag_ms??'–')+' ms / '+(l.lag_entries??'–'):'')+'</td>'}).join('')+'</tr>').join('');
     document.querySelector('#async tbody').innerHTML=(c.async_lag||[]).map(l=>
       '<tr data-async="'+esc(l.keyspace+'|'+l.source_region+'|'+l.dest_region)+'"><td>'+esc(l.keyspace)+'</td><td>'+esc(l.source_region)+'</td><td>'+esc(l.dest_region)+'</td><td class="num">'+esc(l.lag_ms??'–')+'</td><td class="num">'+esc(l.lag_entries??'–')+'</td><td class="num">'+esc(l.delivery_p50_ms??'–')+'</td><td class="num">'+esc(l.delivery_p99_ms??'–')+'</td><td>'+(l.connected===false?'<span class="down">cut</span>':'ok')+'</td></tr>').join('');
+    const now=Date.now(),dt=lastAt?(now-lastAt)/1000:0;
+    document.querySelector('#conflicts tbody').innerHTML=(c.conflicts||[]).map(k=>{
+      const prev=lastConflicts[k.keyspace],rate=(dt>0&&prev!=null)?((k.recorded-prev)/dt).toFixed(1):'–';
+      return '<tr data-conflicts="'+esc(k.keyspace)+'"><td>'+esc(k.keyspace)+'</td><td>'+esc(k.conflict)+'</td><td class="num">'+rate+'</td><td class="num">'+k.recorded+'</td><td class="num">'+k.dropped+'</td><td>'+
+        k.latest.map(e=>esc(e.key)+' '+esc(e.rule)+' '+esc(e.a_origin)+'/'+esc(e.b_origin)+' → '+esc(e.outcome)).join('<br>')+'</td></tr>'}).join('');
+    for(const k of (c.conflicts||[]))lastConflicts[k.keyspace]=k.recorded;lastAt=now;
     document.querySelector('#peers tbody').innerHTML=c.peers.map(p=>
       '<tr><td>'+p.node+'</td><td>'+esc(p.region)+'</td><td class="num">'+p.rtt_ms.toFixed(1)+'</td><td class="num">'+p.clock_offset_ms+'</td></tr>').join('');
     document.querySelector('#events tbody').innerHTML=c.events.slice(-50).reverse().map(e=>

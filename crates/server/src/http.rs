@@ -605,6 +605,7 @@ pub fn cluster_state(node: &Node) -> serde_json::Value {
         "delivery_local": crate::observe::delivery_local(node),
         "hlc_skew_alarms": node.observations.skew_alarms.load(Ordering::Relaxed),
         "antientropy": node.antientropy_report(),
+        "conflicts": crate::observe::conflicts_summary(node),
         "peers": node.observations.peers(),
         "failback_paused": node.failback_paused.load(Ordering::Relaxed),
     })

@@ -622,3 +622,66 @@ mod tests {
         );
     }
 }
+
+/// Per async keyspace with groups on this node: the conflicts recorded in this region so far
+/// (ledger sequence numbers over its shards), drops, and the latest few, for the console.
+pub fn conflicts_summary(node: &Node) -> Vec<serde_json::Value> {
+    let engine = node.committer.engine();
+    let mut out = Vec::new();
+    for ks in node
+        .catalog_keyspaces()
+        .into_iter()
+        .filter(|k| k.is_async())
+    {
+        let (mut recorded, mut dropped) = (0u64, 0u64);
+        let mut latest: Vec<meridian_consensus::ledger::Entry> = Vec::new();
+        let mut any = false;
+        for shard in 0..ks.policy.shards {
+            let Some(group) = ks.region_group(&node.cfg.region, shard) else {
+                continue;
+            };
+            if node.group(group).is_none() {
+                continue;
+            }
+            any = true;
+            let Ok((next, d)) = meridian_consensus::ledger::position(engine, group) else {
+                continue;
+            };
+            recorded += next;
+            dropped += d;
+            if let Ok(e) =
+                meridian_consensus::ledger::entries(engine, group, next.saturating_sub(5), 5)
+            {
+                latest.extend(e);
+            }
+        }
+        if !any {
+            continue;
+        }
+        latest.sort_by_key(|e| std::cmp::Reverse(e.detected));
+        latest.truncate(5);
+        let regions = &ks.policy.regions;
+        let latest: Vec<serde_json::Value> = latest
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "key": String::from_utf8_lossy(&e.key),
+                    "rule": e.rule.as_str(),
+                    "outcome": e.outcome,
+                    "a_origin": region_name(regions, e.a.hlc.origin),
+                    "b_origin": region_name(regions, e.b.hlc.origin),
+                    "detected_at_ms": e.detected.physical_ms,
+                })
+            })
+            .collect();
+        out.push(serde_json::json!({
+            "keyspace": ks.policy.name,
+            "conflict": ks.policy.conflict.as_str(),
+            "region": node.cfg.region,
+            "recorded": recorded,
+            "dropped": dropped,
+            "latest": latest,
+        }));
+    }
+    out
+}
