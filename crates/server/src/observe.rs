@@ -588,41 +588,6 @@ pub fn region_name(regions: &[String], tag: meridian_crdt::RegionTag) -> String 
         .unwrap_or_else(|| "unknown".into())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lag(src: &str, dst: &str, ms: Option<u64>, entries: Option<u64>) -> RegionLag {
-        RegionLag {
-            source_region: src.into(),
-            dest_region: dst.into(),
-            lag_ms: ms,
-            lag_entries: entries,
-        }
-    }
-
-    // Goal: the matrix keeps the worst lag per region pair, and a leader's entry count and a
-    // follower's milliseconds for the same pair end up in one cell.
-    #[test]
-    fn merge_keeps_the_worst_per_pair() {
-        let views = [
-            lag("a", "b", Some(40), None),
-            lag("a", "b", Some(90), None),
-            lag("a", "b", None, Some(3)),
-            lag("a", "c", None, Some(7)),
-            lag("a", "c", None, Some(2)),
-        ];
-        let merged = merge_lag(views.iter());
-        assert_eq!(
-            merged,
-            vec![
-                lag("a", "b", Some(90), Some(3)),
-                lag("a", "c", None, Some(7))
-            ]
-        );
-    }
-}
-
 /// Per async keyspace with groups on this node: the conflicts recorded in this region so far
 /// (ledger sequence numbers over its shards), drops, and the latest few, for the console.
 pub fn conflicts_summary(node: &Node) -> Vec<serde_json::Value> {
@@ -684,4 +649,39 @@ pub fn conflicts_summary(node: &Node) -> Vec<serde_json::Value> {
         }));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lag(src: &str, dst: &str, ms: Option<u64>, entries: Option<u64>) -> RegionLag {
+        RegionLag {
+            source_region: src.into(),
+            dest_region: dst.into(),
+            lag_ms: ms,
+            lag_entries: entries,
+        }
+    }
+
+    // Goal: the matrix keeps the worst lag per region pair, and a leader's entry count and a
+    // follower's milliseconds for the same pair end up in one cell.
+    #[test]
+    fn merge_keeps_the_worst_per_pair() {
+        let views = [
+            lag("a", "b", Some(40), None),
+            lag("a", "b", Some(90), None),
+            lag("a", "b", None, Some(3)),
+            lag("a", "c", None, Some(7)),
+            lag("a", "c", None, Some(2)),
+        ];
+        let merged = merge_lag(views.iter());
+        assert_eq!(
+            merged,
+            vec![
+                lag("a", "b", Some(90), Some(3)),
+                lag("a", "c", None, Some(7))
+            ]
+        );
+    }
 }
