@@ -98,12 +98,15 @@ pub fn run_cli(args: Args) -> Result<()> {
     let (mut bounded, mut bounded_by_followers) = (0usize, 0usize);
     let (mut async_ops, mut async_reads) = (0usize, 0usize);
     let mut repairs = 0u64;
+    let (mut counter_ops, mut conflicts) = (0usize, 0u64);
     let mut async_bounded = 0usize;
     let (mut simulated, mut wall) = (Duration::ZERO, Duration::ZERO);
     for seed in &seeds {
         let o = run(*seed, &opts);
         print_outcome(&o, args.seed.is_some(), &flags);
         repairs += o.antientropy_repairs;
+        counter_ops += o.counter_history.len();
+        conflicts += o.conflicts_recorded;
         ops += o.ops;
         async_ops += o.async_history.len();
         for op in &o.async_history {
@@ -129,7 +132,7 @@ pub fn run_cli(args: Args) -> Result<()> {
         }
     }
     println!(
-        "seeds run: {}, operations checked: {ops} (bounded reads answered: {bounded}, {bounded_by_followers} of them by followers; async: {async_ops}, {async_reads} of them reads, {async_bounded} bounded; anti-entropy repairs: {repairs}), violations: {violations}, simulated {:.0} s in {:.0} s wall ({:.1}x)",
+        "seeds run: {}, operations checked: {ops} (bounded reads answered: {bounded}, {bounded_by_followers} of them by followers; async: {async_ops}, {async_reads} of them reads, {async_bounded} bounded; counter updates: {counter_ops}; conflict ledger entries: {conflicts}; anti-entropy repairs: {repairs}), violations: {violations}, simulated {:.0} s in {:.0} s wall ({:.1}x)",
         seeds.len(),
         simulated.as_secs_f64(),
         wall.as_secs_f64(),

@@ -80,3 +80,6 @@ pub fn request_time_tag(at_ms: u64, id: &[u8]) -> Vec<u8> {
 pub const REQUEST_TIME_PREFIX: &[u8] = b"g/reqt/";
 /// How many request id records the group holds.
 pub const META_REQUEST_COUNT: &[u8] = b"g/req_count";
+
+/// The join of the histories of every tombstone an async group purged.
+pub const META_PURGED_SEEN: &[u8] = b"g/purged_seen";

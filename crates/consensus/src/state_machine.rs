@@ -272,6 +272,8 @@ impl StateMachine {
         overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
         geo: &GeoChanges,
     ) -> io::Result<u64> {
+        let mut purged_seen = purged_context(self.engine(), self.group).map_err(io_err)?;
+        let before = purged_seen.clone();
         let mut passed: Vec<Option<Hlc>> = Vec::with_capacity(sources.len());
         for s in &sources {
             passed.push(self.src_hlc(geo, *s)?);
@@ -285,11 +287,22 @@ impl StateMachine {
                 .current(overlay, &key)?
                 .map(|b| decode::<Versioned>(&b))
                 .transpose()?;
-            if stored.is_some_and(|v| v.is_tombstone() && v.hlc == hlc) {
+            if let Some(v) = stored.filter(|v| v.is_tombstone() && v.hlc == hlc) {
                 batch.delete(Table::Data, keys::data_key(self.group, &key));
                 overlay.insert(key, None);
                 purged += 1;
+                // What the purged history had seen stays known: a later write of the key
+                // starts from it (see `purged_context`).
+                purged_seen.merge(&v.seen);
             }
+        }
+        if purged_seen != before {
+            debug_assert!(purged_seen.covers(&before), "the purged context only grows");
+            batch.put(
+                Table::Meta,
+                keys::meta_key(self.group, keys::META_PURGED_SEEN),
+                encode(&purged_seen),
+            );
         }
         Ok(purged)
     }
@@ -756,6 +769,18 @@ impl StateMachine {
             ..Default::default()
         })
     }
+}
+
+/// The join of every purged tombstone's history in async group `group`: what a write of a key
+/// with no row here has seen (every write it names was applied here, since a tombstone is
+/// purged only once every source has shipped past it). Without it, a key's first write after
+/// a purge would look concurrent with the tombstone another region still holds.
+pub fn purged_context(
+    engine: &SharedEngine,
+    group: GroupId,
+) -> meridian_storage::Result<meridian_crdt::VersionVector> {
+    let bytes = engine.get(Table::Meta, &keys::meta_key(group, keys::META_PURGED_SEEN))?;
+    Ok(bytes.and_then(|b| decode(&b).ok()).unwrap_or_default())
 }
 
 /// The record of request id `id` in `group`: (first at_ms, first index, outcome).

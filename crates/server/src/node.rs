@@ -643,10 +643,18 @@ impl Node {
                 Ok(match cmd.clone() {
                     Command::Write { key, value, .. } => {
                         // What the write has seen: every version of the key merged here.
-                        let seen = state_machine::read_versioned(engine, g.id, &key)
-                            .map_err(|e| KvError::Internal(format!("reading the key: {e}")))?
-                            .map(|v| v.context())
-                            .unwrap_or_default();
+                        let internal = |e: meridian_storage::StorageError| {
+                            KvError::Internal(format!("reading the key: {e}"))
+                        };
+                        let seen = match state_machine::read_versioned(engine, g.id, &key)
+                            .map_err(internal)?
+                        {
+                            Some(v) => v.context(),
+                            // No row: nothing of the key is here but purged tombstones.
+                            None => {
+                                state_machine::purged_context(engine, g.id).map_err(internal)?
+                            }
+                        };
                         Command::Write {
                             key,
                             value,

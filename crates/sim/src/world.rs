@@ -35,8 +35,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::checker::{
     antientropy, async_bounded, async_convergence, async_lost_writes, bounded_staleness,
-    committed_stable, convergence, counter_sum, election_safety, linearizable, lost_writes,
-    lww_final, residency, session,
+    committed_stable, convergence, counter_sum, election_safety, ledger_precision, linearizable,
+    lost_writes, lww_final, residency, session,
 };
 use crate::history::{Call, Op as HistoryOp, Ret};
 use crate::nemesis::{self, Fault, Scheduled};
@@ -137,6 +137,8 @@ pub struct Outcome {
     pub async_regions: Vec<String>,
     /// Keys anti-entropy repaired, over every node.
     pub antientropy_repairs: u64,
+    /// Conflict ledger entries over every replica of the async keyspace.
+    pub conflicts_recorded: u64,
 }
 
 struct SimNode {
@@ -265,6 +267,7 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
         history: Vec::new(),
         async_history: Vec::new(),
         counter_history: Vec::new(),
+        conflicts_recorded: 0,
         async_regions: async_regions.clone(),
         antientropy_repairs: 0,
     };
@@ -534,6 +537,23 @@ fn simulate(
             outcome
                 .violations
                 .extend(counter_sum::check(&counter_history, &f.counter_finals));
+            let mut ledgers = Vec::new();
+            let async_id = keyspace_id(ASYNC_KEYSPACE);
+            for n in nodes.iter() {
+                for (ri, region) in async_regions.iter().enumerate() {
+                    for shard in 0..shards {
+                        let group = async_group_id(async_id, ri, shard);
+                        let entries =
+                            meridian_consensus::ledger::entries(&n.engine, group, 0, usize::MAX)
+                                .unwrap_or_default();
+                        ledgers.extend(entries.into_iter().map(|e| (region.clone(), e)));
+                    }
+                }
+            }
+            outcome.conflicts_recorded += ledgers.len() as u64;
+            outcome
+                .violations
+                .extend(ledger_precision::check(&async_history, &ledgers));
         }
     }
     outcome

@@ -10,6 +10,7 @@ pub mod committed_stable;
 pub mod convergence;
 pub mod counter_sum;
 pub mod election_safety;
+pub mod ledger_precision;
 pub mod linearizable;
 pub mod lost_writes;
 pub mod lww_final;
