@@ -207,7 +207,8 @@ enum KeyspaceCommand {
         /// (default: linearizable for sync, session for async).
         #[arg(long)]
         read: Option<String>,
-        /// Async keyspaces: how concurrent writes merge (lww).
+        /// The key type and how concurrent writes merge: lww (default), counter, set, or mv
+        /// (async only).
         #[arg(long)]
         conflict: Option<String>,
         /// Async keyspaces: the replication lag budget in ms.
