@@ -131,11 +131,10 @@ pub async fn read_committed(
                 ..
             }) => {
                 // A typed key ships its whole state as it is now (applied at least to this
-                // entry), once per batch: the destination joins it.
-                if !typed_keys.insert(key.clone()) {
-                    batch.to = index;
-                    continue;
-                }
+                // entry), once per batch, under the index of its last operation in the batch:
+                // a destination whose cursor is already past an earlier one skips that
+                // index, and must still get the later operation.
+                let again = typed_keys.contains(&key);
                 let row = crate::state_machine::read_versioned(engine, group, &key)
                     .map_err(io_err)?
                     .and_then(|v| Some((v.hlc, v.typed?)));
@@ -145,10 +144,16 @@ pub async fn read_committed(
                     )));
                 };
                 let size = key.len() + crate::log_store::encode(&typed).len();
-                if !batch.writes.is_empty() && bytes + size > max_bytes {
-                    break;
+                if again {
+                    // The same state, moved to this later index (in place of the earlier).
+                    batch.writes.retain(|w| w.key != key || w.typed.is_none());
+                } else {
+                    if !batch.writes.is_empty() && bytes + size > max_bytes {
+                        break;
+                    }
+                    bytes += size;
+                    typed_keys.insert(key.clone());
                 }
-                bytes += size;
                 batch.writes.push(Shipped {
                     index,
                     key,

@@ -521,9 +521,13 @@ pub fn merge(
 }
 
 /// Whether merging `incoming` would change `stored` (anti-entropy's test for a missing
-/// version).
+/// version). For a typed key only the state counts: its highest stamp converges with shipping
+/// (every state shipped carries it) and is no divergence.
 pub fn changes(stored: Option<&Versioned>, incoming: &Versioned) -> bool {
-    merge(stored, incoming).0.is_some()
+    match merge(stored, incoming).0 {
+        None => false,
+        Some(row) => row.typed.is_none() || stored.is_none_or(|s| s.typed != row.typed),
+    }
 }
 
 #[cfg(test)]

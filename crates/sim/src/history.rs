@@ -32,6 +32,9 @@ pub enum Call {
     },
     /// Async counter keyspace: add this amount.
     Incr(i64),
+    /// Async set keyspace: add or remove this element.
+    SetAdd(String),
+    SetRemove(String),
 }
 
 /// What the client was told.
@@ -53,6 +56,8 @@ pub enum Ret {
     },
     /// A counter update was acknowledged.
     Incremented,
+    /// A set update was acknowledged.
+    SetUpdated,
     /// An async read: the value and the HLC of the version read (a delete's too; `None`: the
     /// key was never written there).
     Read {
@@ -88,7 +93,9 @@ impl Op {
             | Call::SessionGet
             | Call::EventualGet
             | Call::BoundedGet { .. }
-            | Call::Incr(_) => None,
+            | Call::Incr(_)
+            | Call::SetAdd(_)
+            | Call::SetRemove(_) => None,
         }
     }
 

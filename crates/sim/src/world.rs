@@ -36,7 +36,7 @@ use rand::{Rng, SeedableRng};
 use crate::checker::{
     antientropy, async_bounded, async_convergence, async_lost_writes, bounded_staleness,
     committed_stable, convergence, counter_sum, election_safety, ledger_precision, linearizable,
-    lost_writes, lww_final, residency, session,
+    lost_writes, lww_final, residency, session, set_members,
 };
 use crate::history::{Call, Op as HistoryOp, Ret};
 use crate::nemesis::{self, Fault, Scheduled};
@@ -49,6 +49,10 @@ const ASYNC_KEYSPACE: &str = "asim";
 /// The async counter keyspace beside it (same regions), with keys `c0`, `c1`.
 const COUNTER_KEYSPACE: &str = "csim";
 const COUNTER_KEYS: usize = 2;
+/// The async set keyspace (same regions), with keys `s0`, `s1`; each element belongs to one
+/// client process.
+const SET_KEYSPACE: &str = "ssim";
+const SET_KEYS: usize = 2;
 const KEYS: usize = 5;
 const PEER_PORT: u16 = 7000;
 /// How long a client waits for one operation before its outcome counts as unknown.
@@ -131,8 +135,8 @@ pub struct Outcome {
     pub history: Vec<HistoryOp>,
     /// The same for the async keyspace's clients (empty without one).
     pub async_history: Vec<HistoryOp>,
-    /// The async counter keyspace's operations.
-    pub counter_history: Vec<HistoryOp>,
+    /// The async counter and set keyspaces' operations.
+    pub typed_history: Vec<HistoryOp>,
     /// The async keyspace's regions (empty without one).
     pub async_regions: Vec<String>,
     /// Keys anti-entropy repaired, over every node.
@@ -266,7 +270,7 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
         digest: 0,
         history: Vec::new(),
         async_history: Vec::new(),
-        counter_history: Vec::new(),
+        typed_history: Vec::new(),
         conflicts_recorded: 0,
         async_regions: async_regions.clone(),
         antientropy_repairs: 0,
@@ -321,6 +325,7 @@ fn simulate(
             shards,
             async_regions,
         ));
+        keyspaces.push(async_policy(SET_KEYSPACE, "set", shards, async_regions));
     }
     let total = opts.safety + opts.liveness_max + Duration::from_secs(30);
     let mut sim = turmoil::Builder::new()
@@ -372,7 +377,7 @@ fn simulate(
     }
     let history: Arc<Mutex<Vec<HistoryOp>>> = Arc::default();
     let async_history: Arc<Mutex<Vec<HistoryOp>>> = Arc::default();
-    let counter_history: Arc<Mutex<Vec<HistoryOp>>> = Arc::default();
+    let typed_history: Arc<Mutex<Vec<HistoryOp>>> = Arc::default();
     let stop_issuing = opts.safety.as_micros() as u64;
     // Which of a region's processes use the async keyspace.
     let async_workers: u64 = match opts.workload {
@@ -398,7 +403,7 @@ fn simulate(
             seed: rng.gen(),
             history: history.clone(),
             async_history: async_history.clone(),
-            counter_history: counter_history.clone(),
+            typed_history: typed_history.clone(),
             async_regions: async_regions.to_vec(),
             async_workers,
             ops_per_worker: opts.ops.div_ceil(3 * WORKERS as usize),
@@ -476,19 +481,19 @@ fn simulate(
         .extend(committed.violations().iter().cloned());
     let history = history.lock().unwrap().clone();
     let async_history = async_history.lock().unwrap().clone();
-    let counter_history = counter_history.lock().unwrap().clone();
+    let typed_history = typed_history.lock().unwrap().clone();
     let mut hasher = std::hash::DefaultHasher::new();
     format!(
-        "{history:?} {async_history:?} {counter_history:?} {:?}",
+        "{history:?} {async_history:?} {typed_history:?} {:?}",
         outcome.simulated
     )
     .hash(&mut hasher);
     outcome.digest = hasher.finish();
-    outcome.ops = history.len() + async_history.len() + counter_history.len();
+    outcome.ops = history.len() + async_history.len() + typed_history.len();
     outcome.ops_unknown = history
         .iter()
         .chain(async_history.iter())
-        .chain(counter_history.iter())
+        .chain(typed_history.iter())
         .filter(|o| o.returned.is_none())
         .count();
     if !async_regions.is_empty() {
@@ -536,7 +541,10 @@ fn simulate(
                 .extend(async_lost_writes::check(&async_history, &f.async_finals));
             outcome
                 .violations
-                .extend(counter_sum::check(&counter_history, &f.counter_finals));
+                .extend(counter_sum::check(&typed_history, &f.counter_finals));
+            outcome
+                .violations
+                .extend(set_members::check(&typed_history, &f.set_finals));
             let mut ledgers = Vec::new();
             let async_id = keyspace_id(ASYNC_KEYSPACE);
             for n in nodes.iter() {
@@ -569,7 +577,7 @@ fn simulate(
     }
     outcome.history = history;
     outcome.async_history = async_history;
-    outcome.counter_history = counter_history;
+    outcome.typed_history = typed_history;
     Ok(())
 }
 
@@ -739,6 +747,8 @@ struct Finals {
     async_finals: BTreeMap<String, BTreeMap<String, Option<Versioned>>>,
     /// Per region, each counter key's value.
     counter_finals: BTreeMap<String, BTreeMap<String, Option<i64>>>,
+    /// Per region, each set key's members.
+    set_finals: BTreeMap<String, BTreeMap<String, std::collections::BTreeSet<String>>>,
 }
 
 /// Whether the replicas have converged, and if so every key's final value.
@@ -753,6 +763,7 @@ fn converge_check(
         sync_finals: BTreeMap::new(),
         async_finals: BTreeMap::new(),
         counter_finals: BTreeMap::new(),
+        set_finals: BTreeMap::new(),
     };
     let slots = slots.lock().unwrap();
     if slots.iter().any(Option::is_none) {
@@ -763,6 +774,8 @@ fn converge_check(
     let mut counter_shards: BTreeMap<u16, Vec<async_convergence::RegionReplica>> = BTreeMap::new();
     let async_id = keyspace_id(ASYNC_KEYSPACE);
     let counter_id = keyspace_id(COUNTER_KEYSPACE);
+    let set_id = keyspace_id(SET_KEYSPACE);
+    let mut set_shards: BTreeMap<u16, Vec<async_convergence::RegionReplica>> = BTreeMap::new();
     for (node, sim_node) in slots.iter().flatten().zip(nodes) {
         for s in node.group_status() {
             let data =
@@ -783,14 +796,16 @@ fn converge_check(
                     data,
                 });
             let ks = group_keyspace(s.group);
-            if is_async_group(s.group) && (ks == async_id || ks == counter_id) {
+            if is_async_group(s.group) && (ks == async_id || ks == counter_id || ks == set_id) {
                 let rows =
                     state_machine::scan_versioned(&sim_node.engine, s.group, b"", usize::MAX)
                         .unwrap_or_default();
                 let by_shard = if ks == async_id {
                     &mut async_shards
-                } else {
+                } else if ks == counter_id {
                     &mut counter_shards
+                } else {
+                    &mut set_shards
                 };
                 by_shard.entry(group_shard(s.group)).or_default().push(
                     async_convergence::RegionReplica {
@@ -810,7 +825,7 @@ fn converge_check(
             problems.push(format!("no node runs shard {shard} of the keyspace"));
         }
         for (ri, _) in async_regions.iter().enumerate() {
-            for id in [async_id, counter_id] {
+            for id in [async_id, counter_id, set_id] {
                 if !groups.contains_key(&async_group_id(id, ri, shard)) {
                     problems.push(format!(
                         "no node runs shard {shard} of async keyspace {id} in {}",
@@ -823,7 +838,26 @@ fn converge_check(
     problems.extend(convergence::check(&groups));
     problems.extend(async_convergence::check(&async_shards));
     problems.extend(async_convergence::check(&counter_shards));
+    problems.extend(async_convergence::check(&set_shards));
     if problems.is_empty() {
+        for k in 0..SET_KEYS {
+            let key = format!("s{k}");
+            let shard = shard_for_key(key.as_bytes(), shards);
+            for r in set_shards.get(&shard).into_iter().flatten() {
+                let members: std::collections::BTreeSet<String> = r
+                    .rows
+                    .iter()
+                    .find(|(kk, _)| kk == key.as_bytes())
+                    .and_then(|(_, v)| v.render())
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                finals
+                    .set_finals
+                    .entry(r.region.clone())
+                    .or_default()
+                    .insert(key.clone(), members);
+            }
+        }
         for k in 0..COUNTER_KEYS {
             let key = format!("c{k}");
             let shard = shard_for_key(key.as_bytes(), shards);
@@ -882,7 +916,7 @@ struct Client {
     seed: u64,
     history: Arc<Mutex<Vec<HistoryOp>>>,
     async_history: Arc<Mutex<Vec<HistoryOp>>>,
-    counter_history: Arc<Mutex<Vec<HistoryOp>>>,
+    typed_history: Arc<Mutex<Vec<HistoryOp>>>,
     async_regions: Vec<String>,
     /// The first `async_workers` processes of the region use the async keyspace.
     async_workers: u64,
@@ -1084,6 +1118,8 @@ impl Client {
             .expect("listed");
         let keyspace = if key.starts_with('c') {
             COUNTER_KEYSPACE
+        } else if key.starts_with('s') {
+            SET_KEYSPACE
         } else {
             ASYNC_KEYSPACE
         };
@@ -1125,7 +1161,20 @@ impl Client {
         let mut issued = 0;
         while issued < self.ops_per_worker && sim_now_us() < self.stop_issuing_us {
             let mut key = key_name(rng.gen_range(0..KEYS));
-            let call = match rng.gen_range(0..24) {
+            let mut home_only = false;
+            let call = match rng.gen_range(0..28) {
+                24..=27 => {
+                    // An element of this process's own, updated only through its own region
+                    // (its operations stay ordered for the checker).
+                    key = format!("s{}", rng.gen_range(0..SET_KEYS));
+                    home_only = true;
+                    let element = format!("p{process}-e{}", rng.gen_range(0..3));
+                    if rng.gen_bool(0.6) {
+                        Call::SetAdd(element)
+                    } else {
+                        Call::SetRemove(element)
+                    }
+                }
                 20..=23 => {
                     key = format!("c{}", rng.gen_range(0..COUNTER_KEYS));
                     let by = rng.gen_range(-3i64..=5);
@@ -1143,7 +1192,7 @@ impl Client {
                 _ => Call::EventualGet,
             };
             // Mostly the home region's nodes; one operation in four travels to any node.
-            let (node, host, region) = if rng.gen_bool(0.25) {
+            let (node, host, region) = if rng.gen_bool(0.25) && !home_only {
                 self.everywhere[rng.gen_range(0..self.everywhere.len())].clone()
             } else {
                 let (n, h) = self.targets[rng.gen_range(0..self.targets.len())].clone();
@@ -1193,13 +1242,20 @@ impl Client {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
-                Reply::Unknown if !matches!(call, Call::Write(_) | Call::Incr(_)) => continue,
+                Reply::Unknown
+                    if !matches!(
+                        call,
+                        Call::Write(_) | Call::Incr(_) | Call::SetAdd(_) | Call::SetRemove(_)
+                    ) =>
+                {
+                    continue
+                }
                 Reply::Unknown => None,
                 Reply::Done(ret) => Some((sim_now_us(), ret)),
             };
             issued += 1;
-            let history = if matches!(call, Call::Incr(_)) {
-                &self.counter_history
+            let history = if matches!(call, Call::Incr(_) | Call::SetAdd(_) | Call::SetRemove(_)) {
+                &self.typed_history
             } else {
                 &self.async_history
             };
@@ -1254,6 +1310,19 @@ impl Client {
                     None => update,
                 })
             }
+            Call::SetAdd(e) | Call::SetRemove(e) => {
+                let e = vec![e.clone().into_bytes()];
+                let (add, remove) = if matches!(call, Call::SetAdd(_)) {
+                    (e, Vec::new())
+                } else {
+                    (Vec::new(), e)
+                };
+                Op::Write(Command::Update {
+                    key,
+                    op: meridian_crdt::Op::Set { add, remove },
+                    hlc: None,
+                })
+            }
             Call::SessionGet => Op::Get {
                 key,
                 consistency: ReadConsistencyWire::Session,
@@ -1291,6 +1360,10 @@ impl Client {
                 Reply::Done(match call {
                     Call::Incr(_) => match r.result.hlc {
                         Some(_) => Ret::Incremented,
+                        None => return Reply::Unknown,
+                    },
+                    Call::SetAdd(_) | Call::SetRemove(_) => match r.result.hlc {
+                        Some(_) => Ret::SetUpdated,
                         None => return Reply::Unknown,
                     },
                     Call::Write(_) => match r.result.hlc {

@@ -130,7 +130,9 @@ fn step(state: &Value, op: &Op) -> Option<Value> {
             | Call::SessionGet
             | Call::EventualGet
             | Call::BoundedGet { .. }
-            | Call::Incr(_),
+            | Call::Incr(_)
+            | Call::SetAdd(_)
+            | Call::SetRemove(_),
             _,
         ) => None,
     }

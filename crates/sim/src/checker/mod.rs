@@ -16,3 +16,4 @@ pub mod lost_writes;
 pub mod lww_final;
 pub mod residency;
 pub mod session;
+pub mod set_members;
