@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{eventually, Cluster};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const KS: &str = "carts";
 const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
@@ -142,21 +142,6 @@ async fn converged(cluster: &Cluster) -> Option<BTreeMap<String, String>> {
     Some(a)
 }
 
-fn cut(on: bool) -> Value {
-    let eu = REGIONS[2];
-    let pairs: Vec<[&str; 2]> = if on {
-        vec![
-            [eu, REGIONS[0]],
-            [REGIONS[0], eu],
-            [eu, REGIONS[1]],
-            [REGIONS[1], eu],
-        ]
-    } else {
-        Vec::new()
-    };
-    json!({"cut_regions": pairs})
-}
-
 /// Every acknowledged write has, in every region, its version or a higher one.
 async fn assert_nothing_lost(cluster: &Cluster, acked: &BTreeMap<String, Version>) {
     let mut reader = Client::new();
@@ -265,7 +250,9 @@ async fn async_regions_write_locally_converge_after_a_cut_and_survive_sigkill() 
     }
 
     // eu-west-1 cut off; every region keeps accepting writes.
-    cluster.set_faults_everywhere(&cut(true)).await;
+    cluster
+        .set_faults_everywhere(&common::cut_off(REGIONS[2], &REGIONS, true))
+        .await;
     let mut during = Client::new();
     for i in 0..30 {
         let node = (i % 3) as u64 + 1;
@@ -308,7 +295,9 @@ async fn async_regions_write_locally_converge_after_a_cut_and_survive_sigkill() 
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    cluster.set_faults_everywhere(&cut(false)).await;
+    cluster
+        .set_faults_everywhere(&common::cut_off(REGIONS[2], &REGIONS, false))
+        .await;
     let finals = eventually(
         "every region holds the same state after the heal",
         Duration::from_secs(30),

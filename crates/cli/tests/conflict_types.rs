@@ -27,21 +27,6 @@ async fn send(
     (status, r.text().await.unwrap_or_default(), headers)
 }
 
-fn cut(on: bool) -> Value {
-    let eu = REGIONS[2];
-    let pairs: Vec<[&str; 2]> = if on {
-        vec![
-            [eu, REGIONS[0]],
-            [REGIONS[0], eu],
-            [eu, REGIONS[1]],
-            [REGIONS[1], eu],
-        ]
-    } else {
-        Vec::new()
-    };
-    json!({"cut_regions": pairs})
-}
-
 /// The value of `key` at every node with an eventual read (404: `None`).
 async fn everywhere(cluster: &Cluster, ks: &str, key: &str) -> Vec<Option<String>> {
     let mut out = Vec::new();
@@ -188,7 +173,9 @@ async fn typed_keyspaces_merge_after_a_cut_and_record_their_conflicts() {
     )
     .await;
 
-    cluster.set_faults_everywhere(&cut(true)).await;
+    cluster
+        .set_faults_everywhere(&common::cut_off(REGIONS[2], &REGIONS, true))
+        .await;
     let mut expected = 0i64;
     for round in 0..5 {
         for n in 1..=3u64 {
@@ -223,7 +210,9 @@ async fn typed_keyspaces_merge_after_a_cut_and_record_their_conflicts() {
             .await
             .unwrap();
     }
-    cluster.set_faults_everywhere(&cut(false)).await;
+    cluster
+        .set_faults_everywhere(&common::cut_off(REGIONS[2], &REGIONS, false))
+        .await;
 
     eventually(
         "the counter holds the sum everywhere",

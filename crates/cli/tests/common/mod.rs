@@ -311,3 +311,16 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// The faults that cut `region` off from every other of `regions` in both directions (`on`), or
+/// heal everything (`!on`), as `POST /v1/admin/faults` takes them.
+pub fn cut_off(region: &str, regions: &[&str], on: bool) -> Value {
+    let mut pairs: Vec<[&str; 2]> = Vec::new();
+    if on {
+        for other in regions.iter().filter(|r| **r != region) {
+            pairs.push([region, other]);
+            pairs.push([other, region]);
+        }
+    }
+    serde_json::json!({"cut_regions": pairs})
+}
