@@ -132,7 +132,7 @@ pub fn run_cli(args: Args) -> Result<()> {
         }
     }
     println!(
-        "seeds run: {}, operations checked: {ops} (bounded reads answered: {bounded}, {bounded_by_followers} of them by followers; async: {async_ops}, {async_reads} of them reads, {async_bounded} bounded; counter and set updates: {counter_ops}; conflict ledger entries: {conflicts}; anti-entropy repairs: {repairs}), violations: {violations}, simulated {:.0} s in {:.0} s wall ({:.1}x)",
+        "seeds run: {}, operations checked: {ops} (bounded reads answered: {bounded}, {bounded_by_followers} of them by followers; async: {async_ops}, {async_reads} of them reads, {async_bounded} bounded; typed updates (counter, set, mv): {counter_ops}; conflict ledger entries: {conflicts}; anti-entropy repairs: {repairs}), violations: {violations}, simulated {:.0} s in {:.0} s wall ({:.1}x)",
         seeds.len(),
         simulated.as_secs_f64(),
         wall.as_secs_f64(),

@@ -35,6 +35,8 @@ pub enum Call {
     /// Async set keyspace: add or remove this element.
     SetAdd(String),
     SetRemove(String),
+    /// Async multi-value register keyspace: write this value without a context.
+    MvPut(String),
 }
 
 /// What the client was told.
@@ -58,6 +60,8 @@ pub enum Ret {
     Incremented,
     /// A set update was acknowledged.
     SetUpdated,
+    /// A register write was acknowledged.
+    MvWritten,
     /// An async read: the value and the HLC of the version read (a delete's too; `None`: the
     /// key was never written there).
     Read {
@@ -95,7 +99,8 @@ impl Op {
             | Call::BoundedGet { .. }
             | Call::Incr(_)
             | Call::SetAdd(_)
-            | Call::SetRemove(_) => None,
+            | Call::SetRemove(_)
+            | Call::MvPut(_) => None,
         }
     }
 

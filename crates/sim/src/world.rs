@@ -36,7 +36,7 @@ use rand::{Rng, SeedableRng};
 use crate::checker::{
     antientropy, async_bounded, async_convergence, async_lost_writes, bounded_staleness,
     committed_stable, convergence, counter_sum, election_safety, ledger_precision, linearizable,
-    lost_writes, lww_final, residency, session, set_members,
+    lost_writes, lww_final, mv_siblings, residency, session, set_members,
 };
 use crate::history::{Call, Op as HistoryOp, Ret};
 use crate::nemesis::{self, Fault, Scheduled};
@@ -53,6 +53,9 @@ const COUNTER_KEYS: usize = 2;
 /// client process.
 const SET_KEYSPACE: &str = "ssim";
 const SET_KEYS: usize = 2;
+/// The async multi-value register keyspace (same regions): key `m<process>` belongs to that
+/// client process.
+const MV_KEYSPACE: &str = "msim";
 const KEYS: usize = 5;
 const PEER_PORT: u16 = 7000;
 /// How long a client waits for one operation before its outcome counts as unknown.
@@ -326,6 +329,7 @@ fn simulate(
             async_regions,
         ));
         keyspaces.push(async_policy(SET_KEYSPACE, "set", shards, async_regions));
+        keyspaces.push(async_policy(MV_KEYSPACE, "mv", shards, async_regions));
     }
     let total = opts.safety + opts.liveness_max + Duration::from_secs(30);
     let mut sim = turmoil::Builder::new()
@@ -545,6 +549,9 @@ fn simulate(
             outcome
                 .violations
                 .extend(set_members::check(&typed_history, &f.set_finals));
+            outcome
+                .violations
+                .extend(mv_siblings::check(&typed_history, &f.mv_finals));
             let mut ledgers = Vec::new();
             let async_id = keyspace_id(ASYNC_KEYSPACE);
             for n in nodes.iter() {
@@ -749,6 +756,8 @@ struct Finals {
     counter_finals: BTreeMap<String, BTreeMap<String, Option<i64>>>,
     /// Per region, each set key's members.
     set_finals: BTreeMap<String, BTreeMap<String, std::collections::BTreeSet<String>>>,
+    /// Per region, each register key's sibling values.
+    mv_finals: BTreeMap<String, BTreeMap<String, Vec<String>>>,
 }
 
 /// Whether the replicas have converged, and if so every key's final value.
@@ -764,6 +773,7 @@ fn converge_check(
         async_finals: BTreeMap::new(),
         counter_finals: BTreeMap::new(),
         set_finals: BTreeMap::new(),
+        mv_finals: BTreeMap::new(),
     };
     let slots = slots.lock().unwrap();
     if slots.iter().any(Option::is_none) {
@@ -775,6 +785,8 @@ fn converge_check(
     let async_id = keyspace_id(ASYNC_KEYSPACE);
     let counter_id = keyspace_id(COUNTER_KEYSPACE);
     let set_id = keyspace_id(SET_KEYSPACE);
+    let mv_id = keyspace_id(MV_KEYSPACE);
+    let mut mv_shards: BTreeMap<u16, Vec<async_convergence::RegionReplica>> = BTreeMap::new();
     let mut set_shards: BTreeMap<u16, Vec<async_convergence::RegionReplica>> = BTreeMap::new();
     for (node, sim_node) in slots.iter().flatten().zip(nodes) {
         for s in node.group_status() {
@@ -796,7 +808,7 @@ fn converge_check(
                     data,
                 });
             let ks = group_keyspace(s.group);
-            if is_async_group(s.group) && (ks == async_id || ks == counter_id || ks == set_id) {
+            if is_async_group(s.group) && [async_id, counter_id, set_id, mv_id].contains(&ks) {
                 let rows =
                     state_machine::scan_versioned(&sim_node.engine, s.group, b"", usize::MAX)
                         .unwrap_or_default();
@@ -804,8 +816,10 @@ fn converge_check(
                     &mut async_shards
                 } else if ks == counter_id {
                     &mut counter_shards
-                } else {
+                } else if ks == set_id {
                     &mut set_shards
+                } else {
+                    &mut mv_shards
                 };
                 by_shard.entry(group_shard(s.group)).or_default().push(
                     async_convergence::RegionReplica {
@@ -825,7 +839,7 @@ fn converge_check(
             problems.push(format!("no node runs shard {shard} of the keyspace"));
         }
         for (ri, _) in async_regions.iter().enumerate() {
-            for id in [async_id, counter_id, set_id] {
+            for id in [async_id, counter_id, set_id, mv_id] {
                 if !groups.contains_key(&async_group_id(id, ri, shard)) {
                     problems.push(format!(
                         "no node runs shard {shard} of async keyspace {id} in {}",
@@ -839,7 +853,27 @@ fn converge_check(
     problems.extend(async_convergence::check(&async_shards));
     problems.extend(async_convergence::check(&counter_shards));
     problems.extend(async_convergence::check(&set_shards));
+    problems.extend(async_convergence::check(&mv_shards));
     if problems.is_empty() {
+        for replicas in mv_shards.values() {
+            for r in replicas {
+                let registers = finals.mv_finals.entry(r.region.clone()).or_default();
+                for (key, v) in &r.rows {
+                    let siblings = match &v.typed {
+                        Some(meridian_crdt::Typed::Mv(m)) => m
+                            .siblings()
+                            .iter()
+                            .map(|s| {
+                                String::from_utf8_lossy(s.value.as_deref().unwrap_or(b"<delete>"))
+                                    .into_owned()
+                            })
+                            .collect(),
+                        _ => vec!["<not a register>".to_string()],
+                    };
+                    registers.insert(String::from_utf8_lossy(key).into_owned(), siblings);
+                }
+            }
+        }
         for k in 0..SET_KEYS {
             let key = format!("s{k}");
             let shard = shard_for_key(key.as_bytes(), shards);
@@ -1120,6 +1154,8 @@ impl Client {
             COUNTER_KEYSPACE
         } else if key.starts_with('s') {
             SET_KEYSPACE
+        } else if key.starts_with('m') {
+            MV_KEYSPACE
         } else {
             ASYNC_KEYSPACE
         };
@@ -1162,7 +1198,14 @@ impl Client {
         while issued < self.ops_per_worker && sim_now_us() < self.stop_issuing_us {
             let mut key = key_name(rng.gen_range(0..KEYS));
             let mut home_only = false;
-            let call = match rng.gen_range(0..28) {
+            let call = match rng.gen_range(0..31) {
+                28..=30 => {
+                    // This process's own register, written through its own region.
+                    key = format!("m{process}");
+                    home_only = true;
+                    written += 1;
+                    Call::MvPut(format!("m{process}-{written}"))
+                }
                 24..=27 => {
                     // An element of this process's own, updated only through its own region
                     // (its operations stay ordered for the checker).
@@ -1245,7 +1288,11 @@ impl Client {
                 Reply::Unknown
                     if !matches!(
                         call,
-                        Call::Write(_) | Call::Incr(_) | Call::SetAdd(_) | Call::SetRemove(_)
+                        Call::Write(_)
+                            | Call::Incr(_)
+                            | Call::SetAdd(_)
+                            | Call::SetRemove(_)
+                            | Call::MvPut(_)
                     ) =>
                 {
                     continue
@@ -1254,7 +1301,10 @@ impl Client {
                 Reply::Done(ret) => Some((sim_now_us(), ret)),
             };
             issued += 1;
-            let history = if matches!(call, Call::Incr(_) | Call::SetAdd(_) | Call::SetRemove(_)) {
+            let history = if matches!(
+                call,
+                Call::Incr(_) | Call::SetAdd(_) | Call::SetRemove(_) | Call::MvPut(_)
+            ) {
                 &self.typed_history
             } else {
                 &self.async_history
@@ -1310,6 +1360,14 @@ impl Client {
                     None => update,
                 })
             }
+            Call::MvPut(v) => Op::Write(Command::Update {
+                key,
+                op: meridian_crdt::Op::Mv {
+                    value: Some(v.clone().into_bytes()),
+                    context: None,
+                },
+                hlc: None,
+            }),
             Call::SetAdd(e) | Call::SetRemove(e) => {
                 let e = vec![e.clone().into_bytes()];
                 let (add, remove) = if matches!(call, Call::SetAdd(_)) {
@@ -1364,6 +1422,10 @@ impl Client {
                     },
                     Call::SetAdd(_) | Call::SetRemove(_) => match r.result.hlc {
                         Some(_) => Ret::SetUpdated,
+                        None => return Reply::Unknown,
+                    },
+                    Call::MvPut(_) => match r.result.hlc {
+                        Some(_) => Ret::MvWritten,
                         None => return Reply::Unknown,
                     },
                     Call::Write(_) => match r.result.hlc {

@@ -132,7 +132,8 @@ fn step(state: &Value, op: &Op) -> Option<Value> {
             | Call::BoundedGet { .. }
             | Call::Incr(_)
             | Call::SetAdd(_)
-            | Call::SetRemove(_),
+            | Call::SetRemove(_)
+            | Call::MvPut(_),
             _,
         ) => None,
     }

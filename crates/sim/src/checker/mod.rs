@@ -14,6 +14,7 @@ pub mod ledger_precision;
 pub mod linearizable;
 pub mod lost_writes;
 pub mod lww_final;
+pub mod mv_siblings;
 pub mod residency;
 pub mod session;
 pub mod set_members;
