@@ -93,12 +93,17 @@ fn row_hash(key: &[u8], v: &Versioned) -> u64 {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Digest {
     pub buckets: Vec<u64>,
+    /// How far the replica had applied (read after the rows): tombstone purges elsewhere wait
+    /// until every region has applied the tombstone.
+    #[serde(default)]
+    pub applied: Applied,
 }
 
 impl Digest {
     pub fn empty() -> Digest {
         Digest {
             buckets: vec![0; BUCKETS],
+            applied: Applied::default(),
         }
     }
 
@@ -141,9 +146,38 @@ pub fn digest_of(
         }
         match rows.last() {
             Some((k, _)) if full => start = after(k),
-            _ => return Ok(d),
+            _ => break,
         }
     }
+    d.applied = Applied {
+        cursors: state_machine::cursors(engine, group)?.into_iter().collect(),
+        last_write: state_machine::last_write(engine, group)?,
+    };
+    Ok(d)
+}
+
+/// Whether every peer group in `peers_of_shard` has applied the write that made tombstone `v`
+/// (its cursor for the tombstone's origin has reached the tombstone's index there; the origin
+/// itself has it). Only then may this region forget it: a region that has not applied it may
+/// still hold an older version, which anti-entropy would otherwise bring back here as missing.
+pub fn applied_everywhere(
+    v: &Versioned,
+    origins: &Origins,
+    peers_of_shard: &[GroupId],
+    reported: &BTreeMap<GroupId, Applied>,
+) -> bool {
+    let Some(origin) = origins.group_of(v.hlc.origin) else {
+        return false;
+    };
+    // The tombstone's own dot: its index in the origin's log (0: unknown, never purged).
+    let index = v.vv.get(v.hlc.origin);
+    index > 0
+        && peers_of_shard.iter().all(|p| {
+            *p == origin
+                || reported
+                    .get(p)
+                    .is_some_and(|a| a.cursors.get(&origin).is_some_and(|c| *c >= index))
+        })
 }
 
 /// The smallest key after `key`.
@@ -363,6 +397,8 @@ pub struct AntiEntropy {
     pub wall_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Which differing buckets a round starts at, so a bounded round still reaches every one.
     pub rotation: Mutex<usize>,
+    /// The latest cursors each peer reported (with its digest), for tombstone purges.
+    pub peer_applied: Mutex<BTreeMap<GroupId, Applied>>,
 }
 
 impl AntiEntropy {
@@ -377,9 +413,6 @@ impl AntiEntropy {
                 );
                 return;
             }
-            if let Err(e) = self.purge().await {
-                tracing::debug!(group = self.group.id, error = %e, "tombstone purge incomplete; next round retries");
-            }
             for peer in &self.peers {
                 tracing::trace!(
                     group = self.group.id,
@@ -389,6 +422,10 @@ impl AntiEntropy {
                 if let Err(e) = self.round(peer).await {
                     tracing::debug!(group = self.group.id, peer = peer.group, error = %e, "anti-entropy round incomplete; next round retries");
                 }
+            }
+            // After the rounds: purges use the cursors the peers just reported.
+            if let Err(e) = self.purge().await {
+                tracing::debug!(group = self.group.id, error = %e, "tombstone purge incomplete; next round retries");
             }
             self.status.rounds.fetch_add(1, Ordering::Relaxed);
         }
@@ -401,6 +438,10 @@ impl AntiEntropy {
             .rpc
             .digest(peer.group, horizon, self.limits.timeout)
             .await?;
+        self.peer_applied
+            .lock()
+            .unwrap()
+            .insert(peer.group, theirs.applied.clone());
         let ours = digest_of(&self.engine, self.group.id, horizon).map_err(|e| e.to_string())?;
         let differing = ours.differing(&theirs);
         self.status
@@ -482,11 +523,14 @@ impl AntiEntropy {
             state_machine::src_hlcs(&self.engine, self.group.id).map_err(|e| e.to_string())?;
         let sources: Vec<GroupId> = self.peers.iter().map(|p| p.group).collect();
         let wall = (self.wall_ms)();
-        let eligible = |h: &meridian_crdt::Hlc| {
+        let peers = self.peer_applied.lock().unwrap().clone();
+        let eligible = |v: &Versioned| {
+            let h = &v.hlc;
             h.physical_ms.saturating_add(PURGE_AFTER_MS) < wall
                 && sources
                     .iter()
                     .all(|s| passed.get(s).is_some_and(|p| p >= h))
+                && applied_everywhere(v, &self.origins, &sources, &peers)
         };
         let mut dead: Vec<(Vec<u8>, meridian_crdt::Hlc)> = Vec::new();
         let mut start: Vec<u8> = Vec::new();
@@ -500,7 +544,7 @@ impl AntiEntropy {
             }
             dead.extend(
                 rows.into_iter()
-                    .filter(|(_, v)| v.is_tombstone() && eligible(&v.hlc))
+                    .filter(|(_, v)| v.is_tombstone() && eligible(v))
                     .map(|(k, v)| (k, v.hlc))
                     .take(PURGE_MAX - dead.len()),
             );
@@ -718,5 +762,50 @@ mod tests {
         assert!(!reached(&need, &behind));
         let caught_up: BTreeMap<GroupId, u64> = [(2, 95), (3, 40)].into_iter().collect();
         assert!(reached(&need, &caught_up));
+    }
+}
+
+#[cfg(test)]
+mod purge_tests {
+    use super::*;
+    use meridian_crdt::{Dot, Hlc, VersionVector};
+
+    // Goal: a tombstone may be forgotten only once every other region has applied it: the
+    // origin counts as having it, a peer whose cursor for the origin is below its index (or
+    // that has not reported) holds it back, and a tombstone without its own dot never goes.
+    #[test]
+    fn purge_waits_until_every_region_applied_the_tombstone() {
+        let (us, eu, ap) = (
+            RegionTag::of("us"),
+            RegionTag::of("eu"),
+            RegionTag::of("ap"),
+        );
+        let origins = Origins {
+            groups: vec![(us, 1), (eu, 2), (ap, 3)],
+        };
+        let mut vv = VersionVector::new();
+        vv.add(Dot { region: eu, n: 40 });
+        let hlc = Hlc {
+            physical_ms: 5,
+            logical: 0,
+            origin: eu,
+        };
+        let t = Versioned::lww(hlc, None, vv);
+        // This is region us (group 1); its peers are eu (the origin) and ap.
+        let peers = [2, 3];
+        let ap_at = |c: u64| {
+            BTreeMap::from([(
+                3,
+                Applied {
+                    cursors: BTreeMap::from([(2, c)]),
+                    last_write: 0,
+                },
+            )])
+        };
+        assert!(applied_everywhere(&t, &origins, &peers, &ap_at(40)));
+        assert!(!applied_everywhere(&t, &origins, &peers, &ap_at(39)));
+        assert!(!applied_everywhere(&t, &origins, &peers, &BTreeMap::new()));
+        let no_dot = Versioned::lww(hlc, None, VersionVector::new());
+        assert!(!applied_everywhere(&no_dot, &origins, &peers, &ap_at(40)));
     }
 }

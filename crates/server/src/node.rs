@@ -1218,6 +1218,7 @@ impl Node {
             status: status.clone(),
             wall_ms: Arc::new(move || clock.now_ms()),
             rotation: Default::default(),
+            peer_applied: Default::default(),
         };
         let task = tokio::spawn(ae.run());
         running.insert(
