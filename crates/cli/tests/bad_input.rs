@@ -161,6 +161,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
             value: b"v".to_vec(),
             session: String::new(),
             request_id: Vec::new(),
+            context: String::new(),
         })
         .await
         .unwrap_err();
@@ -192,6 +193,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
         value: b"1".to_vec(),
         session: String::new(),
         request_id: Vec::new(),
+        context: String::new(),
     })
     .await
     .unwrap();
@@ -202,6 +204,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
             value: b"2".to_vec(),
             session: String::new(),
             request_id: vec![b'r'; 200],
+            context: String::new(),
         })
         .await
         .unwrap_err();

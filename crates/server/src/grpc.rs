@@ -44,6 +44,16 @@ fn session_in(text: &str) -> Result<SessionToken, Status> {
     SessionToken::parse(text).map_err(|e| status(KvError::InvalidArgument(e)))
 }
 
+#[allow(clippy::result_large_err)]
+fn context_in(text: &str) -> Result<Option<meridian_crdt::VersionVector>, Status> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    meridian_crdt::row::parse_context_token(text)
+        .map(Some)
+        .map_err(|e| status(KvError::InvalidArgument(format!("context: {e}"))))
+}
+
 fn request_id(id: Vec<u8>) -> Option<Vec<u8>> {
     (!id.is_empty()).then_some(id)
 }
@@ -72,9 +82,14 @@ impl pb::kv_server::Kv for KvService {
         let r = req.into_inner();
         let mut session = session_in(&r.session)?;
         let id = request_id(r.request_id);
-        let (res, s) = api::put(&self.node, &r.keyspace, r.key, r.value, &mut session, id)
-            .await
-            .map_err(status)?;
+        let (res, s) = match context_in(&r.context)? {
+            Some(c) => {
+                let v = Some(r.value);
+                api::put_mv(&self.node, &r.keyspace, r.key, v, Some(c), &mut session, id).await
+            }
+            None => api::put(&self.node, &r.keyspace, r.key, r.value, &mut session, id).await,
+        }
+        .map_err(status)?;
         Ok(Response::new(pb::PutResponse {
             existed: res.existed,
             served_by: served(s),
@@ -111,9 +126,22 @@ impl pb::kv_server::Kv for KvService {
         let r = req.into_inner();
         let mut session = session_in(&r.session)?;
         let id = request_id(r.request_id);
-        let (res, s) = api::delete(&self.node, &r.keyspace, r.key, &mut session, id)
-            .await
-            .map_err(status)?;
+        let (res, s) = match context_in(&r.context)? {
+            Some(c) => {
+                api::put_mv(
+                    &self.node,
+                    &r.keyspace,
+                    r.key,
+                    None,
+                    Some(c),
+                    &mut session,
+                    id,
+                )
+                .await
+            }
+            None => api::delete(&self.node, &r.keyspace, r.key, &mut session, id).await,
+        }
+        .map_err(status)?;
         Ok(Response::new(pb::DeleteResponse {
             existed: res.existed,
             served_by: served(s),

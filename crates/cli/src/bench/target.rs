@@ -81,6 +81,7 @@ impl Conn {
                     value: value.to_vec(),
                     session: String::new(),
                     request_id: Vec::new(),
+                    context: String::new(),
                 })
                 .await
                 .map(|_| ())
