@@ -214,6 +214,19 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
         "{}",
         e.message()
     );
+    let e = grpc
+        .put(PutRequest {
+            keyspace: "ks".into(),
+            key: b"g".to_vec(),
+            value: b"2".to_vec(),
+            session: String::new(),
+            request_id: Vec::new(),
+            context: "zz".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(e.message().contains("context"), "{}", e.message());
     let got = grpc
         .get(GetRequest {
             keyspace: "ks".into(),
