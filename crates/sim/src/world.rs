@@ -855,60 +855,25 @@ fn converge_check(
     problems.extend(async_convergence::check(&set_shards));
     problems.extend(async_convergence::check(&mv_shards));
     if problems.is_empty() {
-        for replicas in mv_shards.values() {
-            for r in replicas {
-                let registers = finals.mv_finals.entry(r.region.clone()).or_default();
-                for (key, v) in &r.rows {
-                    let siblings = match &v.typed {
-                        Some(meridian_crdt::Typed::Mv(m)) => m
-                            .siblings()
-                            .iter()
-                            .map(|s| {
-                                String::from_utf8_lossy(s.value.as_deref().unwrap_or(b"<delete>"))
-                                    .into_owned()
-                            })
-                            .collect(),
-                        _ => vec!["<not a register>".to_string()],
-                    };
-                    registers.insert(String::from_utf8_lossy(key).into_owned(), siblings);
-                }
-            }
-        }
-        for k in 0..SET_KEYS {
-            let key = format!("s{k}");
-            let shard = shard_for_key(key.as_bytes(), shards);
-            for r in set_shards.get(&shard).into_iter().flatten() {
-                let members: std::collections::BTreeSet<String> = r
-                    .rows
-                    .iter()
-                    .find(|(kk, _)| kk == key.as_bytes())
-                    .and_then(|(_, v)| v.render())
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .unwrap_or_default();
-                finals
-                    .set_finals
-                    .entry(r.region.clone())
-                    .or_default()
-                    .insert(key.clone(), members);
-            }
-        }
-        for k in 0..COUNTER_KEYS {
-            let key = format!("c{k}");
-            let shard = shard_for_key(key.as_bytes(), shards);
-            for r in counter_shards.get(&shard).into_iter().flatten() {
-                let v = r
-                    .rows
-                    .iter()
-                    .find(|(kk, _)| kk == key.as_bytes())
-                    .and_then(|(_, v)| v.render())
-                    .and_then(|b| String::from_utf8_lossy(&b).parse().ok());
-                finals
-                    .counter_finals
-                    .entry(r.region.clone())
-                    .or_default()
-                    .insert(key.clone(), v);
-            }
-        }
+        finals.mv_finals = by_region(&mv_shards, |v| match &v.typed {
+            Some(meridian_crdt::Typed::Mv(m)) => m
+                .siblings()
+                .iter()
+                .map(|s| {
+                    String::from_utf8_lossy(s.value.as_deref().unwrap_or(b"<delete>")).into_owned()
+                })
+                .collect(),
+            _ => vec!["<not a register>".to_string()],
+        });
+        finals.set_finals = by_region(&set_shards, |v| {
+            v.render()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default()
+        });
+        finals.counter_finals = by_region(&counter_shards, |v| {
+            v.render()
+                .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
+        });
         for k in 0..KEYS {
             let key = key_name(k);
             let shard = shard_for_key(key.as_bytes(), shards);
@@ -935,6 +900,22 @@ fn converge_check(
         }
     }
     (problems, finals)
+}
+
+/// Every row of a typed keyspace's replicas, decoded, per region (each region's replicas agree
+/// once converged; the last one read stands).
+fn by_region<T>(
+    shards: &BTreeMap<u16, Vec<async_convergence::RegionReplica>>,
+    decode: impl Fn(&Versioned) -> T,
+) -> BTreeMap<String, BTreeMap<String, T>> {
+    let mut out: BTreeMap<String, BTreeMap<String, T>> = BTreeMap::new();
+    for r in shards.values().flatten() {
+        let region = out.entry(r.region.clone()).or_default();
+        for (key, v) in &r.rows {
+            region.insert(String::from_utf8_lossy(key).into_owned(), decode(v));
+        }
+    }
+    out
 }
 
 /// The clients of one region: `WORKERS` concurrent processes that talk to that region's nodes
