@@ -144,11 +144,8 @@ impl PnCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::r;
     use proptest::prelude::*;
-
-    fn r(i: u64) -> RegionTag {
-        RegionTag(i)
-    }
 
     // Goal: updates add up per region and in total; one that would leave the i64 range is
     // refused and changes nothing.

@@ -20,3 +20,23 @@ pub use mv::MvRegister;
 pub use orset::OrSet;
 pub use row::{Conflict, Op, OpError, Outcome, Rule, Side, Typed, Versioned};
 pub use vv::{Causal, Dot, VersionVector};
+
+/// Shorthands the property tests share.
+#[cfg(test)]
+mod testing {
+    use crate::hlc::{Hlc, RegionTag};
+
+    /// Region number `i`.
+    pub fn r(i: u64) -> RegionTag {
+        RegionTag(i)
+    }
+
+    /// A stamp at `t` ms (its origin does not matter where it is used).
+    pub fn h(t: u64) -> Hlc {
+        Hlc {
+            physical_ms: t,
+            logical: 0,
+            origin: RegionTag(0),
+        }
+    }
+}

@@ -108,19 +108,8 @@ impl MvRegister {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{h, r};
     use proptest::prelude::*;
-
-    fn r(i: u64) -> RegionTag {
-        RegionTag(i)
-    }
-
-    fn h(t: u64) -> Hlc {
-        Hlc {
-            physical_ms: t,
-            logical: 0,
-            origin: RegionTag(0),
-        }
-    }
 
     fn values(m: &MvRegister) -> Vec<String> {
         m.siblings()

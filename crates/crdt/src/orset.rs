@@ -251,20 +251,8 @@ impl OrSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hlc::RegionTag;
+    use crate::testing::{h, r};
     use proptest::prelude::*;
-
-    fn r(i: u64) -> RegionTag {
-        RegionTag(i)
-    }
-
-    fn h(t: u64) -> Hlc {
-        Hlc {
-            physical_ms: t,
-            logical: 0,
-            origin: RegionTag(0),
-        }
-    }
 
     fn members(s: &OrSet) -> Vec<String> {
         s.members()

@@ -116,11 +116,8 @@ impl PartialOrd for VersionVector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::r;
     use proptest::prelude::*;
-
-    fn r(i: u64) -> RegionTag {
-        RegionTag(i)
-    }
 
     fn vv(entries: &[(u64, u64)]) -> VersionVector {
         let mut v = VersionVector::new();
