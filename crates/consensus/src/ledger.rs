@@ -49,11 +49,11 @@ impl RecordedSide {
             hlc: s.hlc,
             value: s.value.clone().filter(|_| !large),
             size,
-            hash: s.value.as_ref().filter(|_| large).map(|v| {
-                v.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                    (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-                })
-            }),
+            hash: s
+                .value
+                .as_deref()
+                .filter(|_| large)
+                .map(meridian_crdt::row::fnv1a),
             deleted: s.value.is_none(),
         }
     }

@@ -159,6 +159,11 @@ impl Conflict {
 
 const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 
+/// FNV-1a of `bytes`.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    fnv(FNV_START, bytes)
+}
+
 fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         h ^= u64::from(*b);
