@@ -60,8 +60,10 @@ pub enum Ret {
     Incremented,
     /// A set update was acknowledged.
     SetUpdated,
-    /// A register write was acknowledged.
-    MvWritten,
+    /// A register write was acknowledged with this HLC.
+    MvWritten {
+        hlc: Hlc,
+    },
     /// An async read: the value and the HLC of the version read (a delete's too; `None`: the
     /// key was never written there).
     Read {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{anyhow, Result};
 use meridian_consensus::state_machine;
-use meridian_crdt::Versioned;
+use meridian_crdt::{RegionTag, Versioned};
 use meridian_georep::SessionToken;
 use meridian_server::node::Node;
 use meridian_server::peer::{Op, PeerRequest, PeerResponse, ReadConsistencyWire};
@@ -35,8 +35,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::checker::{
     antientropy, async_bounded, async_convergence, async_lost_writes, bounded_staleness,
-    committed_stable, convergence, counter_sum, election_safety, ledger_precision, linearizable,
-    lost_writes, lww_final, mv_siblings, residency, session, set_members,
+    committed_stable, convergence, counter_sum, election_safety, ledger_precision, ledger_recall,
+    linearizable, lost_writes, lww_final, mv_siblings, residency, session, set_members,
 };
 use crate::history::{Call, Op as HistoryOp, Ret};
 use crate::nemesis::{self, Fault, Scheduled};
@@ -67,6 +67,8 @@ const INTRA_REGION: Duration = Duration::from_millis(1);
 /// The bounds of the clients' bounded-staleness reads: from below a WAN round trip (mostly
 /// served by the leader) to well above the followers' usual lag.
 const STALE_BOUNDS_MS: [u64; 4] = [100, 250, 500, 1_000];
+/// How often two regions race to write a duel key (see `Client::duelist`).
+const DUEL_EVERY: Duration = Duration::from_millis(1_000);
 /// How often the consensus observers sample every node.
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
@@ -146,6 +148,11 @@ pub struct Outcome {
     pub antientropy_repairs: u64,
     /// Conflict ledger entries over every replica of the async keyspace.
     pub conflicts_recorded: u64,
+    /// Ledger recall: certainly concurrent duel pairs, and those some region recorded.
+    pub recall_expected: usize,
+    pub recall_found: usize,
+    /// Of those found, the pairs both writing regions recorded.
+    pub recall_in_both: usize,
 }
 
 struct SimNode {
@@ -275,6 +282,9 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
         async_history: Vec::new(),
         typed_history: Vec::new(),
         conflicts_recorded: 0,
+        recall_expected: 0,
+        recall_found: 0,
+        recall_in_both: 0,
         async_regions: async_regions.clone(),
         antientropy_repairs: 0,
     };
@@ -535,7 +545,13 @@ fn simulate(
         outcome
             .violations
             .extend(residency::check(async_regions, &holdings));
-        if let Some(f) = &converged {
+        if let Some(f) = &mut converged {
+            // A key no region holds was never written anywhere (or its tombstone is purged).
+            for keys in f.async_finals.values_mut() {
+                for op in &async_history {
+                    keys.entry(op.key.clone()).or_insert(None);
+                }
+            }
             let any_region = f.async_finals.values().next().cloned().unwrap_or_default();
             outcome
                 .violations
@@ -551,24 +567,43 @@ fn simulate(
                 .extend(set_members::check(&typed_history, &f.set_finals));
             outcome
                 .violations
-                .extend(mv_siblings::check(&typed_history, &f.mv_finals));
-            let mut ledgers = Vec::new();
-            let async_id = keyspace_id(ASYNC_KEYSPACE);
-            for n in nodes.iter() {
-                for (ri, region) in async_regions.iter().enumerate() {
-                    for shard in 0..shards {
-                        let group = async_group_id(async_id, ri, shard);
-                        let entries =
-                            meridian_consensus::ledger::entries(&n.engine, group, 0, usize::MAX)
-                                .unwrap_or_default();
-                        ledgers.extend(entries.into_iter().map(|e| (region.clone(), e)));
+                .extend(mv_siblings::check(&typed_history, &f.mv_finals, fastest_us));
+            let ledger_of = |keyspace: &str| {
+                let mut ledgers = Vec::new();
+                let id = keyspace_id(keyspace);
+                for n in nodes.iter() {
+                    for (ri, region) in async_regions.iter().enumerate() {
+                        for shard in 0..shards {
+                            let group = async_group_id(id, ri, shard);
+                            let entries = meridian_consensus::ledger::entries(
+                                &n.engine,
+                                group,
+                                0,
+                                usize::MAX,
+                            )
+                            .unwrap_or_default();
+                            ledgers.extend(entries.into_iter().map(|e| (region.clone(), e)));
+                        }
                     }
                 }
-            }
-            outcome.conflicts_recorded += ledgers.len() as u64;
+                ledgers
+            };
+            let lww_ledgers = ledger_of(ASYNC_KEYSPACE);
+            let mv_ledgers = ledger_of(MV_KEYSPACE);
+            outcome.conflicts_recorded += lww_ledgers.len() as u64;
             outcome
                 .violations
-                .extend(ledger_precision::check(&async_history, &ledgers));
+                .extend(ledger_precision::check(&async_history, &lww_ledgers));
+            for (history, ledgers) in [
+                (&async_history, &lww_ledgers),
+                (&typed_history, &mv_ledgers),
+            ] {
+                let recall = ledger_recall::check(history, ledgers, async_regions, fastest_us);
+                outcome.recall_expected += recall.expected;
+                outcome.recall_found += recall.found;
+                outcome.recall_in_both += recall.in_both;
+                outcome.violations.extend(recall.violations);
+            }
         }
     }
     outcome
@@ -637,6 +672,24 @@ fn one_way(matrix: &LatencyMatrix, a: usize, b: usize) -> Duration {
     } else {
         Duration::from_micros((matrix.rtt_ms(REGIONS[a], REGIONS[b]) * 500.0) as u64)
     }
+}
+
+/// The least time a write of region `a` takes to reach region `b`: the direct link or a relay
+/// through the third region, whichever is faster (faults only slow links down).
+fn fastest_us(a: RegionTag, b: RegionTag) -> u64 {
+    let matrix = LatencyMatrix::aws_default();
+    let index = |t: RegionTag| {
+        REGIONS
+            .iter()
+            .position(|r| RegionTag::of(r) == t)
+            .expect("a simulated region")
+    };
+    let (a, b) = (index(a), index(b));
+    let via = (0..REGIONS.len())
+        .map(|c| one_way(&matrix, a, c) + one_way(&matrix, c, b))
+        .min()
+        .unwrap_or(Duration::MAX);
+    one_way(&matrix, a, b).min(via).as_micros() as u64
 }
 
 /// Every link's latency: the WAN matrix's one-way delay times `factor`.
@@ -885,17 +938,11 @@ fn converge_check(
                     .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
                 finals.sync_finals.insert(key.clone(), value);
             }
-            for r in async_shards.get(&shard).into_iter().flatten() {
-                let v = r
-                    .rows
-                    .iter()
-                    .find(|(kk, _)| kk == key.as_bytes())
-                    .map(|(_, v)| v.clone());
-                finals
-                    .async_finals
-                    .entry(r.region.clone())
-                    .or_default()
-                    .insert(key.clone(), v);
+        }
+        for r in async_shards.values().flatten() {
+            let region = finals.async_finals.entry(r.region.clone()).or_default();
+            for (key, v) in &r.rows {
+                region.insert(String::from_utf8_lossy(key).into_owned(), Some(v.clone()));
             }
         }
     }
@@ -966,6 +1013,18 @@ impl Client {
                 tokio::spawn(this.clone().worker(transport.clone(), process, rng))
             };
             workers.push(worker);
+        }
+        if this.async_workers > 0 && this.async_regions.contains(&this.region) {
+            for (i, mv) in [false, true].into_iter().enumerate() {
+                let rng = StdRng::seed_from_u64(this.seed ^ (0xd0e1 + i as u64));
+                let process = this.id * 100 + 50 + i as u64;
+                workers.push(tokio::spawn(this.clone().duelist(
+                    transport.clone(),
+                    process,
+                    rng,
+                    mv,
+                )));
+            }
         }
         for w in workers {
             w.await?;
@@ -1302,6 +1361,80 @@ impl Client {
         }
     }
 
+    /// Writes the "duel" keys: in round `k` (every `DUEL_EVERY` of simulated time, the same
+    /// instant in every region) the two regions of pair `k mod pairs` each write key `d<k>`
+    /// (lww) or `md<k>` (mv) once, with a value naming the round and the region, and nobody
+    /// else writes it. The two writes race across the WAN, so the ledger-recall oracle and the
+    /// register checker know what each region must have seen and recorded.
+    async fn duelist(
+        self: Arc<Self>,
+        transport: Arc<Transport>,
+        process: u64,
+        mut rng: StdRng,
+        mv: bool,
+    ) {
+        let mut pairs = Vec::new();
+        for (i, a) in self.async_regions.iter().enumerate() {
+            for b in &self.async_regions[i + 1..] {
+                pairs.push([a.clone(), b.clone()]);
+            }
+        }
+        let every = DUEL_EVERY.as_micros() as u64;
+        let mut round = sim_now_us() / every + 1;
+        loop {
+            let at = round * every;
+            if at >= self.stop_issuing_us {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(at.saturating_sub(sim_now_us()))).await;
+            let k = round;
+            round = sim_now_us() / every + 1;
+            if !pairs[k as usize % pairs.len()].contains(&self.region) {
+                continue;
+            }
+            let (key, call) = if mv {
+                (
+                    format!("md{k}"),
+                    Call::MvPut(format!("md{k}-{}", self.region)),
+                )
+            } else {
+                (
+                    format!("d{k}"),
+                    Call::Write(Some(format!("d{k}-{}", self.region))),
+                )
+            };
+            let (node, host) = self.targets[rng.gen_range(0..self.targets.len())].clone();
+            let invoked_us = sim_now_us();
+            let reply = self
+                .async_call(
+                    &transport,
+                    (node, &host, &self.region),
+                    &key,
+                    &call,
+                    &mut SessionToken::default(),
+                    None,
+                )
+                .await;
+            let returned = match reply {
+                Reply::NotSent => continue,
+                Reply::Unknown => None,
+                Reply::Done(ret) => Some((sim_now_us(), ret)),
+            };
+            let history = if mv {
+                &self.typed_history
+            } else {
+                &self.async_history
+            };
+            history.lock().unwrap().push(HistoryOp {
+                client: process,
+                key,
+                call,
+                invoked_us,
+                returned,
+            });
+        }
+    }
+
     async fn async_call(
         &self,
         transport: &Arc<Transport>,
@@ -1406,7 +1539,7 @@ impl Client {
                         None => return Reply::Unknown,
                     },
                     Call::MvPut(_) => match r.result.hlc {
-                        Some(_) => Ret::MvWritten,
+                        Some(hlc) => Ret::MvWritten { hlc },
                         None => return Reply::Unknown,
                     },
                     Call::Write(_) => match r.result.hlc {

@@ -11,6 +11,7 @@ pub mod convergence;
 pub mod counter_sum;
 pub mod election_safety;
 pub mod ledger_precision;
+pub mod ledger_recall;
 pub mod linearizable;
 pub mod lost_writes;
 pub mod lww_final;
