@@ -3,6 +3,7 @@
 //!
 //! Architecture Invariant: nothing here does I/O or reads a clock; `now_ms` is an argument.
 
+pub mod failover;
 pub mod leadership;
 pub mod meta_voters;
 pub mod placement;
