@@ -214,9 +214,10 @@ impl HealthJudge {
             let previous = w.health.map(|(h, _)| h).unwrap_or(Health::Healthy);
             let next = if unheard_for >= cfg.down_after_ms {
                 Health::Down
-            } else if n >= cfg.min_samples && bad_share >= cfg.degraded_enter_share {
-                Health::Degraded
-            } else if previous == Health::Degraded && bad_share > cfg.degraded_leave_share {
+            } else if (n >= cfg.min_samples && bad_share >= cfg.degraded_enter_share)
+                || (previous == Health::Degraded && bad_share > cfg.degraded_leave_share)
+            {
+                // Enters at the high mark, leaves only below the low one.
                 Health::Degraded
             } else if previous == Health::Down && !heard {
                 Health::Down
