@@ -447,6 +447,15 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
         let e = first_success.entry(s.shard).or_insert(s.ended);
         *e = (*e).min(s.ended);
     }
+    let rto_ms_by_shard: BTreeMap<String, f64> = first_success
+        .iter()
+        .map(|(shard, t)| {
+            (
+                shard.to_string(),
+                (t.duration_since(killed_at).as_secs_f64() * 1000.0).round(),
+            )
+        })
+        .collect();
     let rto_ms = (first_success.len() == SHARDS as usize).then(|| {
         first_success
             .values()
@@ -553,7 +562,29 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
     for k in lost.iter().take(10) {
         println!("  LOST: {k}");
     }
+    // The decision log of the run, from a node that stayed up.
+    let decisions = observer
+        .get_json("/v1/failover/log")
+        .await
+        .map(|l| l["entries"].clone())
+        .unwrap_or(Value::Null);
+    let decided: Vec<String> = decisions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "#{} {} {}",
+                e["seq"],
+                e["action"].as_str().unwrap_or("?"),
+                e["region"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    println!("failover decisions: {decided:?}");
     let report = json!({
+        "rto_ms_by_shard": rto_ms_by_shard,
+        "decisions": decisions,
         "acked_writes": acked.len(),
         "acked_writes_lost": lost.len(),
         "read_your_write_violations": read_mismatches,

@@ -96,6 +96,8 @@ bootstrap = {bootstrap}
 enabled = {wan}
 jitter_pct = 5.0
 seed = {id}
+[failover]
+holddown_ms = 5000
 "#,
                 id = i + 1,
                 zone = (b'a' + z as u8) as char,

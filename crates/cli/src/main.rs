@@ -178,10 +178,59 @@ enum Command {
         #[arg(long, env = "MERIDIAN_NODE", default_value = "127.0.0.1:8101")]
         node: String,
     },
+    /// Failover control: region health, the cluster-wide pause, pending decisions and the
+    /// hash-chained decision log.
+    Failover {
+        #[arg(
+            long,
+            env = "MERIDIAN_NODE",
+            default_value = "127.0.0.1:8101",
+            global = true
+        )]
+        node: String,
+        /// Who is asking, recorded in the decision log.
+        #[arg(long, env = "USER", default_value = "operator", global = true)]
+        by: String,
+        /// Why, recorded in the decision log.
+        #[arg(long, default_value = "", global = true)]
+        reason: String,
+        #[command(subcommand)]
+        command: FailoverCommand,
+    },
     /// Show the cluster: nodes, health, and shard leaders.
     Cluster {
         #[arg(long, env = "MERIDIAN_NODE", default_value = "127.0.0.1:8101")]
         node: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum FailoverCommand {
+    /// Health per region, the pause, evacuated regions and pending decisions.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause automatic placement decisions cluster-wide: they wait as pending until approved.
+    /// (Raft still elects a leader when one dies.)
+    Pause,
+    /// Resume automatic placement decisions.
+    Resume,
+    /// Execute pending decision ID.
+    Approve { id: u64 },
+    /// Drop pending decision ID (not proposed again for a hold-down).
+    Reject { id: u64 },
+    /// Print the decision log.
+    Log {
+        /// Check the hash chain and name the first entry edited, removed or reordered.
+        #[arg(long)]
+        verify: bool,
+        /// Read an exported copy (the JSON `log --json` prints) instead of asking the cluster.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Print the log as JSON (an export `--file` can verify later).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -448,12 +497,128 @@ fn main() -> Result<()> {
             }
             Ok(())
         }),
+        Command::Failover {
+            node,
+            by,
+            reason,
+            command,
+        } => runtime()?.block_on(failover(Client::new(&node), &by, &reason, command)),
         Command::Cluster { node } => runtime()?.block_on(async {
             let c = Client::new(&node).get_json("/v1/cluster").await?;
             println!("{}", serde_json::to_string_pretty(&c)?);
             Ok(())
         }),
     }
+}
+
+async fn failover(c: Client, by: &str, reason: &str, command: FailoverCommand) -> Result<()> {
+    let body = json!({"by": by, "reason": reason});
+    let act = |path: String| {
+        let (c, body) = (c.clone(), body.clone());
+        async move {
+            let e = c.post_json(&path, &body).await?;
+            println!(
+                "decision {} committed: {} by {} ({})",
+                e["seq"],
+                e["action"],
+                e["by"],
+                e["hash"].as_str().unwrap_or("")
+            );
+            anyhow::Ok(())
+        }
+    };
+    match command {
+        FailoverCommand::Status { json } => {
+            let s = c.get_json("/v1/failover").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(());
+            }
+            println!(
+                "failover: {} (as judged by node {})",
+                if s["paused"] == json!(true) {
+                    "PAUSED"
+                } else {
+                    "automatic"
+                },
+                s["observed_by"]["node"]
+            );
+            if let Some(h) = s["health"].as_object() {
+                for (region, v) in h {
+                    println!(
+                        "  {region:<16} {:<9} write p99 {} ms (normal {}), fsync p99 {} ms, unheard by {}",
+                        v["health"].as_str().unwrap_or("?"),
+                        fmt_ms(&v["write_p99_ms"]),
+                        fmt_ms(&v["normal_write_ms"]),
+                        fmt_ms(&v["fsync_p99_ms"]),
+                        v["unheard_by"]
+                    );
+                }
+            }
+            if let Some(ev) = s["evacuated"].as_object() {
+                for (region, e) in ev {
+                    println!(
+                        "  leaders evacuated from {region} by decision {} (hold-down {} ms)",
+                        e["decision"], e["holddown_ms"]
+                    );
+                }
+            }
+            for p in s["pending"].as_array().into_iter().flatten() {
+                println!(
+                    "  pending {}: {} (approve with `meridian failover approve {}`)",
+                    p["id"], p["decision"], p["id"]
+                );
+            }
+            Ok(())
+        }
+        FailoverCommand::Pause => act("/v1/failover/pause".into()).await,
+        FailoverCommand::Resume => act("/v1/failover/resume".into()).await,
+        FailoverCommand::Approve { id } => act(format!("/v1/failover/approve/{id}")).await,
+        FailoverCommand::Reject { id } => act(format!("/v1/failover/reject/{id}")).await,
+        FailoverCommand::Log { verify, file, json } => {
+            let log = match &file {
+                Some(f) => {
+                    let text =
+                        std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+                    serde_json::from_slice::<Value>(&text)
+                        .with_context(|| format!("{} is not a failover log export", f.display()))?
+                }
+                None => c.get_json("/v1/failover/log").await?,
+            };
+            let entries: Vec<meridian_control::failover::Entry> =
+                serde_json::from_value(log["entries"].clone()).context(
+                    "the log's entries do not parse (an export of `meridian failover log --json`)",
+                )?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"entries": entries}))?
+                );
+            } else {
+                for e in &entries {
+                    println!(
+                        "{:>4} {} {:<9} by {:<24} {}",
+                        e.seq,
+                        e.at_ms,
+                        e.action.name(),
+                        e.by,
+                        e.reason
+                    );
+                }
+            }
+            if verify {
+                match meridian_control::failover::verify(&entries) {
+                    Ok(n) => eprintln!("verified: {n} entries, the chain is intact"),
+                    Err(problem) => anyhow::bail!("the decision log does not verify: {problem}"),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn fmt_ms(v: &Value) -> String {
+    v.as_f64().map_or("-".into(), |x| format!("{x:.1}"))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

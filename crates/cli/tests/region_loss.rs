@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{eventually, Cluster};
+use common::{eventually, Cluster, NodeTweak};
 use serde_json::json;
 
 const KS: &str = "orders";
@@ -39,7 +39,14 @@ async fn verify_all(cluster: &Cluster, via: u64, acked: &BTreeMap<String, String
 // from every region, and RPO 0 through the loss of the home region and a full restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_survives_home_region_loss_and_restart() {
-    let mut cluster = Cluster::start(&[(REGIONS[0], 2), (REGIONS[1], 2), (REGIONS[2], 2)]);
+    // A 10 s hold-down (30 s by default) before leaders return to a region that failed.
+    let mut cluster =
+        Cluster::start_with(&[(REGIONS[0], 2), (REGIONS[1], 2), (REGIONS[2], 2)], |_| {
+            NodeTweak {
+                extra_config: "failover.holddown_ms = 10000\n".into(),
+                ..Default::default()
+            }
+        });
     cluster.wait_joined(1).await;
     let r = cluster
         .create_keyspace(

@@ -8,8 +8,8 @@
 //!
 //! - [`HealthJudge`] turns noisy per-tick signals into a steady `healthy | degraded | down`
 //!   per region, with hysteresis: a region turns `degraded` only when most samples of a
-//!   sliding window are bad (write or fsync p99 ten times the region's own normal, probe loss,
-//!   errors), and healthy again only when almost none are; `down` when no observer has heard
+//!   sliding window are bad (write or fsync p99 ten times the region's own normal, or most
+//!   probes lost), and healthy again only when almost none are; `down` when no observer has heard
 //!   from it for `down_after_ms`, as voted by the observing regions.
 //! - [`Controller::decide`]: a region that is down, or degraded for longer than
 //!   `degraded_for_ms`, loses its leaders (`failover`); it gets them back (`failback`) only
@@ -48,12 +48,15 @@ impl Health {
 /// Tuning of health judgement and decisions. `down_after_ms` should be derived from the
 /// measured round trips (see [`FailoverConfig::calibrated`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FailoverConfig {
     /// Sliding window over which samples are judged.
     pub window_ms: u64,
-    /// A region no observer has heard from for this long is down.
+    /// A region a majority of observers has not heard from for this long is down (the floor:
+    /// the driver raises it to ten of the largest measured round trips).
     pub down_after_ms: u64,
-    /// A sample is bad when a latency p99 exceeds this many times the region's normal.
+    /// A sample is bad when a latency p99 exceeds this many times both the region's normal
+    /// and the other regions' median.
     pub slow_factor: f64,
     /// A region turns degraded when at least this share of the window's samples are bad ...
     pub degraded_enter_share: f64,
@@ -75,7 +78,7 @@ impl Default for FailoverConfig {
     fn default() -> Self {
         FailoverConfig {
             window_ms: 10_000,
-            down_after_ms: 2_000,
+            down_after_ms: 3_000,
             slow_factor: 10.0,
             degraded_enter_share: 0.6,
             degraded_leave_share: 0.2,
@@ -83,7 +86,7 @@ impl Default for FailoverConfig {
             degraded_for_ms: 15_000,
             holddown_ms: 30_000,
             holddown_max_ms: 480_000,
-            latency_floor_ms: 5.0,
+            latency_floor_ms: 20.0,
         }
     }
 }
@@ -110,8 +113,6 @@ pub struct RegionSample {
     /// The region's nodes' p99 write (propose to commit) and fsync latencies, if measured.
     pub write_p99_ms: Option<f64>,
     pub fsync_p99_ms: Option<f64>,
-    /// Share of the region's requests that failed.
-    pub error_rate: f64,
 }
 
 /// What a decision saw of one region.
@@ -159,26 +160,44 @@ const NORMAL_WEIGHT: f64 = 0.05;
 impl HealthJudge {
     /// Folds in one tick's samples (one per region) taken at `now_ms`.
     pub fn observe(&mut self, cfg: &FailoverConfig, now_ms: u64, samples: &[RegionSample]) {
+        // The other regions' median, per signal: a region is slow against its peers, not just
+        // against its own past (leaders arriving raise a region's write latency; a machine-wide
+        // stall slows every region alike). With no peer measuring, nothing is called slow: a
+        // gray failure is one region against the others.
+        let peers_median = |me: &str, pick: fn(&RegionSample) -> Option<f64>| {
+            let mut v: Vec<f64> = samples
+                .iter()
+                .filter(|o| o.region != me)
+                .filter_map(pick)
+                .collect();
+            v.sort_by(f64::total_cmp);
+            (!v.is_empty()).then(|| v[v.len() / 2])
+        };
         for s in samples {
+            let peer_write = peers_median(&s.region, |o| o.write_p99_ms);
+            let peer_fsync = peers_median(&s.region, |o| o.fsync_p99_ms);
             let w = self.regions.entry(s.region.clone()).or_default();
             // Heard by a majority of the regions that voted; a lone observer's broken link
             // does not make a region unheard.
-            let heard = s.heard_by.len() * 2 >= (s.heard_by.len() + s.unheard_by.len()).max(1)
-                && !s.heard_by.is_empty();
+            // No vote at all (an observer cut off from everyone) is no evidence either way.
+            let heard = s.heard_by.len() * 2 >= s.heard_by.len() + s.unheard_by.len();
             if heard {
                 w.last_heard_ms = Some(now_ms);
             } else if w.last_heard_ms.is_none() {
                 // Never heard: counted from the first sample.
                 w.last_heard_ms = Some(now_ms);
             }
-            let slow = |p99: Option<f64>, normal: Option<f64>| match (p99, normal) {
-                (Some(p), Some(n)) => p > cfg.latency_floor_ms && p > n * cfg.slow_factor,
-                _ => false,
+            let slow = |p99: Option<f64>, normal: Option<f64>, peers: Option<f64>| match p99 {
+                Some(p) => {
+                    p > cfg.latency_floor_ms
+                        && normal.is_some_and(|n| p > n * cfg.slow_factor)
+                        && peers.is_some_and(|m| p > m * cfg.slow_factor)
+                }
+                None => false,
             };
-            let bad = slow(s.write_p99_ms, w.normal_write)
-                || slow(s.fsync_p99_ms, w.normal_fsync)
-                || s.probe_loss > 0.5
-                || s.error_rate > 0.05;
+            let bad = slow(s.write_p99_ms, w.normal_write, peer_write)
+                || slow(s.fsync_p99_ms, w.normal_fsync, peer_fsync)
+                || s.probe_loss > 0.5;
             if !bad && heard {
                 let fold = |normal: &mut Option<f64>, p99: Option<f64>| {
                     if let Some(p) = p99 {
@@ -424,6 +443,10 @@ pub struct FailoverState {
     /// Per region: when leaders last returned and the hold-down they returned under.
     pub returned: BTreeMap<String, (u64, u64)>,
     pub pending: BTreeMap<u64, Action>,
+    /// An operator approved a decision since the pause began: leaders may be moved to carry
+    /// out the placement it set (and only that).
+    #[serde(default)]
+    pub approved_in_pause: bool,
     /// Decisions an operator rejected ("failover:<region>"), and when: the controller does not
     /// propose the same again for a base hold-down.
     #[serde(default)]
@@ -470,13 +493,20 @@ impl FailoverState {
                         .insert(region.clone(), (at_ms, ev.holddown_ms));
                 }
             }
-            Action::Pause => self.paused = true,
-            Action::Resume => self.paused = false,
+            Action::Pause => {
+                self.paused = true;
+                self.approved_in_pause = false;
+            }
+            Action::Resume => {
+                self.paused = false;
+                self.approved_in_pause = false;
+            }
             Action::Pending { id, decision } => {
                 self.pending.insert(*id, (**decision).clone());
             }
             Action::Approve { id, decision } => {
                 self.pending.remove(id);
+                self.approved_in_pause |= self.paused;
                 self.execute(decision, at_ms, seq);
             }
             Action::Reject { id } => {
@@ -495,6 +525,12 @@ impl FailoverState {
             Some((s, h)) => (s + 1, h.clone()),
             None => (0, GENESIS.to_string()),
         }
+    }
+
+    /// Whether leaders may be moved now: not while paused, unless to carry out a decision an
+    /// operator approved during the pause.
+    pub fn may_move_leaders(&self) -> bool {
+        !self.paused || self.approved_in_pause
     }
 
     /// Where a keyspace's leaders belong: its home region unless leaders left it, else the

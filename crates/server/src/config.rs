@@ -64,6 +64,9 @@ pub struct NodeConfig {
     /// this window returns the first outcome and is not applied again.
     #[serde(default = "default_request_id_window")]
     pub request_id_window_s: u64,
+    /// Region health and failover decisions (see `meridian_control::failover`).
+    #[serde(default)]
+    pub failover: meridian_control::failover::FailoverConfig,
 }
 
 fn default_request_id_window() -> u64 {

@@ -165,6 +165,13 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/conflicts/{keyspace}", get(conflicts))
         .route("/v1/admin/faults", post(set_faults).get(get_faults))
         .route("/v1/admin/failback", post(set_failback))
+        .route("/v1/admin/disk", post(set_disk_fault))
+        .route("/v1/failover", get(failover_status))
+        .route("/v1/failover/log", get(failover_log))
+        .route("/v1/failover/pause", post(failover_pause))
+        .route("/v1/failover/resume", post(failover_resume))
+        .route("/v1/failover/approve/{id}", post(failover_approve))
+        .route("/v1/failover/reject/{id}", post(failover_reject))
         .route("/", get(crate::console::page))
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
@@ -607,7 +614,7 @@ pub fn cluster_state(node: &Node) -> serde_json::Value {
         "antientropy": node.antientropy_report(),
         "conflicts": crate::observe::conflicts_summary(node),
         "peers": node.observations.peers(),
-        "failback_paused": node.failback_paused.load(Ordering::Relaxed),
+        "failover": crate::failover::status(node),
     })
 }
 
@@ -640,15 +647,152 @@ struct Failback {
     paused: bool,
 }
 
+/// The older per-node failback switch, now the cluster-wide failover pause.
 async fn set_failback(
     State(node): State<AppState>,
     body: Result<Json<Failback>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(f) = body.map_err(|r| bad_json(r, r#"failback setting {"paused": true}"#))?;
-    node.failback_paused.store(f.paused, Ordering::Relaxed);
-    tracing::warn!(
-        paused = f.paused,
-        "leader failback to home regions changed by operator"
-    );
+    let what = if f.paused {
+        crate::failover::OperatorAction::Pause
+    } else {
+        crate::failover::OperatorAction::Resume
+    };
+    match crate::failover::operator(&node, "admin", "POST /v1/admin/failback", what).await {
+        Ok(_) | Err(KvError::FailedPrecondition(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
     Ok(Json(json!({"paused": f.paused})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiskFault {
+    delay_ms: u64,
+}
+
+/// Fault injection: every durable commit on this node takes `delay_ms` longer (a stalling
+/// disk, for gray-failure drills); 0 ends it.
+async fn set_disk_fault(
+    State(node): State<AppState>,
+    body: Result<Json<DiskFault>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(f) = body.map_err(|r| bad_json(r, r#"disk fault {"delay_ms": 100}"#))?;
+    if f.delay_ms > 10_000 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            format!(
+                "delay_ms {} is above the 10000 ms this drill allows",
+                f.delay_ms
+            ),
+        ));
+    }
+    node.committer
+        .disk()
+        .injected_delay_ms
+        .store(f.delay_ms, Ordering::Relaxed);
+    tracing::warn!(delay_ms = f.delay_ms, "disk fault injection changed");
+    Ok(Json(json!({"delay_ms": f.delay_ms})).into_response())
+}
+
+/// Who asks and why, for the decision log (both optional).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct OperatorBody {
+    #[serde(default)]
+    by: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn operator_body(body: axum::body::Bytes) -> Result<(String, String), ApiError> {
+    let b: OperatorBody = if body.iter().all(u8::is_ascii_whitespace) {
+        OperatorBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                "invalid_argument",
+                format!("{e}; expected an empty body or {{\"by\": \"alice\", \"reason\": \"maintenance\"}}"),
+            )
+        })?
+    };
+    let by = b.by.unwrap_or_else(|| "unnamed".into());
+    let reason = b.reason.unwrap_or_default();
+    if by.is_empty() || by.len() > 128 || reason.len() > 1024 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "\"by\" must be 1 to 128 bytes and \"reason\" at most 1024".into(),
+        ));
+    }
+    Ok((by, reason))
+}
+
+async fn failover_status(State(node): State<AppState>) -> impl IntoResponse {
+    Json(crate::failover::status(&node))
+}
+
+async fn failover_log(State(node): State<AppState>) -> Result<Response, ApiError> {
+    let entries = crate::failover::read_log(&node).await?;
+    let verified = meridian_control::failover::verify(&entries);
+    Ok(Json(json!({
+        "entries": entries,
+        "verified": verified.is_ok(),
+        "problem": verified.err(),
+    }))
+    .into_response())
+}
+
+async fn failover_act(
+    node: AppState,
+    body: axum::body::Bytes,
+    what: crate::failover::OperatorAction,
+) -> Result<Response, ApiError> {
+    let (by, reason) = operator_body(body)?;
+    let entry = crate::failover::operator(&node, &by, &reason, what).await?;
+    Ok(Json(entry).into_response())
+}
+
+async fn failover_pause(
+    State(node): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    failover_act(node, body, crate::failover::OperatorAction::Pause).await
+}
+
+async fn failover_resume(
+    State(node): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    failover_act(node, body, crate::failover::OperatorAction::Resume).await
+}
+
+async fn failover_approve(
+    State(node): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let id = decision_id(&id)?;
+    failover_act(node, body, crate::failover::OperatorAction::Approve(id)).await
+}
+
+async fn failover_reject(
+    State(node): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let id = decision_id(&id)?;
+    failover_act(node, body, crate::failover::OperatorAction::Reject(id)).await
+}
+
+fn decision_id(id: &str) -> Result<u64, ApiError> {
+    id.parse().map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            format!("decision id {id:?} is not a number; `meridian failover status` lists the pending ones"),
+        )
+    })
 }

@@ -9,6 +9,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod failover;
 pub mod georep_rpc;
 pub mod grpc;
 pub mod http;

@@ -76,8 +76,10 @@ pub struct Node {
     pub(crate) placement: Mutex<LeaderPlacement>,
     pub(crate) events: Mutex<VecDeque<LeaderEvent>>,
     pub(crate) last_leaders: Mutex<BTreeMap<GroupId, Option<NodeId>>>,
-    /// Paused: leaders are not moved back to their home region (operator control).
-    pub(crate) failback_paused: std::sync::atomic::AtomicBool,
+    /// Region health and the failover decision log's state (see `crate::failover`).
+    pub(crate) failover: crate::failover::Failover,
+    /// Latency of the writes this node commits as a leader (a health signal).
+    pub(crate) write_latency: meridian_storage::LatencyWindow,
     /// Lag, clock offsets and peer round trips, as last measured.
     pub observations: crate::observe::Observations,
     /// The hybrid logical clock that stamps this region's async writes on this node.
@@ -165,7 +167,8 @@ impl Node {
             placement: Mutex::new(placement),
             events: Mutex::new(VecDeque::new()),
             last_leaders: Mutex::new(BTreeMap::new()),
-            failback_paused: std::sync::atomic::AtomicBool::new(false),
+            failover: Default::default(),
+            write_latency: Default::default(),
             observations: Default::default(),
             hlc: Mutex::new(HlcClock::new(RegionTag::of(&cfg_region))),
             ready_terms: Mutex::new(BTreeMap::new()),
@@ -527,8 +530,10 @@ impl Node {
                     }
                     _ => None,
                 };
+                let started = Instant::now();
                 match g.raft.client_write(cmd).await {
                     Ok(resp) => {
+                        self.write_latency.record(started.elapsed());
                         let index = resp.log_id.index();
                         debug_assert_eq!(resp.data.index, index, "the state machine reports the entry's index");
                         if let (Some((source, stamps)), true) = (shipped, resp.data.succeeded) {

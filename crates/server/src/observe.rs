@@ -23,9 +23,10 @@ use crate::peer::{NodeStats, PeerRequest, PeerResponse, RegionLag};
 use crate::transport::Endpoint;
 
 /// How often every peer is probed for its clock and lag report.
-pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
-/// A probe unanswered this long counts as failed (longer than any WAN round trip).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// A probe unanswered this long counts as failed (longer than any WAN round trip). A round of
+/// probes takes at most interval + timeout, which `failover.down_after_ms` (3 s) must exceed.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A peer's report older than this is left out of the lag matrix.
 const REPORT_AGE_MAX: Duration = Duration::from_secs(10);
 /// A clock offset probed longer ago than this is not trusted for bounded reads.
@@ -53,6 +54,8 @@ pub struct PeerProbe {
     pub lag: Vec<RegionLag>,
     #[serde(skip)]
     pub async_lag: Vec<AsyncLag>,
+    #[serde(skip)]
+    pub health: crate::failover::HealthReport,
 }
 
 /// The node's measurements, refreshed by [`measure_lag`] and [`probe_loop`].
@@ -421,6 +424,7 @@ pub fn stats(node: &Node) -> NodeStats {
         freshness_epoch: node.fresh_clock.epoch(),
         lag: node.observations.lag(),
         async_lag: async_lag_own(node),
+        health: crate::failover::own_health(node),
     }
 }
 
@@ -491,6 +495,7 @@ async fn probe(node: &Arc<Node>, peer: &NodeRecord) -> Option<PeerProbe> {
         at: Instant::now(),
         lag: stats.lag,
         async_lag: stats.async_lag,
+        health: stats.health,
     })
 }
 

@@ -109,6 +109,8 @@ pub struct NodeStats {
     pub freshness_epoch: u64,
     pub lag: Vec<RegionLag>,
     pub async_lag: Vec<crate::observe::AsyncLag>,
+    /// Whom the node heard from lately and its latency percentiles (failover health).
+    pub health: crate::failover::HealthReport,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -4,7 +4,6 @@
 
 use openraft::async_runtime::WatchReceiver;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,6 +107,7 @@ pub async fn tick(node: &Arc<Node>) {
     }
     update_leader_gauges(node);
     crate::observe::measure_lag(node);
+    crate::failover::tick(node).await;
 }
 
 fn peer_nodes(
@@ -208,15 +208,26 @@ async fn grow_meta_group(node: &Node, meta: &Group) {
     }
 }
 
-/// On a leader outside the home region: hands leadership to a caught-up home voter once it has
-/// stayed caught up for the return delay (see `meridian_control::leadership`).
+/// On a leader outside the region its keyspace's leaders belong in (the home region, or the
+/// nearest listed region the failover log has not evacuated): hands leadership to a caught-up
+/// voter there once it has stayed caught up for the return delay (see
+/// `meridian_control::leadership`). While failover is paused no leader is moved.
 async fn keep_leader_home(node: &Node, g: &Group, ks: &KeyspaceRecord) {
     let Some(home) = ks.policy.home_region.clone() else {
         return;
     };
-    if node.failback_paused.load(Ordering::Relaxed) {
+    let failover = crate::failover::local_state(node);
+    if !failover.may_move_leaders() {
         return;
     }
+    let mut nearest = ks.policy.regions.clone();
+    nearest.sort_by_key(|r| ((node.matrix.rtt_ms(&home, r) * 1000.0) as u64, r.clone()));
+    let Some(home) = failover
+        .preferred_region(&home, &nearest)
+        .map(str::to_string)
+    else {
+        return;
+    };
     let metrics = g.raft.metrics().borrow_watched().clone();
     let membership = metrics.membership_config.membership().clone();
     let voters = membership

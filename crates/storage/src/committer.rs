@@ -5,12 +5,14 @@
 //! every submitter in submission order. While one commit is being fsynced the next batches
 //! accumulate, so the commit rate adapts to the load with no timer.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use meridian_types::limits::{COMMIT_BATCHES_MAX, COMMIT_QUEUE_MAX};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Result, SharedEngine, StorageError, WriteBatch};
+use crate::{LatencyWindow, Result, SharedEngine, StorageError, WriteBatch};
 
 /// Called with the outcome once the batch is durable (or failed).
 pub type Completion = Box<dyn FnOnce(Result<()>) + Send>;
@@ -28,18 +30,36 @@ struct Job {
 pub struct GroupCommitter {
     queue: mpsc::Sender<Job>,
     engine: SharedEngine,
+    disk: Arc<DiskHealth>,
+}
+
+/// What the writer measures of the disk (recent durable commit latencies, for gray-failure
+/// detection) and an injected stall (fault injection: each durable commit takes this much
+/// longer, as a failing disk would; 0 in normal operation).
+#[derive(Debug, Default)]
+pub struct DiskHealth {
+    pub fsync: LatencyWindow,
+    pub injected_delay_ms: AtomicU64,
 }
 
 impl GroupCommitter {
     /// Starts the writer thread for `engine`. The thread ends when every handle is dropped.
     pub fn start(engine: SharedEngine, node_label: String) -> GroupCommitter {
         let (queue, rx) = mpsc::channel(COMMIT_QUEUE_MAX);
+        let disk = Arc::new(DiskHealth::default());
         let writer_engine = engine.clone();
         std::thread::Builder::new()
             .name(format!("group-commit-{node_label}"))
-            .spawn(move || writer_loop(writer_engine, rx, node_label))
+            .spawn({
+                let disk = disk.clone();
+                move || writer_loop(writer_engine, rx, node_label, disk)
+            })
             .expect("spawn the group-commit thread");
-        GroupCommitter { queue, engine }
+        GroupCommitter {
+            queue,
+            engine,
+            disk,
+        }
     }
 
     /// Starts the writer as a task on the current tokio runtime instead of a thread, for an
@@ -47,8 +67,18 @@ impl GroupCommitter {
     /// host must not run threads of its own, or a seed could not be replayed.
     pub fn start_task(engine: SharedEngine, node_label: String) -> GroupCommitter {
         let (queue, rx) = mpsc::channel(COMMIT_QUEUE_MAX);
-        tokio::spawn(writer_task(engine.clone(), rx, node_label));
-        GroupCommitter { queue, engine }
+        let disk = Arc::new(DiskHealth::default());
+        tokio::spawn(writer_task(engine.clone(), rx, node_label, disk.clone()));
+        GroupCommitter {
+            queue,
+            engine,
+            disk,
+        }
+    }
+
+    /// The disk's recent commit latencies and the injected stall.
+    pub fn disk(&self) -> &Arc<DiskHealth> {
+        &self.disk
     }
 
     pub fn engine(&self) -> &SharedEngine {
@@ -99,15 +129,17 @@ impl GroupCommitter {
 /// Commits every queued job's batch as one transaction and completes the jobs in order.
 struct Writer {
     engine: SharedEngine,
+    disk: Arc<DiskHealth>,
     jobs: Vec<Job>,
     fsync_seconds: metrics::Histogram,
     batch_size: metrics::Histogram,
 }
 
 impl Writer {
-    fn new(engine: SharedEngine, node_label: String) -> Writer {
+    fn new(engine: SharedEngine, node_label: String, disk: Arc<DiskHealth>) -> Writer {
         Writer {
             engine,
+            disk,
             jobs: Vec::with_capacity(COMMIT_BATCHES_MAX),
             fsync_seconds: metrics::histogram!("meridian_fsync_seconds", "node" => node_label.clone()),
             batch_size: metrics::histogram!("meridian_group_commit_batch_size", "node" => node_label),
@@ -132,8 +164,14 @@ impl Writer {
         let durable = self.jobs.iter().any(|j| j.durable);
         let started = Instant::now();
         let result = if durable {
+            let stall = self.disk.injected_delay_ms.load(Ordering::Relaxed);
+            if stall > 0 {
+                // Injected fault: a disk that stalls (tests and the demo's gray failure).
+                std::thread::sleep(Duration::from_millis(stall));
+            }
             let r = self.engine.commit(&batches);
             self.fsync_seconds.record(started.elapsed().as_secs_f64());
+            self.disk.fsync.record(started.elapsed());
             r
         } else {
             self.engine.commit_deferred(&batches)
@@ -148,15 +186,25 @@ impl Writer {
     }
 }
 
-fn writer_loop(engine: SharedEngine, mut rx: mpsc::Receiver<Job>, node_label: String) {
-    let mut writer = Writer::new(engine, node_label);
+fn writer_loop(
+    engine: SharedEngine,
+    mut rx: mpsc::Receiver<Job>,
+    node_label: String,
+    disk: Arc<DiskHealth>,
+) {
+    let mut writer = Writer::new(engine, node_label, disk);
     while let Some(first) = rx.blocking_recv() {
         writer.commit(first, &mut rx);
     }
 }
 
-async fn writer_task(engine: SharedEngine, mut rx: mpsc::Receiver<Job>, node_label: String) {
-    let mut writer = Writer::new(engine, node_label);
+async fn writer_task(
+    engine: SharedEngine,
+    mut rx: mpsc::Receiver<Job>,
+    node_label: String,
+    disk: Arc<DiskHealth>,
+) {
+    let mut writer = Writer::new(engine, node_label, disk);
     while let Some(first) = rx.recv().await {
         writer.commit(first, &mut rx);
     }

@@ -7,12 +7,14 @@
 
 pub mod committer;
 pub mod conformance;
+pub mod latency;
 mod mem;
 mod redb_engine;
 
 use std::sync::Arc;
 
 pub use committer::GroupCommitter;
+pub use latency::LatencyWindow;
 pub use mem::MemEngine;
 pub use redb_engine::RedbEngine;
 

@@ -21,7 +21,6 @@ fn sample(region: &str, heard: bool, write_p99_ms: f64) -> RegionSample {
         probe_loss: if heard { 0.0 } else { 1.0 },
         write_p99_ms: heard.then_some(write_p99_ms),
         fsync_p99_ms: heard.then_some(2.0),
-        error_rate: 0.0,
     }
 }
 
@@ -116,6 +115,12 @@ fn failovers(actions: &[Action]) -> usize {
 fn a_silent_region_is_down_after_the_calibrated_time() {
     let cfg = FailoverConfig::default().calibrated(150.0, 1_000);
     assert_eq!(cfg.down_after_ms, 1_500);
+    assert_eq!(
+        FailoverConfig::default()
+            .calibrated(150.0, 3_000)
+            .down_after_ms,
+        3_000
+    );
     let mut h = Harness::new(cfg);
     assert!(h.run(5_000, &tick_samples(true, 8.0)).is_empty());
     let before = h.run(1_400, &tick_samples(false, 0.0));
@@ -279,6 +284,7 @@ fn paused_decisions_wait_for_an_operator() {
     let mut h = Harness::new(FailoverConfig::default());
     h.run(2_000, &tick_samples(true, 8.0));
     h.commit(Action::Pause, "maintenance", "operator:alice");
+    assert!(!h.state.may_move_leaders());
     let waited = h.run(10_000, &tick_samples(false, 0.0));
     assert_eq!(waited.len(), 1, "{waited:?}");
     let Action::Pending { id, decision } = &waited[0] else {
@@ -301,6 +307,10 @@ fn paused_decisions_wait_for_an_operator() {
     );
     assert!(h.state.pending.is_empty());
     assert!(h.state.evacuated.contains_key(HOME));
+    assert!(
+        h.state.may_move_leaders(),
+        "an approved decision is carried out"
+    );
     // Back up and healthy past the hold-down: the failback waits too, and is rejected.
     let waited = h.run(40_000, &tick_samples(true, 8.0));
     assert_eq!(waited.len(), 1, "{waited:?}");
@@ -400,4 +410,30 @@ impl Lcg {
             .wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) % n
     }
+}
+
+// Goal: every region slowing down together (a machine-wide or cloud-wide stall) is no one
+// region's gray failure; leaders arriving in a region (its write p99 rising to its peers')
+// neither.
+#[test]
+fn slowness_shared_with_the_peers_is_not_degraded() {
+    let mut h = Harness::new(FailoverConfig::default());
+    h.run(10_000, &tick_samples(true, 8.0));
+    let all_slow: Vec<RegionSample> = regions().iter().map(|r| sample(r, true, 150.0)).collect();
+    assert!(h.run(60_000, &all_slow).is_empty());
+    assert_eq!(h.health(HOME), Health::Healthy);
+}
+
+// Goal: an entry's hash survives a trip through JSON text (floats included), so an exported
+// log verifies.
+#[test]
+fn hashes_survive_json_round_trips() {
+    let mut h = Harness::new(FailoverConfig::default());
+    h.run(5_000, &tick_samples(true, 8.123_456_789_012_3));
+    h.run(5_000, &tick_samples(false, 0.0));
+    assert!(!h.log.is_empty());
+    let text = serde_json::to_string(&h.log).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let back: Vec<Entry> = serde_json::from_value(value).unwrap();
+    assert_eq!(verify(&back), Ok(h.log.len()));
 }
