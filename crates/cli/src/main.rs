@@ -149,7 +149,8 @@ enum Command {
         #[command(subcommand)]
         command: KvCommand,
     },
-    /// Operator controls on one node: fault injection at its transport, and failback pause.
+    /// Operator controls on one node: fault injection (its transport, its disk) and the
+    /// failover pause.
     Admin {
         #[arg(
             long,
@@ -284,10 +285,16 @@ enum AdminCommand {
         #[arg(long = "isolate")]
         isolate: Vec<u64>,
     },
-    /// Stop (or resume) moving leaders back to their home region on this node.
+    /// The cluster-wide failover pause (as `meridian failover pause|resume`).
     Failback {
         #[arg(long)]
         paused: bool,
+    },
+    /// Stall this node's disk: every durable commit takes DELAY_MS longer (0 ends it), a gray
+    /// failure drill.
+    Disk {
+        #[arg(long)]
+        delay_ms: u64,
     },
 }
 
@@ -719,6 +726,11 @@ async fn admin(client: Client, command: AdminCommand) -> Result<()> {
                     "/v1/admin/faults",
                     &json!({"cut_regions": pairs, "isolate_nodes": isolate}),
                 )
+                .await?
+        }
+        AdminCommand::Disk { delay_ms } => {
+            client
+                .post_json("/v1/admin/disk", &json!({"delay_ms": delay_ms}))
                 .await?
         }
         AdminCommand::Failback { paused } => {
