@@ -7,7 +7,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: the real one in production, the simulated one under turmoil (replayable).
+use tokio::time::Instant;
 
 use meridian_types::limits::{COMMIT_BATCHES_MAX, COMMIT_QUEUE_MAX};
 use tokio::sync::{mpsc, oneshot};

@@ -3,7 +3,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: the real one in production, the simulated one under turmoil (replayable).
+use tokio::time::Instant;
 
 #[derive(Debug)]
 pub struct LatencyWindow {

@@ -95,6 +95,13 @@ pub fn check(
         if a.origin == b.origin {
             continue;
         }
+        if let Some(w) = [&a, &b].into_iter().find(|w| !names.contains_key(&w.origin)) {
+            recall.violations.push(format!(
+                "key {key:?}: {:?} was acknowledged with an HLC from no region of the keyspace ({:?}, in {:?})",
+                w.value, w.origin, w.op.returned
+            ));
+            continue;
+        }
         let concurrent = a.acked_us < b.op.invoked_us + fastest_us(b.origin, a.origin)
             && b.acked_us < a.op.invoked_us + fastest_us(a.origin, b.origin);
         if !concurrent {
