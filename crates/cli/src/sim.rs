@@ -100,6 +100,7 @@ pub fn run_cli(args: Args) -> Result<()> {
     let mut repairs = 0u64;
     let (mut counter_ops, mut conflicts) = (0usize, 0u64);
     let (mut recall_expected, mut recall_found, mut recall_both) = (0usize, 0usize, 0usize);
+    let (mut decisions, mut failovers, mut failbacks) = (0usize, 0usize, 0usize);
     let mut async_bounded = 0usize;
     let (mut simulated, mut wall) = (Duration::ZERO, Duration::ZERO);
     for seed in &seeds {
@@ -111,6 +112,9 @@ pub fn run_cli(args: Args) -> Result<()> {
         recall_expected += o.recall_expected;
         recall_found += o.recall_found;
         recall_both += o.recall_in_both;
+        decisions += o.failover_decisions;
+        failovers += o.failovers_executed;
+        failbacks += o.failbacks_executed;
         ops += o.ops;
         async_ops += o.async_history.len();
         for op in &o.async_history {
@@ -136,7 +140,7 @@ pub fn run_cli(args: Args) -> Result<()> {
         }
     }
     println!(
-        "seeds run: {}, operations checked: {ops} (bounded reads answered: {bounded}, {bounded_by_followers} of them by followers; async: {async_ops}, {async_reads} of them reads, {async_bounded} bounded; typed updates (counter, set, mv): {counter_ops}; conflict ledger entries: {conflicts}, ledger recall on certainly concurrent duels: {recall_found}/{recall_expected} (in both writers' ledgers: {recall_both}); anti-entropy repairs: {repairs}), violations: {violations}, simulated {:.0} s in {:.0} s wall ({:.1}x)",
+        "seeds run: {}, operations checked: {ops} (bounded reads answered: {bounded}, {bounded_by_followers} of them by followers; async: {async_ops}, {async_reads} of them reads, {async_bounded} bounded; typed updates (counter, set, mv): {counter_ops}; conflict ledger entries: {conflicts}, ledger recall on certainly concurrent duels: {recall_found}/{recall_expected} (in both writers' ledgers: {recall_both}); failover log entries: {decisions} ({failovers} failovers, {failbacks} failbacks executed); anti-entropy repairs: {repairs}), violations: {violations}, simulated {:.0} s in {:.0} s wall ({:.1}x)",
         seeds.len(),
         simulated.as_secs_f64(),
         wall.as_secs_f64(),

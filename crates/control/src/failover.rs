@@ -563,12 +563,16 @@ pub struct Proposal {
 pub struct Controller;
 
 impl Controller {
-    /// The decisions to commit now, from every region's judged health (`views`).
+    /// The decisions to commit now, from every region's judged health (`views`). `now_ms` is
+    /// the judge's clock (monotonic: durations of health are measured on it, so a wall clock
+    /// that jumps cannot shorten a hold-down); `wall_ms` is compared with the log's entry
+    /// times (when leaders returned, when an operator rejected).
     pub fn decide(
         cfg: &FailoverConfig,
         state: &FailoverState,
         views: &BTreeMap<String, RegionView>,
         now_ms: u64,
+        wall_ms: u64,
     ) -> Vec<Proposal> {
         let mut wanted = Vec::new();
         for (region, v) in views {
@@ -578,7 +582,7 @@ impl Controller {
                     wanted.push(Proposal {
                         action: Action::Failover {
                             region: region.clone(),
-                            holddown_ms: next_holddown(cfg, state, region, now_ms),
+                            holddown_ms: next_holddown(cfg, state, region, wall_ms),
                         },
                         reason: format!(
                             "{region} is down: unheard for {} ms (limit {} ms; unheard by {:?}, heard by {:?})",
@@ -595,7 +599,7 @@ impl Controller {
                     wanted.push(Proposal {
                         action: Action::Failover {
                             region: region.clone(),
-                            holddown_ms: next_holddown(cfg, state, region, now_ms),
+                            holddown_ms: next_holddown(cfg, state, region, wall_ms),
                         },
                         reason: format!(
                             "{region} has been degraded for {} ms (limit {} ms): {:.0}% of {} samples bad, write p99 {:?} ms against a normal {:?} ms, fsync p99 {:?} ms against {:?} ms",
@@ -611,7 +615,7 @@ impl Controller {
                     });
                 }
                 (Some(ev), Health::Healthy) => {
-                    let healthy_for = now_ms.saturating_sub(v.since_ms.max(ev.since_ms));
+                    let healthy_for = now_ms.saturating_sub(v.since_ms);
                     if healthy_for >= ev.holddown_ms {
                         wanted.push(Proposal {
                             action: Action::Failback {
@@ -632,7 +636,7 @@ impl Controller {
             p.action
                 .kind_key()
                 .and_then(|k| state.rejected.get(&k))
-                .is_none_or(|at| now_ms.saturating_sub(*at) >= cfg.holddown_ms)
+                .is_none_or(|at| wall_ms.saturating_sub(*at) >= cfg.holddown_ms)
         });
         if !state.paused {
             return wanted;

@@ -50,8 +50,6 @@ pub struct Failover {
     judge: Mutex<HealthJudge>,
     /// The state as of a head, rebuilt when the head moves.
     cached: Mutex<Option<(Option<Head>, FailoverState)>>,
-    /// The largest wall-clock time fed to the judge (it needs time that never goes back).
-    last_now_ms: Mutex<u64>,
 }
 
 /// The chain from `head` back to entry 0 through `rows` (every stored entry, orphans too),
@@ -372,11 +370,9 @@ pub fn own_health(node: &Node) -> HealthReport {
 /// Judges health (every node) and, on the metadata leader, commits what the controller decides.
 pub async fn tick(node: &Arc<Node>) {
     let cfg = calibrated(node);
-    let now_ms = {
-        let mut last = node.failover.last_now_ms.lock().unwrap();
-        *last = (*last).max(node.clock.now_ms());
-        *last
-    };
+    // Health durations on the monotonic clock; entry times on the wall clock.
+    let now_ms = node.fresh_clock.now_ms();
+    let wall_ms = node.clock.now_ms();
     let samples = samples(node, &cfg);
     let views = {
         let mut judge = node.failover.judge.lock().unwrap();
@@ -396,13 +392,13 @@ pub async fn tick(node: &Arc<Node>) {
         return;
     }
     let state = local_state(node);
-    let proposals = Controller::decide(&cfg, &state, &views, now_ms);
+    let proposals = Controller::decide(&cfg, &state, &views, now_ms, wall_ms);
     let by = format!("controller@{}", node.id());
     for p in proposals {
         let wanted = same_decision(&p.action);
         let result = append(node, &by, &p.reason, views.clone(), |s| {
             // Decided on a possibly stale state: decide again on the committed one.
-            let again = Controller::decide(&cfg, s, &views, now_ms);
+            let again = Controller::decide(&cfg, s, &views, now_ms, wall_ms);
             again
                 .into_iter()
                 .map(|q| q.action)
@@ -486,6 +482,8 @@ pub fn status(node: &Node) -> serde_json::Value {
         "observed_by": {"node": node.id(), "region": node.cfg.region},
         "paused": state.paused,
         "health": views(node),
+        // The clock of the health views' `since_ms` (monotonic, this node's).
+        "health_clock_ms": node.fresh_clock.now_ms(),
         "evacuated": state.evacuated,
         "pending": state.pending.iter().map(|(id, a)| serde_json::json!({"id": id, "decision": a})).collect::<Vec<_>>(),
         "head": state.head.as_ref().map(|(seq, hash)| serde_json::json!({"seq": seq, "hash": hash})),

@@ -35,8 +35,9 @@ use rand::{Rng, SeedableRng};
 
 use crate::checker::{
     antientropy, async_bounded, async_convergence, async_lost_writes, bounded_staleness,
-    committed_stable, convergence, counter_sum, election_safety, ledger_precision, ledger_recall,
-    linearizable, lost_writes, lww_final, mv_siblings, residency, session, set_members,
+    committed_stable, convergence, counter_sum, election_safety, failover_log, ledger_precision,
+    ledger_recall, linearizable, lost_writes, lww_final, mv_siblings, residency, session,
+    set_members,
 };
 use crate::history::{Call, Op as HistoryOp, Ret};
 use crate::nemesis::{self, Fault, Scheduled};
@@ -67,6 +68,12 @@ const INTRA_REGION: Duration = Duration::from_millis(1);
 /// The bounds of the clients' bounded-staleness reads: from below a WAN round trip (mostly
 /// served by the leader) to well above the followers' usual lag.
 const STALE_BOUNDS_MS: [u64; 4] = [100, 250, 500, 1_000];
+/// The simulated nodes' failover hold-down (short, so a run sees failbacks and failovers
+/// again).
+const FAILOVER_HOLDDOWN_MS: u64 = 4_000;
+/// How often the main loop reads every node's failover log (when each decision was committed,
+/// to within this).
+const LOG_POLL_EVERY: Duration = Duration::from_millis(250);
 /// How often two regions race to write a duel key (see `Client::duelist`).
 const DUEL_EVERY: Duration = Duration::from_millis(1_000);
 /// How often the consensus observers sample every node.
@@ -153,6 +160,11 @@ pub struct Outcome {
     pub recall_found: usize,
     /// Of those found, the pairs both writing regions recorded.
     pub recall_in_both: usize,
+    /// Entries in the failover decision log at the end (operators' included), and the
+    /// failovers and failbacks executed (automatically or approved).
+    pub failover_decisions: usize,
+    pub failovers_executed: usize,
+    pub failbacks_executed: usize,
 }
 
 struct SimNode {
@@ -200,6 +212,9 @@ antientropy_interval_ms = 2000
 antientropy_settle_ms = 1000
 [wan]
 enabled = false
+[failover]
+holddown_ms = {FAILOVER_HOLDDOWN_MS}
+degraded_for_ms = 3000
 "#,
         id = node.id,
         region = REGIONS[node.region],
@@ -285,6 +300,9 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
         recall_expected: 0,
         recall_found: 0,
         recall_in_both: 0,
+        failover_decisions: 0,
+        failovers_executed: 0,
+        failbacks_executed: 0,
         async_regions: async_regions.clone(),
         antientropy_repairs: 0,
     };
@@ -357,6 +375,8 @@ fn simulate(
         let cfg = node_config(n, &bootstrap)?;
         let (engine, clock, slots) = (n.engine.clone(), n.clock.clone(), slots.clone());
         let keyspaces = keyspaces.clone();
+        let operator_seed = seed;
+        let drill_until = opts.safety;
         sim.host(n.host.as_str(), move || {
             let (cfg, engine, clock, slots, keyspaces) = (
                 cfg.clone(),
@@ -382,6 +402,7 @@ fn simulate(
                     for p in keyspaces {
                         tokio::spawn(create_keyspace(node.clone(), p));
                     }
+                    tokio::spawn(operator_drill(node.clone(), operator_seed, drill_until));
                 }
                 slots.lock().unwrap()[i] = Some(node);
                 std::future::pending::<()>().await;
@@ -435,6 +456,8 @@ fn simulate(
     let mut last_convergence_check = Duration::ZERO;
     let mut healed = false;
     let mut clients_done = false;
+    let mut last_log_poll = Duration::ZERO;
+    let mut decisions_seen: BTreeMap<u64, u64> = BTreeMap::new();
     let mut converged = None;
     loop {
         if !clients_done {
@@ -446,6 +469,16 @@ fn simulate(
         if now - last_sample >= SAMPLE_EVERY {
             last_sample = now;
             sample(&slots, &mut election, &mut committed);
+        }
+        if now - last_log_poll >= LOG_POLL_EVERY {
+            last_log_poll = now;
+            for node in slots.lock().unwrap().iter().flatten() {
+                for e in meridian_server::failover::local_log(node).unwrap_or_default() {
+                    decisions_seen
+                        .entry(e.seq)
+                        .or_insert(now.as_micros() as u64);
+                }
+            }
         }
         let now_ms = now.as_millis() as u64;
         if !healed {
@@ -487,6 +520,37 @@ fn simulate(
         }
     }
     outcome.simulated = sim.elapsed();
+    let logs: Vec<(u64, Vec<meridian_control::failover::Entry>)> = slots
+        .lock()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(|n| {
+            (
+                n.id(),
+                meridian_server::failover::local_log(n).unwrap_or_default(),
+            )
+        })
+        .collect();
+    outcome.failover_decisions = logs.iter().map(|(_, l)| l.len()).max().unwrap_or(0);
+    if let Some((_, longest)) = logs.iter().max_by_key(|(_, l)| l.len()) {
+        for e in longest {
+            let executed = match &e.action {
+                meridian_control::failover::Action::Approve { decision, .. } => decision.name(),
+                a => a.name(),
+            };
+            match executed {
+                "failover" => outcome.failovers_executed += 1,
+                "failback" => outcome.failbacks_executed += 1,
+                _ => {}
+            }
+        }
+    }
+    outcome.violations.extend(failover_log::check(
+        &logs,
+        &decisions_seen,
+        2 * LOG_POLL_EVERY.as_micros() as u64,
+    ));
     outcome
         .violations
         .extend(election.violations().iter().cloned());
@@ -621,6 +685,33 @@ fn simulate(
     outcome.async_history = async_history;
     outcome.typed_history = typed_history;
     Ok(())
+}
+
+/// An operator on node 1 for the safety phase: pauses failover at seeded times, approves or
+/// rejects what is pending, and resumes, so the paused path runs under the nemesis (the
+/// failover-log checker judges it). Calls that fail (no quorum, a lost leader) are retried at
+/// the next step.
+async fn operator_drill(node: Arc<Node>, seed: u64, until: Duration) {
+    use meridian_server::failover::{local_state, operator, OperatorAction};
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x0f0f);
+    let until_us = until.as_micros() as u64;
+    while sim_now_us() < until_us {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(2_000..6_000))).await;
+        let state = local_state(&node);
+        let what = if !state.paused {
+            OperatorAction::Pause
+        } else if let Some(id) = state.pending.keys().next() {
+            if rng.gen_bool(0.5) {
+                OperatorAction::Approve(*id)
+            } else {
+                OperatorAction::Reject(*id)
+            }
+        } else {
+            OperatorAction::Resume
+        };
+        let _ = operator(&node, "sim", "drill", what).await;
+    }
+    let _ = operator(&node, "sim", "end of drill", OperatorAction::Resume).await;
 }
 
 /// Rows of any group of keyspace `id` in an engine (data, log and group meta).

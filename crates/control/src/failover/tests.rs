@@ -80,7 +80,7 @@ impl Harness {
         self.now_ms += TICK_MS;
         self.judge.observe(&self.cfg, self.now_ms, samples);
         let views = self.judge.views();
-        let decided = Controller::decide(&self.cfg, &self.state, &views, self.now_ms);
+        let decided = Controller::decide(&self.cfg, &self.state, &views, self.now_ms, self.now_ms);
         let mut out = Vec::new();
         for p in decided {
             out.push(p.action.clone());

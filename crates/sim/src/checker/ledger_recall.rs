@@ -95,7 +95,10 @@ pub fn check(
         if a.origin == b.origin {
             continue;
         }
-        if let Some(w) = [&a, &b].into_iter().find(|w| !names.contains_key(&w.origin)) {
+        if let Some(w) = [&a, &b]
+            .into_iter()
+            .find(|w| !names.contains_key(&w.origin))
+        {
             recall.violations.push(format!(
                 "key {key:?}: {:?} was acknowledged with an HLC from no region of the keyspace ({:?}, in {:?})",
                 w.value, w.origin, w.op.returned

@@ -10,6 +10,7 @@ pub mod committed_stable;
 pub mod convergence;
 pub mod counter_sum;
 pub mod election_safety;
+pub mod failover_log;
 pub mod ledger_precision;
 pub mod ledger_recall;
 pub mod linearizable;
