@@ -478,6 +478,10 @@ impl FailoverState {
                 region,
                 holddown_ms,
             } => {
+                debug_assert!(
+                    !self.evacuated.contains_key(region),
+                    "decision {seq}: leaders leave {region} twice"
+                );
                 self.evacuated.insert(
                     region.clone(),
                     Evacuated {
@@ -524,6 +528,16 @@ impl FailoverState {
         match &self.head {
             Some((s, h)) => (s + 1, h.clone()),
             None => (0, GENESIS.to_string()),
+        }
+    }
+
+    /// Whether a (pending) decision still applies: leaders can leave only a region they have
+    /// not left, and return only to one they left.
+    pub fn applies(&self, action: &Action) -> bool {
+        match action {
+            Action::Failover { region, .. } => !self.evacuated.contains_key(region),
+            Action::Failback { region } => self.evacuated.contains_key(region),
+            _ => true,
         }
     }
 

@@ -454,6 +454,13 @@ pub async fn operator(
                     s.pending.keys().collect::<Vec<_>>()
                 )));
             };
+            if matches!(what, OperatorAction::Approve(_)) && !s.applies(decision) {
+                return Err(KvError::FailedPrecondition(format!(
+                    "pending decision {id} ({} {}) no longer applies: the placement changed since it was proposed; reject it with `meridian failover reject {id}`",
+                    decision.name(),
+                    decision.kind_key().unwrap_or_default()
+                )));
+            }
             Ok(match what {
                 OperatorAction::Approve(_) => Action::Approve {
                     id,

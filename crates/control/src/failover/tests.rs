@@ -311,6 +311,8 @@ fn paused_decisions_wait_for_an_operator() {
         h.state.may_move_leaders(),
         "an approved decision is carried out"
     );
+    // Carried out, it no longer applies: approving it again is refused by the driver.
+    assert!(!h.state.applies(&decision));
     // Back up and healthy past the hold-down: the failback waits too, and is rejected.
     let waited = h.run(40_000, &tick_samples(true, 8.0));
     assert_eq!(waited.len(), 1, "{waited:?}");
