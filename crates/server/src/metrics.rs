@@ -122,6 +122,18 @@ fn describe() {
         "meridian_lag_budget_exceeded_total",
         "Async writes accepted while replication to some region was over the keyspace's lag_budget_ms, by the action taken."
     );
+    describe_counter!(
+        "meridian_conflicts_total",
+        "Concurrent writes an async keyspace resolved, by keyspace, rule (lww, mv, set), the losing or sibling write's origin region and the detecting (dest) region."
+    );
+    describe_gauge!(
+        "meridian_region_health",
+        "Each region's health as this node judges it: 0 healthy, 1 degraded, 2 down."
+    );
+    describe_counter!(
+        "meridian_failover_decisions_total",
+        "Failover decisions this node committed to the decision log, by action."
+    );
 }
 
 /// The Prometheus text exposition of every metric.
