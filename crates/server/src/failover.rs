@@ -50,6 +50,11 @@ pub struct Failover {
     judge: Mutex<HealthJudge>,
     /// The state as of a head, rebuilt when the head moves.
     cached: Mutex<Option<(Option<Head>, FailoverState)>>,
+    /// Per evacuated region: the deciding entry and when (this node's monotonic clock) this
+    /// node first saw it. A hold-down counts from then at the earliest: a node that becomes
+    /// the metadata leader with a judge that always found the region healthy must not bring
+    /// leaders back before the hold-down has passed since the evacuation.
+    evacuation_seen: Mutex<BTreeMap<String, (u64, u64)>>,
 }
 
 /// The chain from `head` back to entry 0 through `rows` (every stored entry, orphans too),
@@ -379,6 +384,18 @@ pub async fn tick(node: &Arc<Node>) {
         judge.observe(&cfg, now_ms, &samples);
         judge.views()
     };
+    let state = local_state(node);
+    let mut views = views;
+    {
+        let mut seen = node.failover.evacuation_seen.lock().unwrap();
+        seen.retain(|r, (seq, _)| state.evacuated.get(r).is_some_and(|e| e.decision == *seq));
+        for (region, ev) in &state.evacuated {
+            let (_, since) = *seen.entry(region.clone()).or_insert((ev.decision, now_ms));
+            if let Some(v) = views.get_mut(region) {
+                v.since_ms = v.since_ms.max(since);
+            }
+        }
+    }
     let is_meta_leader = node.group(META_GROUP).is_some_and(|g| g.raft.is_leader());
     for (region, v) in &views {
         metrics::gauge!("meridian_region_health", "observer" => node.id().to_string(), "region" => region.clone())
@@ -391,7 +408,6 @@ pub async fn tick(node: &Arc<Node>) {
     if !is_meta_leader {
         return;
     }
-    let state = local_state(node);
     let proposals = Controller::decide(&cfg, &state, &views, now_ms, wall_ms);
     let by = format!("controller@{}", node.id());
     for p in proposals {
