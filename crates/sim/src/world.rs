@@ -1432,15 +1432,7 @@ impl Client {
                 Reply::Done(ret) => Some((sim_now_us(), ret)),
             };
             issued += 1;
-            let history = if matches!(
-                call,
-                Call::Incr(_) | Call::SetAdd(_) | Call::SetRemove(_) | Call::MvPut(_)
-            ) {
-                &self.typed_history
-            } else {
-                &self.async_history
-            };
-            history.lock().unwrap().push(HistoryOp {
+            self.record_async(HistoryOp {
                 client: process,
                 key,
                 call,
@@ -1450,6 +1442,19 @@ impl Client {
             let pace_ms = self.stop_issuing_us / 1000 / self.ops_per_worker.max(1) as u64;
             tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=pace_ms / 2))).await;
         }
+    }
+
+    /// Records an async operation: typed ones (counter, set, mv) in the typed history.
+    fn record_async(&self, op: HistoryOp) {
+        let history = if matches!(
+            op.call,
+            Call::Incr(_) | Call::SetAdd(_) | Call::SetRemove(_) | Call::MvPut(_)
+        ) {
+            &self.typed_history
+        } else {
+            &self.async_history
+        };
+        history.lock().unwrap().push(op);
     }
 
     /// Writes the "duel" keys: in round `k` (every `DUEL_EVERY` of simulated time, the same
@@ -1511,12 +1516,7 @@ impl Client {
                 Reply::Unknown => None,
                 Reply::Done(ret) => Some((sim_now_us(), ret)),
             };
-            let history = if mv {
-                &self.typed_history
-            } else {
-                &self.async_history
-            };
-            history.lock().unwrap().push(HistoryOp {
+            self.record_async(HistoryOp {
                 client: process,
                 key,
                 call,
