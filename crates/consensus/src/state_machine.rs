@@ -783,6 +783,24 @@ pub fn purged_context(
     Ok(bytes.and_then(|b| decode(&b).ok()).unwrap_or_default())
 }
 
+/// What a local `lww` write of `key` in async group `group` has seen, stamped by the leader:
+/// every version of the key merged here, and what purged tombstones had seen. The row may lack
+/// a purged tombstone's dots (a write concurrent with it arrived after the purge; see
+/// `Versioned::replicated`), and with no row nothing else of the key is here. Every dot in it
+/// was applied here before the write, so it never hides a concurrent write.
+pub fn write_context(
+    engine: &SharedEngine,
+    group: GroupId,
+    key: &[u8],
+) -> meridian_storage::Result<meridian_crdt::VersionVector> {
+    let mut seen = purged_context(engine, group)?;
+    if let Some(v) = read_versioned(engine, group, key)? {
+        debug_assert!(v.typed.is_none(), "an lww write to an lww row");
+        seen.merge(&v.context());
+    }
+    Ok(seen)
+}
+
 /// The record of request id `id` in `group`: (first at_ms, first index, outcome).
 pub fn request_record(
     engine: &SharedEngine,

@@ -48,11 +48,17 @@ async fn apply(sm: &mut StateMachine, index: u64, cmd: Command) {
 /// A state machine for the second region's group of keyspace "carts" (shard 0), on a memory
 /// engine: (engine, state machine, the first region's group, its own group).
 fn setup() -> (SharedEngine, StateMachine, u64, u64) {
-    let engine: SharedEngine = Arc::new(MemEngine::new());
-    let committer = GroupCommitter::start(engine.clone(), "test".into());
     let ks = keyspace_id("carts");
     let (source, dest) = (async_group_id(ks, 0, 0), async_group_id(ks, 1, 0));
-    (engine, StateMachine::new(dest, committer), source, dest)
+    let (engine, sm) = replica(dest);
+    (engine, sm, source, dest)
+}
+
+/// A replica of `group` on its own memory engine.
+fn replica(group: u64) -> (SharedEngine, StateMachine) {
+    let engine: SharedEngine = Arc::new(MemEngine::new());
+    let committer = GroupCommitter::start(engine.clone(), "test".into());
+    (engine.clone(), StateMachine::new(group, committer))
 }
 
 /// A shipped batch of `source`'s log from `from` to `to`.
@@ -361,4 +367,92 @@ async fn typed_updates_apply_and_shipped_states_join() {
         Some((i64::MAX - 3).to_string()),
         "the overflowing update was refused"
     );
+}
+
+/// A write of `region`'s log at `index`, stamped `t`, that had seen `seen` (its dot is added).
+fn shipped_from(
+    region: &str,
+    index: u64,
+    key: &str,
+    value: Option<&str>,
+    t: u64,
+    seen: &[(&str, u64)],
+) -> Shipped {
+    let mut vv = meridian_crdt::VersionVector::new();
+    for (r, n) in seen.iter().chain([(region, index)].iter()) {
+        vv.add(meridian_crdt::Dot {
+            region: RegionTag::of(r),
+            n: *n,
+        });
+    }
+    Shipped {
+        index,
+        key: key.as_bytes().to_vec(),
+        value: value.map(|v| v.as_bytes().to_vec()),
+        hlc: hlc(t, region),
+        vv: vv.clone(),
+        seen: vv,
+        typed: None,
+    }
+}
+
+// Goal (simulator seed 6385, async): eu-west-1 deletes k (tombstone T) while us-west-2 writes
+// it (W, concurrent, higher HLC). A region that purged T before W arrived and one that merged
+// T after W agree on the winner and its vector, though not on `seen`; and a later write stamped
+// in the purging region still covers T, so a region that holds T yet records no conflict.
+#[tokio::test]
+async fn a_purge_before_a_concurrent_write_keeps_what_the_tombstone_decides() {
+    let ks = keyspace_id("carts");
+    let (eu, usw) = (async_group_id(ks, 1, 0), async_group_id(ks, 2, 0));
+    let t = || shipped_from("eu-west-1", 102, "k", None, 100, &[]);
+    let w = || shipped_from("us-west-2", 113, "k", Some("w"), 160, &[]);
+
+    // us-east-1 (group of region 0): T, then a write of us-west-2 past T's stamp, the purge,
+    // then W.
+    let east = async_group_id(ks, 0, 0);
+    let (engine_east, mut sm) = replica(east);
+    apply(&mut sm, 1, ship(eu, 1, 102, vec![t()])).await;
+    let past = shipped_from("us-west-2", 110, "other", Some("o"), 150, &[]);
+    apply(&mut sm, 2, ship(usw, 1, 110, vec![past])).await;
+    let purge = Command::Purge {
+        sources: vec![eu, usw],
+        tombstones: vec![(b"k".to_vec(), hlc(100, "eu-west-1"))],
+    };
+    apply(&mut sm, 3, purge).await;
+    assert_eq!(
+        state_machine::read_versioned(&engine_east, east, b"k").unwrap(),
+        None,
+        "T is purged"
+    );
+    apply(&mut sm, 4, ship(usw, 111, 113, vec![w()])).await;
+    let here = state_machine::read_versioned(&engine_east, east, b"k")
+        .unwrap()
+        .unwrap();
+
+    // eu-west-1's view of the same shard elsewhere: W first, then T (no purge).
+    let (other_engine, mut other) = replica(east);
+    apply(&mut other, 1, ship(usw, 1, 113, vec![w()])).await;
+    apply(&mut other, 2, ship(eu, 1, 102, vec![t()])).await;
+    let there = state_machine::read_versioned(&other_engine, east, b"k")
+        .unwrap()
+        .unwrap();
+    assert_eq!(here.replicated(), there.replicated(), "the same winner");
+    assert_ne!(here.seen, there.seen, "the purging region knows less of k");
+    assert!(!meridian_crdt::row::changes(Some(&here), &there));
+
+    // A write stamped in the purging region has seen T all the same.
+    let stamped = state_machine::write_context(&engine_east, east, b"k").unwrap();
+    assert!(stamped.covers(&t().vv), "{stamped:?}");
+    assert!(!here.seen.covers(&t().vv), "the row alone would not");
+
+    // A third replica that holds T only: the write from the purging region is no conflict.
+    let third_group = async_group_id(ks, 3, 0);
+    let (third_engine, mut third) = replica(third_group);
+    apply(&mut third, 1, ship(eu, 1, 102, vec![t()])).await;
+    let mut n = shipped_from("us-east-1", 7, "k", Some("n"), 200, &[]);
+    n.vv.merge(&stamped);
+    n.seen = n.vv.clone();
+    apply(&mut third, 2, ship(east, 1, 7, vec![n])).await;
+    let entries = meridian_consensus::ledger::entries(&third_engine, third_group, 0, 10).unwrap();
+    assert!(entries.is_empty(), "a spurious conflict: {entries:?}");
 }

@@ -212,6 +212,19 @@ impl Versioned {
         self.value.is_none() && self.typed.is_none()
     }
 
+    /// What every region's replicas of an `lww` row must agree on once shipping has delivered
+    /// every write: the winner (HLC, value) and its version vector. `seen` is not part of it: it
+    /// is what this region knows of the key's history, and a tombstone purge makes regions know
+    /// different amounts. A region that purged tombstone T before a write W concurrent with T
+    /// arrived stores W without T's dots, while a region that received T after W merged them
+    /// (simulator seed 6385, async). Both are sound (each names only writes that precede), and
+    /// what T's dots would decide is kept by the group's purged context, which a local write
+    /// joins when it is stamped, so no later write is misjudged concurrent with T.
+    pub fn replicated(&self) -> (&Hlc, &Option<Vec<u8>>, &VersionVector) {
+        debug_assert!(self.typed.is_none(), "a typed row is its state");
+        (&self.hlc, &self.value, &self.vv)
+    }
+
     /// The causal context a write here has seen: for `lww` every write merged, for a typed
     /// key its type's context.
     pub fn context(&self) -> VersionVector {
@@ -527,11 +540,15 @@ pub fn merge(
 
 /// Whether merging `incoming` would change `stored` (anti-entropy's test for a missing
 /// version). For a typed key only the state counts: its highest stamp converges with shipping
-/// (every state shipped carries it) and is no divergence.
+/// (every state shipped carries it) and is no divergence. For an `lww` key only the winner
+/// counts (see [`Versioned::replicated`]).
 pub fn changes(stored: Option<&Versioned>, incoming: &Versioned) -> bool {
     match merge(stored, incoming).0 {
         None => false,
-        Some(row) => row.typed.is_none() || stored.is_none_or(|s| s.typed != row.typed),
+        Some(row) if row.typed.is_none() => {
+            stored.is_none_or(|s| s.replicated() != row.replicated())
+        }
+        Some(row) => stored.is_none_or(|s| s.typed != row.typed),
     }
 }
 

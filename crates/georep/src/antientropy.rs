@@ -74,9 +74,9 @@ fn row_hash(key: &[u8], v: &Versioned) -> u64 {
         // states (deterministic encoding: sorted maps), whatever stamp each saw last.
         return fnv(h, &meridian_consensus::log_store::encode(t));
     }
-    // An lww row's vectors too: a replica that missed a losing write has the same value but
-    // not the same history (and would misjudge what is concurrent).
-    h = fnv(h, &meridian_consensus::log_store::encode(&(&v.vv, &v.seen)));
+    // An lww row's winner and its version vector, not `seen` (regions may know different
+    // amounts of a key's history after tombstone purges; see `Versioned::replicated`).
+    h = fnv(h, &meridian_consensus::log_store::encode(&v.vv));
     h = fnv(h, &v.hlc.physical_ms.to_be_bytes());
     h = fnv(h, &v.hlc.logical.to_be_bytes());
     h = fnv(h, &v.hlc.origin.0.to_be_bytes());

@@ -651,15 +651,8 @@ impl Node {
                         let internal = |e: meridian_storage::StorageError| {
                             KvError::Internal(format!("reading the key: {e}"))
                         };
-                        let seen = match state_machine::read_versioned(engine, g.id, &key)
-                            .map_err(internal)?
-                        {
-                            Some(v) => v.context(),
-                            // No row: nothing of the key is here but purged tombstones.
-                            None => {
-                                state_machine::purged_context(engine, g.id).map_err(internal)?
-                            }
-                        };
+                        let seen =
+                            state_machine::write_context(engine, g.id, &key).map_err(internal)?;
                         Command::Write {
                             key,
                             value,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use meridian_sim::{run, Options, Workload};
 
-const SEED_WITH_LOSS: u64 = 4;
+const SEED_WITH_LOSS: u64 = 5;
 
 fn short() -> Options {
     Options {
