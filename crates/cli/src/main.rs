@@ -117,6 +117,10 @@ enum Command {
         /// writes, which anti-entropy must find and repair (the convergence checkers judge).
         #[arg(long)]
         inject_shipping_loss: bool,
+        /// Instead of random faults, lose the sync keyspace's whole home region halfway
+        /// through and report each shard's recovery time (RTO) per seed, and p50/p99 over all.
+        #[arg(long)]
+        region_loss: bool,
     },
     /// Create, list and describe keyspaces.
     Keyspace {
@@ -434,6 +438,7 @@ fn main() -> Result<()> {
             safety_s,
             workload,
             inject_shipping_loss,
+            region_loss,
         } => sim::run_cli(sim::Args {
             seed,
             seeds,
@@ -442,6 +447,7 @@ fn main() -> Result<()> {
             safety_s,
             workload,
             inject_shipping_loss,
+            region_loss,
         }),
         Command::Bench {
             target,

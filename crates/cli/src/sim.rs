@@ -15,9 +15,10 @@ pub struct Args {
     pub safety_s: u64,
     pub workload: meridian_sim::Workload,
     pub inject_shipping_loss: bool,
+    pub region_loss: bool,
 }
 
-fn replay_flags(w: Workload, inject_shipping_loss: bool) -> String {
+fn replay_flags(w: Workload, inject_shipping_loss: bool, region_loss: bool) -> String {
     let workload = match w {
         Workload::Sync => " --workload sync",
         Workload::Async => " --workload async",
@@ -28,7 +29,8 @@ fn replay_flags(w: Workload, inject_shipping_loss: bool) -> String {
     } else {
         ""
     };
-    format!("{workload}{inject}")
+    let loss = if region_loss { " --region-loss" } else { "" };
+    format!("{workload}{inject}{loss}")
 }
 
 fn print_outcome(o: &Outcome, verbose: bool, flags: &str) {
@@ -62,6 +64,14 @@ fn print_outcome(o: &Outcome, verbose: bool, flags: &str) {
             println!("    fault {f}");
         }
     }
+    if !o.rto_ms.is_empty() {
+        let each: Vec<String> = o
+            .rto_ms
+            .iter()
+            .map(|(shard, ms)| format!("shard {shard} {ms} ms"))
+            .collect();
+        println!("    rto after the home region's loss: {}", each.join(", "));
+    }
     for v in &o.violations {
         println!("    violation: {v}");
     }
@@ -82,9 +92,10 @@ pub fn run_cli(args: Args) -> Result<()> {
         ops: args.ops,
         safety: Duration::from_secs(args.safety_s),
         inject_shipping_loss: args.inject_shipping_loss,
+        region_loss: args.region_loss,
         ..Options::default()
     };
-    let flags = replay_flags(args.workload, args.inject_shipping_loss);
+    let flags = replay_flags(args.workload, args.inject_shipping_loss, args.region_loss);
     let seeds: Vec<u64> = match args.seed {
         Some(s) => vec![s],
         None => {
@@ -102,6 +113,7 @@ pub fn run_cli(args: Args) -> Result<()> {
     let (mut recall_expected, mut recall_found, mut recall_both) = (0usize, 0usize, 0usize);
     let (mut decisions, mut failovers, mut failbacks) = (0usize, 0usize, 0usize);
     let mut async_bounded = 0usize;
+    let mut rtos: Vec<u64> = Vec::new();
     let (mut simulated, mut wall) = (Duration::ZERO, Duration::ZERO);
     for seed in &seeds {
         let o = run(*seed, &opts);
@@ -115,6 +127,7 @@ pub fn run_cli(args: Args) -> Result<()> {
         decisions += o.failover_decisions;
         failovers += o.failovers_executed;
         failbacks += o.failbacks_executed;
+        rtos.extend(o.rto_ms.iter().map(|(_, ms)| *ms));
         ops += o.ops;
         async_ops += o.async_history.len();
         for op in &o.async_history {
@@ -146,8 +159,41 @@ pub fn run_cli(args: Args) -> Result<()> {
         wall.as_secs_f64(),
         simulated.as_secs_f64() / wall.as_secs_f64().max(0.001)
     );
+    if args.region_loss {
+        println!("{}", rto_summary(&mut rtos));
+    }
     if !failing.is_empty() {
         bail!("seeds with violations: {failing:?}; replay one with `meridian sim --seed N{flags}`");
     }
     Ok(())
+}
+
+/// p50, p99 and max of the recovery times (nearest rank), over every shard of every seed.
+fn rto_summary(rtos: &mut [u64]) -> String {
+    if rtos.is_empty() {
+        return "rto: no shard recovered (see the violations)".into();
+    }
+    rtos.sort_unstable();
+    let rank = |p: f64| rtos[((p * rtos.len() as f64).ceil() as usize).clamp(1, rtos.len()) - 1];
+    format!(
+        "rto after the loss of the home region, over {} shard recoveries: p50 {} ms, p99 {} ms, max {} ms",
+        rtos.len(),
+        rank(0.50),
+        rank(0.99),
+        rtos[rtos.len() - 1]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: nearest-rank percentiles: p50 of 1..=10 is 5, p99 is 10; one sample is all three.
+    #[test]
+    fn rto_percentiles_are_nearest_rank() {
+        let mut ten: Vec<u64> = (1..=10).rev().collect();
+        assert!(rto_summary(&mut ten).ends_with("p50 5 ms, p99 10 ms, max 10 ms"));
+        assert!(rto_summary(&mut [7]).ends_with("p50 7 ms, p99 7 ms, max 7 ms"));
+        assert!(rto_summary(&mut []).contains("no shard"));
+    }
 }

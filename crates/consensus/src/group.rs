@@ -8,6 +8,7 @@ use meridian_types::{GroupId, NodeId};
 use openraft::errors::RaftError;
 use openraft::ReadPolicy;
 
+use crate::election::{ElectionTiming, LeaderContact};
 use crate::freshness::{FreshnessClock, Stamp, Stamper};
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, RaftRpc};
@@ -72,6 +73,9 @@ pub struct Group {
     /// The group's log (shared with openraft: entries not yet flushed here are visible too),
     /// for shipping committed entries to other regions.
     pub log: LogStore,
+    /// Its election timing, and when this replica last heard a leader (see `election`).
+    pub timing: ElectionTiming,
+    pub contact: Arc<LeaderContact>,
 }
 
 impl Group {
@@ -79,7 +83,7 @@ impl Group {
     pub async fn open(
         node_id: NodeId,
         id: GroupId,
-        config: Arc<openraft::Config>,
+        timing: ElectionTiming,
         committer: GroupCommitter,
         rpc: Arc<dyn RaftRpc>,
         clock: Arc<FreshnessClock>,
@@ -94,9 +98,13 @@ impl Group {
         };
         let log = LogStore::new(id, committer.clone());
         let sm = StateMachine::new(id, committer).with_ledger_max(ledger_max);
+        let config = raft_config(&timing.options());
         let raft = MRaft::new(node_id, config, network, log.clone(), sm)
             .await
             .map_err(|e| e.to_string())?;
+        // Elections wait for this replica's turn (see `election`); the server's watchdog
+        // enables them.
+        raft.runtime_config().elect(false);
         tokio::spawn(stamp_loop(raft.clone(), stamper.clone(), clock));
         Ok(Group {
             id,
@@ -104,6 +112,8 @@ impl Group {
             freshness: Arc::new(Freshness::default()),
             stamper,
             log,
+            timing,
+            contact: Arc::new(LeaderContact::default()),
         })
     }
 }

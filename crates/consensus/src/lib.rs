@@ -9,6 +9,7 @@
 //! Architecture Invariant: the network adapter never opens a socket; it hands messages to a
 //! [`RaftRpc`] that the composition root provides (real sockets or a simulated network).
 
+pub mod election;
 pub mod freshness;
 pub mod group;
 pub mod keys;
@@ -20,6 +21,7 @@ pub mod ship;
 pub mod state_machine;
 pub mod typ;
 
+pub use election::{ElectionTiming, LeaderContact};
 pub use freshness::{ClockOffset, Freshness, FreshnessClock, Stamp};
 pub use group::{raft_config, Group, GroupOptions};
 pub use network::{

@@ -335,6 +335,7 @@ impl RaftNetworkV2<TypeConfig> for Network {
 pub async fn handle_raft_request(
     raft: &MRaft,
     freshness: &crate::Freshness,
+    contact: &crate::LeaderContact,
     offset: impl FnOnce() -> Result<ClockOffset, String>,
     req: RaftRequest,
 ) -> RaftResponse {
@@ -343,6 +344,10 @@ pub async fn handle_raft_request(
         RaftRequest::Append { req, stamp } => {
             match raft.append_entries(req).await {
                 Ok(resp) => {
+                    // Any answer but a higher vote came from a leader this replica follows.
+                    if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
+                        contact.heard();
+                    }
                     // A stamp is true whatever this node's log holds: committed entries are
                     // the same on every replica, and applied ones are committed.
                     if let Some(stamp) = stamp {

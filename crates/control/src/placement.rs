@@ -59,6 +59,11 @@ pub fn place_keyspace(
             )));
         }
     }
+    let available: Vec<usize> = regions
+        .iter()
+        .map(|r| by_region.get(r).map_or(0, Vec::len))
+        .collect();
+    let wanted = voters_per_region(policy.survive, &available);
     let id = keyspace_id(&policy.name);
     let placements = (0..policy.shards)
         .map(|shard| {
@@ -66,11 +71,7 @@ pub fn place_keyspace(
             let mut learners = Vec::new();
             for (i, region) in regions.iter().enumerate() {
                 let list = by_region.get(region).cloned().unwrap_or_default();
-                let want = match policy.survive {
-                    Survive::Region => REGION_VOTERS.get(i).copied().unwrap_or(0),
-                    Survive::Zone if i == 0 => ZONE_VOTERS,
-                    Survive::Zone => 0,
-                };
+                let want = wanted[i];
                 // Rotate the start per shard so leaders and load spread over a region's nodes.
                 let rotated = rotate(&list, shard as usize);
                 let ordered = distinct_zones_first(&rotated);
@@ -92,6 +93,41 @@ pub fn place_keyspace(
         })
         .collect();
     Ok(placements)
+}
+
+/// How many voters each region holds (regions in placement order: home, then by round trip),
+/// given how many nodes each has. `survive = "zone"`: the home region's three. `"region"`: 2, 2
+/// and 1 where the nodes exist; then, while one region holds half the voters or more, it gives
+/// one up, since losing it would lose the quorum (2 + 1 + 1 would leave 2 of 4 after the home
+/// region's loss; the simulator's region-loss runs found the group never recovered).
+fn voters_per_region(survive: Survive, available: &[usize]) -> Vec<usize> {
+    let mut want: Vec<usize> = available
+        .iter()
+        .enumerate()
+        .map(|(i, have)| {
+            let w = match survive {
+                Survive::Region => REGION_VOTERS.get(i).copied().unwrap_or(0),
+                Survive::Zone if i == 0 => ZONE_VOTERS,
+                Survive::Zone => 0,
+            };
+            w.min(*have)
+        })
+        .collect();
+    if survive == Survive::Region {
+        loop {
+            let total: usize = want.iter().sum();
+            let Some(i) = (0..want.len()).find(|i| want[*i] > 1 && 2 * want[*i] >= total) else {
+                break;
+            };
+            want[i] -= 1;
+        }
+        let total: usize = want.iter().sum();
+        debug_assert!(
+            want.iter().filter(|w| **w > 0).count() < 3 || want.iter().all(|w| 2 * w < total),
+            "no region holds half the voters: {want:?}"
+        );
+    }
+    want
 }
 
 /// async: every region in `regions` gets its own group per shard, up to 3 voters in distinct
@@ -187,6 +223,27 @@ mod tests {
 
     // Goal: an async keyspace gets one group per (region, shard) with every replica inside
     // that region, voters in distinct zones, and nothing in regions it does not list.
+    // Goal: with survive = "region" no region holds half the voters or more, whatever nodes
+    // the regions have, so losing any one region leaves a quorum: 2-2-1 with enough nodes;
+    // 1-1-1 when the nearest region has one node (2-1-1 would lose quorum with the home region).
+    #[test]
+    fn no_region_holds_half_the_voters() {
+        assert_eq!(voters_per_region(Survive::Region, &[3, 3, 3]), [2, 2, 1]);
+        assert_eq!(voters_per_region(Survive::Region, &[2, 1, 1]), [1, 1, 1]);
+        assert_eq!(voters_per_region(Survive::Region, &[1, 2, 2]), [1, 1, 1]);
+        assert_eq!(voters_per_region(Survive::Region, &[2, 2, 2]), [2, 2, 1]);
+        assert_eq!(voters_per_region(Survive::Zone, &[5, 3]), [3, 0]);
+        for a in 1..4 {
+            for b in 1..4 {
+                for c in 1..4 {
+                    let w = voters_per_region(Survive::Region, &[a, b, c]);
+                    let total: usize = w.iter().sum();
+                    assert!(w.iter().all(|v| 2 * v < total), "{a} {b} {c}: {w:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn async_places_a_group_per_region_inside_it() {
         let all = nodes(&["us-east-1", "us-west-2", "eu-west-1"], 3);

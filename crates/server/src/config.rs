@@ -136,24 +136,15 @@ impl WanConfig {
     }
 }
 
-/// Consensus timing; the defaults suit inter-region round trips up to ~250 ms.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Consensus timing. Unset (the default): each group's timing follows from the round trips
+/// between its regions in the latency matrix (see `meridian_consensus::election`). Set all three
+/// to fix every group's timing instead.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RaftTiming {
-    pub heartbeat_interval_ms: u64,
-    pub election_timeout_min_ms: u64,
-    pub election_timeout_max_ms: u64,
-}
-
-impl Default for RaftTiming {
-    fn default() -> Self {
-        let d = meridian_consensus::GroupOptions::default();
-        RaftTiming {
-            heartbeat_interval_ms: d.heartbeat_interval_ms,
-            election_timeout_min_ms: d.election_timeout_min_ms,
-            election_timeout_max_ms: d.election_timeout_max_ms,
-        }
-    }
+    pub heartbeat_interval_ms: Option<u64>,
+    pub election_timeout_min_ms: Option<u64>,
+    pub election_timeout_max_ms: Option<u64>,
 }
 
 impl NodeConfig {
@@ -195,10 +186,20 @@ impl NodeConfig {
         if !self.bootstrap && self.seeds.is_empty() {
             return Err("a node needs `seeds` (peer addresses of cluster members) unless it has `bootstrap = true`".into());
         }
-        if self.raft.election_timeout_min_ms >= self.raft.election_timeout_max_ms
-            || self.raft.heartbeat_interval_ms * 3 > self.raft.election_timeout_min_ms
-        {
-            return Err("[raft] needs heartbeat_interval_ms * 3 <= election_timeout_min_ms < election_timeout_max_ms".into());
+        let r = &self.raft;
+        match (
+            r.heartbeat_interval_ms,
+            r.election_timeout_min_ms,
+            r.election_timeout_max_ms,
+        ) {
+            (None, None, None) => {}
+            (Some(hb), Some(min), Some(max)) if hb > 0 && hb * 3 <= min && min < max => {}
+            (Some(_), Some(_), Some(_)) => {
+                return Err("[raft] needs heartbeat_interval_ms * 3 <= election_timeout_min_ms < election_timeout_max_ms".into())
+            }
+            _ => {
+                return Err("[raft] sets heartbeat_interval_ms, election_timeout_min_ms and election_timeout_max_ms together, or none of them (timing then follows the regions' round trips)".into())
+            }
         }
         if !(1..=60_000).contains(&self.max_clock_offset_ms) {
             return Err(format!(
@@ -244,12 +245,13 @@ impl NodeConfig {
         Ok(self)
     }
 
-    pub fn group_options(&self) -> meridian_consensus::GroupOptions {
-        meridian_consensus::GroupOptions {
-            heartbeat_interval_ms: self.raft.heartbeat_interval_ms,
-            election_timeout_min_ms: self.raft.election_timeout_min_ms,
-            election_timeout_max_ms: self.raft.election_timeout_max_ms,
-        }
+    /// The `[raft]` timing, when the config fixes it.
+    pub fn group_options(&self) -> Option<meridian_consensus::GroupOptions> {
+        Some(meridian_consensus::GroupOptions {
+            heartbeat_interval_ms: self.raft.heartbeat_interval_ms?,
+            election_timeout_min_ms: self.raft.election_timeout_min_ms?,
+            election_timeout_max_ms: self.raft.election_timeout_max_ms?,
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 //! Rust types.
 
 pub mod api;
+pub mod campaign;
 pub mod clock;
 pub mod config;
 pub mod console;
@@ -147,6 +148,7 @@ pub async fn start_node(
     }
     tokio::spawn(reconcile::join(node.clone()));
     tokio::spawn(reconcile::run(node.clone()));
+    tokio::spawn(campaign::run(node.clone()));
     tokio::spawn(observe::probe_loop(node.clone()));
     Ok(node)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use meridian_consensus::state_machine;
 use meridian_consensus::{
-    handle_raft_request, raft_config, FreshnessClock, Group, MRaft, PeerNode, PendingReply,
+    handle_raft_request, ElectionTiming, FreshnessClock, Group, MRaft, PeerNode, PendingReply,
     RaftRequest, RaftResponse, RaftRpc, RpcFailure,
 };
 use meridian_control::LeaderPlacement;
@@ -69,7 +69,6 @@ pub struct Node {
     /// The clock of freshness stamps and staleness bounds (immune to wall-clock jumps).
     pub fresh_clock: Arc<FreshnessClock>,
     pub matrix: LatencyMatrix,
-    raft_config: Arc<openraft::Config>,
     /// Ordered, so every walk over the groups is in the same order (the simulator replays).
     groups: RwLock<BTreeMap<GroupId, Group>>,
     keyspaces: RwLock<BTreeMap<String, Arc<KeyspaceRecord>>>,
@@ -120,6 +119,8 @@ pub struct GroupStatus {
     pub is_leader: bool,
     /// The last applied entry: its index and the leader that proposed it (term and node).
     pub applied: Option<(u64, String)>,
+    /// The term of the last applied entry.
+    pub applied_term: Option<u64>,
 }
 
 /// Whether a replica serves a read itself.
@@ -150,7 +151,6 @@ impl Node {
         clock: Arc<dyn Clock>,
     ) -> Node {
         let matrix = cfg.wan.matrix().expect("validated config");
-        let raft_config = raft_config(&cfg.group_options());
         let placement = LeaderPlacement::new(cfg.leader_return_delay_ms);
         let cfg_region = cfg.region.clone();
         Node {
@@ -161,7 +161,6 @@ impl Node {
             fresh_clock: Arc::new(FreshnessClock::new(clock.as_ref())),
             clock,
             matrix,
-            raft_config,
             groups: RwLock::new(BTreeMap::new()),
             keyspaces: RwLock::new(BTreeMap::new()),
             placement: Mutex::new(placement),
@@ -212,7 +211,7 @@ impl Node {
         let g = Group::open(
             self.id(),
             id,
-            self.raft_config.clone(),
+            self.group_timing(id),
             self.committer.clone(),
             rpc,
             self.fresh_clock.clone(),
@@ -221,6 +220,41 @@ impl Node {
         .await?;
         let mut groups = self.groups.write().unwrap();
         Ok(groups.entry(id).or_insert(g).clone())
+    }
+
+    /// Group `id`'s election timing: the `[raft]` config's when it sets one, else from the
+    /// largest round trip between the regions its voters may be in (the metadata group: every
+    /// region with a node; a sync keyspace: its regions; an async group: this region).
+    pub fn group_timing(&self, id: GroupId) -> ElectionTiming {
+        if let Some(o) = self.cfg.group_options() {
+            return ElectionTiming::from_options(&o);
+        }
+        let mut regions: Vec<String> = if id == META_GROUP {
+            let known: Vec<String> = self.catalog_nodes().into_iter().map(|n| n.region).collect();
+            if known.is_empty() {
+                // Opened before the catalogue names anyone (this node bootstraps or joins):
+                // the WAN-safe defaults, whatever regions join later.
+                return ElectionTiming::from_options(&meridian_consensus::GroupOptions::default());
+            }
+            known
+        } else {
+            match self.keyspace_by_id(meridian_types::ids::group_keyspace(id)) {
+                Some(ks) if ks.policy.replication == meridian_types::Replication::Sync => {
+                    ks.policy.regions.clone()
+                }
+                Some(_) => Vec::new(),
+                // Not in this node's catalogue yet: the timing of the widest cluster it knows.
+                None => self.catalog_nodes().into_iter().map(|n| n.region).collect(),
+            }
+        };
+        regions.push(self.cfg.region.clone());
+        let mut max_rtt: f64 = 0.0;
+        for a in &regions {
+            for b in &regions {
+                max_rtt = max_rtt.max(self.matrix.rtt_ms(a, b));
+            }
+        }
+        ElectionTiming::from_rtt(max_rtt)
     }
 
     pub fn served(&self, staleness_ms: Option<u64>) -> ServedBy {
@@ -246,6 +280,7 @@ impl Node {
                         .last_applied
                         .as_ref()
                         .map(|l| (l.index, l.leader_id.to_string())),
+                    applied_term: m.last_applied.as_ref().map(|l| l.leader_id.term),
                 }
             })
             .collect()
@@ -1422,7 +1457,7 @@ impl Handler for Node {
                             .clock_offset(from.node, self.cfg.max_clock_offset_ms)
                     };
                     PeerResponse::Raft(
-                        handle_raft_request(&g.raft, &g.freshness, offset, req).await,
+                        handle_raft_request(&g.raft, &g.freshness, &g.contact, offset, req).await,
                     )
                 }
                 None => PeerResponse::Raft(RaftResponse::NoGroup(format!(

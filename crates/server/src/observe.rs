@@ -429,8 +429,20 @@ pub fn stats(node: &Node) -> NodeStats {
 }
 
 /// Probes every peer every [`PROBE_INTERVAL`], forever.
+/// A round starts every interval whatever the last one is still waiting for: a dead peer's
+/// probe takes its whole timeout, and the live peers' answers must keep coming meanwhile (the
+/// election turns judge who is alive by them; see `crate::campaign`).
 pub async fn probe_loop(node: Arc<Node>) {
+    let mut every = tokio::time::interval(PROBE_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        every.tick().await;
+        tokio::spawn(probe_round(node.clone()));
+    }
+}
+
+async fn probe_round(node: Arc<Node>) {
+    {
         let peers: Vec<NodeRecord> = node
             .catalog_nodes()
             .into_iter()
@@ -452,7 +464,6 @@ pub async fn probe_loop(node: Arc<Node>) {
         }
         metrics::gauge!("meridian_clock_offset_max_seconds", "node" => node.id().to_string())
             .set(offset_max_ms as f64 / 1000.0);
-        tokio::time::sleep(PROBE_INTERVAL).await;
     }
 }
 
@@ -524,14 +535,18 @@ impl ChangeKind {
 /// without a working leader as seen here: from the last frame of the old leader to now.
 /// A leader that was heard from within half the minimum election timeout was alive, so the
 /// change was a handover.
-pub fn classify_change(node: &Node, from: Option<NodeId>) -> (ChangeKind, Option<u64>) {
+pub fn classify_change(
+    node: &Node,
+    from: Option<NodeId>,
+    election_min_ms: u64,
+) -> (ChangeKind, Option<u64>) {
     let Some(from) = from else {
         return (ChangeKind::First, None);
     };
     if from == node.id() {
         return (ChangeKind::Transfer, None);
     }
-    let silence_min = Duration::from_millis(node.cfg.raft.election_timeout_min_ms / 2);
+    let silence_min = Duration::from_millis(election_min_ms / 2);
     match node.transport.last_heard(from).map(|t| t.elapsed()) {
         Some(silence) if silence < silence_min => (ChangeKind::Transfer, None),
         Some(silence) => (ChangeKind::Failover, Some(silence.as_millis() as u64)),

@@ -286,7 +286,7 @@ fn observe_leader(node: &Node, g: &Group, keyspace: &str, shard: u16) {
     let regions = node.regions_by_node();
     let to_region = regions.get(&current).cloned();
     let from_region = from.and_then(|f| regions.get(&f).cloned());
-    let (kind, rto_ms) = crate::observe::classify_change(node, from);
+    let (kind, rto_ms) = crate::observe::classify_change(node, from, g.timing.election_min_ms);
     let mut reason = match (&from_region, &to_region) {
         (None, _) => "first leader observed".to_string(),
         (Some(a), Some(b)) if a == b => format!("leader changed within {a}"),

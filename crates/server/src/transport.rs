@@ -221,6 +221,10 @@ pub struct Transport {
     faults: Mutex<FaultSets>,
     faults_spec: Mutex<Faults>,
     conns: tokio::sync::Mutex<BTreeMap<String, Arc<Conn>>>,
+    /// One dial at a time per address, and none under `conns`' lock: a dial to a dead peer
+    /// may wait its whole timeout, and every other peer's calls must not wait with it (they
+    /// did: a lost region stalled the survivors' votes to each other for a second per dial).
+    dialing: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
     next_id: AtomicU64,
     rng: Mutex<rand::rngs::StdRng>,
     /// Last time each peer answered, in ms of the node clock, for health reports.
@@ -237,6 +241,7 @@ impl Transport {
             faults: Mutex::new(FaultSets::from(&Faults::default())),
             faults_spec: Mutex::new(Faults::default()),
             conns: tokio::sync::Mutex::new(BTreeMap::new()),
+            dialing: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
             last_heard: Mutex::new(BTreeMap::new()),
@@ -378,12 +383,30 @@ impl Transport {
         }
     }
 
+    /// The open connection to `addr`, if it is still usable.
+    async fn open_connection(&self, addr: &str) -> Option<Arc<Conn>> {
+        let conns = self.conns.lock().await;
+        conns
+            .get(addr)
+            .filter(|c| !c.out.is_closed() && !c.dead.load(Ordering::SeqCst))
+            .cloned()
+    }
+
     async fn connection(self: &Arc<Self>, addr: &str) -> Result<Arc<Conn>, CallError> {
-        let mut conns = self.conns.lock().await;
-        if let Some(c) = conns.get(addr) {
-            if !c.out.is_closed() && !c.dead.load(Ordering::SeqCst) {
-                return Ok(c.clone());
-            }
+        if let Some(c) = self.open_connection(addr).await {
+            return Ok(c);
+        }
+        let gate = self
+            .dialing
+            .lock()
+            .unwrap()
+            .entry(addr.to_string())
+            .or_default()
+            .clone();
+        let _dialing = gate.lock().await;
+        // Another call may have dialed while this one waited.
+        if let Some(c) = self.open_connection(addr).await {
+            return Ok(c);
         }
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, self.dialer.dial(addr)).await {
             Ok(Ok(s)) => s,
@@ -426,7 +449,10 @@ impl Transport {
             reader_conn.pending.lock().unwrap().clear();
         });
         *conn.reader.lock().unwrap() = Some(reader.abort_handle());
-        conns.insert(addr.to_string(), conn.clone());
+        self.conns
+            .lock()
+            .await
+            .insert(addr.to_string(), conn.clone());
         Ok(conn)
     }
 

@@ -114,6 +114,10 @@ pub struct Options {
     /// Inject a shipping bug (the second region's groups drop some shipped writes) that
     /// anti-entropy must repair.
     pub inject_shipping_loss: bool,
+    /// Instead of the random nemesis: lose the sync keyspace's whole home region halfway
+    /// through the safety phase (every node crashed until the phase ends) and measure each
+    /// shard's recovery time (`Outcome::rto_ms`).
+    pub region_loss: bool,
 }
 
 impl Default for Options {
@@ -124,6 +128,7 @@ impl Default for Options {
             safety: Duration::from_secs(25),
             liveness_max: Duration::from_secs(60),
             inject_shipping_loss: false,
+            region_loss: false,
         }
     }
 }
@@ -165,6 +170,10 @@ pub struct Outcome {
     pub failover_decisions: usize,
     pub failovers_executed: usize,
     pub failbacks_executed: usize,
+    /// With `Options::region_loss`: per shard of the sync keyspace, the time from the loss of
+    /// its home region until a leader in another region has committed an entry of its own term
+    /// (the point from which writes succeed again), in ms.
+    pub rto_ms: Vec<(u16, u64)>,
 }
 
 struct SimNode {
@@ -266,7 +275,20 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
             }
         })
         .collect();
-    let schedule = nemesis::schedule(&mut rng, &regions, opts.safety.as_millis() as u64);
+    let mut schedule = nemesis::schedule(&mut rng, &regions, opts.safety.as_millis() as u64);
+    if opts.region_loss {
+        // The home region (`policy`: the first) is lost halfway, and stays lost until the
+        // safety phase ends; the nodes restart for the liveness phase like any crash.
+        let safety_ms = opts.safety.as_millis() as u64;
+        schedule = vec![Scheduled {
+            start_ms: safety_ms / 2,
+            end_ms: safety_ms,
+            fault: Fault::Crash {
+                nodes: (0..regions.len()).filter(|i| regions[*i] == 0).collect(),
+                what: "the home region",
+            },
+        }];
+    }
     let async_regions: Vec<String> = if opts.workload == Workload::Sync {
         Vec::new()
     } else if rng.gen_bool(0.5) {
@@ -303,6 +325,7 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
         failover_decisions: 0,
         failovers_executed: 0,
         failbacks_executed: 0,
+        rto_ms: Vec::new(),
         async_regions: async_regions.clone(),
         antientropy_repairs: 0,
     };
@@ -376,6 +399,9 @@ fn simulate(
         let (engine, clock, slots) = (n.engine.clone(), n.clock.clone(), slots.clone());
         let keyspaces = keyspaces.clone();
         let operator_seed = seed;
+        // The drill's node is in the home region, which a region-loss run loses; its pauses
+        // would also hold leaders where Raft elected them.
+        let drill = !opts.region_loss;
         let drill_until = opts.safety;
         sim.host(n.host.as_str(), move || {
             let (cfg, engine, clock, slots, keyspaces) = (
@@ -402,7 +428,9 @@ fn simulate(
                     for p in keyspaces {
                         tokio::spawn(create_keyspace(node.clone(), p));
                     }
-                    tokio::spawn(operator_drill(node.clone(), operator_seed, drill_until));
+                    if drill {
+                        tokio::spawn(operator_drill(node.clone(), operator_seed, drill_until));
+                    }
                 }
                 slots.lock().unwrap()[i] = Some(node);
                 std::future::pending::<()>().await;
@@ -459,6 +487,9 @@ fn simulate(
     let mut last_log_poll = Duration::ZERO;
     let mut decisions_seen: BTreeMap<u64, u64> = BTreeMap::new();
     let mut converged = None;
+    // Region-loss runs: when the home region was lost, and per shard when it recovered.
+    let mut lost_at: Option<Duration> = None;
+    let mut recovered: BTreeMap<u16, Duration> = BTreeMap::new();
     loop {
         if !clients_done {
             clients_done = sim.step().map_err(|e| anyhow!("{e}"))?;
@@ -469,6 +500,15 @@ fn simulate(
         if now - last_sample >= SAMPLE_EVERY {
             last_sample = now;
             sample(&slots, &mut election, &mut committed);
+            if let (Some(at), true) = (lost_at, sync_on) {
+                for shard in 0..shards {
+                    if !recovered.contains_key(&shard)
+                        && serving_outside(&slots, nodes, group_id(keyspace_id(KEYSPACE), shard), 0)
+                    {
+                        recovered.insert(shard, now - at);
+                    }
+                }
+            }
         }
         if now - last_log_poll >= LOG_POLL_EVERY {
             last_log_poll = now;
@@ -483,6 +523,9 @@ fn simulate(
         let now_ms = now.as_millis() as u64;
         if !healed {
             while next_fault < schedule.len() && schedule[next_fault].start_ms <= now_ms {
+                if opts.region_loss {
+                    lost_at = Some(now);
+                }
                 begin(&mut sim, nodes, &slots, &schedule[next_fault].fault);
                 active.push((next_fault, schedule[next_fault].clone()));
                 next_fault += 1;
@@ -520,6 +563,16 @@ fn simulate(
         }
     }
     outcome.simulated = sim.elapsed();
+    if lost_at.is_some() && sync_on {
+        for shard in 0..shards {
+            match recovered.get(&shard) {
+                Some(d) => outcome.rto_ms.push((shard, d.as_millis() as u64)),
+                None => outcome.violations.push(format!(
+                    "shard {shard} of the sync keyspace had no leader outside the lost home region committing in its term before the region returned"
+                )),
+            }
+        }
+    }
     let logs: Vec<(u64, Vec<meridian_control::failover::Entry>)> = slots
         .lock()
         .unwrap()
@@ -872,6 +925,19 @@ fn heal_all(sim: &mut turmoil::Sim, nodes: &[SimNode]) {
         }
     }
     set_latencies(sim, nodes, 1);
+}
+
+/// Whether a node outside region `lost` leads `group` and has applied an entry of its own term
+/// (its election's first entry is committed, so writes commit again).
+fn serving_outside(slots: &Slots, nodes: &[SimNode], group: GroupId, lost: usize) -> bool {
+    slots.lock().unwrap().iter().enumerate().any(|(i, n)| {
+        let Some(node) = n else { return false };
+        nodes[i].region != lost
+            && node
+                .group_status()
+                .iter()
+                .any(|s| s.group == group && s.is_leader && s.applied_term == Some(s.term))
+    })
 }
 
 fn sample(

@@ -14,6 +14,7 @@ fn short() -> Options {
         safety: Duration::from_secs(12),
         liveness_max: Duration::from_secs(60),
         inject_shipping_loss: false,
+        region_loss: false,
     }
 }
 
