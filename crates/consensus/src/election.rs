@@ -24,6 +24,9 @@ use tokio::time::Instant;
 
 use crate::group::GroupOptions;
 
+/// A voter heard from within this long is alive for the ranking (see [`rank`]).
+pub const LIVE_HORIZON_MS: u64 = 450;
+
 /// Floors for groups whose regions are close (or one region).
 const HEARTBEAT_MIN_MS: u64 = 50;
 const LEASE_MIN_MS: u64 = 500;
@@ -111,9 +114,14 @@ pub fn rank(
         return None;
     }
     // A voter heard from well after the leader fell silent is alive; one unheard for (nearly)
-    // the whole silence fell with it. 50 ms covers their last frames arriving a little apart.
-    let fell_with_leader =
-        |v: &Voter| v.id != me && v.heard_ms.is_none_or(|h| h + 50 >= silence_ms);
+    // the whole silence fell with it. 50 ms covers their last frames arriving a little apart;
+    // below `LIVE_HORIZON_MS` a voter counts as alive whatever the silence (peers are pinged
+    // every 250 ms, so a live one is heard within about that plus a round trip).
+    let fell_with_leader = |v: &Voter| {
+        v.id != me
+            && v.heard_ms
+                .is_none_or(|h| h + 50 >= silence_ms && h >= LIVE_HORIZON_MS)
+    };
     let mut order: Vec<(u64, NodeId)> = voters
         .iter()
         .filter(|v| v.id != leader && !fell_with_leader(v))
@@ -144,10 +152,13 @@ impl Default for LeaderContact {
 
 impl LeaderContact {
     pub fn heard(&self) {
-        let now = Instant::now();
+        self.heard_at(Instant::now());
+    }
+
+    /// A leader was heard at `when` (answers may complete out of order: the latest stands).
+    pub fn heard_at(&self, when: Instant) {
         let mut at = self.at.lock().unwrap();
-        debug_assert!(now >= *at, "time never goes back");
-        *at = now;
+        *at = (*at).max(when);
     }
 
     /// Milliseconds since the last append from a leader (or since the group opened).

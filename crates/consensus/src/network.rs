@@ -342,11 +342,14 @@ pub async fn handle_raft_request(
     let stopped = |e: &dyn std::fmt::Display| RaftResponse::NoGroup(format!("group stopped: {e}"));
     match req {
         RaftRequest::Append { req, stamp } => {
+            // The leader was heard when its append arrived, not when this replica had flushed
+            // it (openraft's lease counts from the arrival too).
+            let arrived = tokio::time::Instant::now();
             match raft.append_entries(req).await {
                 Ok(resp) => {
                     // Any answer but a higher vote came from a leader this replica follows.
                     if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
-                        contact.heard();
+                        contact.heard_at(arrived);
                     }
                     // A stamp is true whatever this node's log holds: committed entries are
                     // the same on every replica, and applied ones are committed.

@@ -150,5 +150,6 @@ pub async fn start_node(
     tokio::spawn(reconcile::run(node.clone()));
     tokio::spawn(campaign::run(node.clone()));
     tokio::spawn(observe::probe_loop(node.clone()));
+    tokio::spawn(observe::liveness_loop(node.clone()));
     Ok(node)
 }

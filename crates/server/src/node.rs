@@ -121,6 +121,10 @@ pub struct GroupStatus {
     pub applied: Option<(u64, String)>,
     /// The term of the last applied entry.
     pub applied_term: Option<u64>,
+    /// The last index in this replica's log.
+    pub last_log: Option<u64>,
+    /// On a leader: each replica's matched index.
+    pub matched: Vec<(NodeId, Option<u64>)>,
 }
 
 /// Whether a replica serves a read itself.
@@ -281,6 +285,16 @@ impl Node {
                         .as_ref()
                         .map(|l| (l.index, l.leader_id.to_string())),
                     applied_term: m.last_applied.as_ref().map(|l| l.leader_id.term),
+                    last_log: m.last_log_index,
+                    matched: m
+                        .replication
+                        .as_ref()
+                        .map(|r| {
+                            r.iter()
+                                .map(|(id, l)| (*id, l.as_ref().map(|l| l.index)))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 }
             })
             .collect()
@@ -1466,6 +1480,7 @@ impl Handler for Node {
                 ))),
             },
             PeerRequest::Stats => PeerResponse::Stats(crate::observe::stats(self)),
+            PeerRequest::Ping => PeerResponse::Pong,
             PeerRequest::Digest { group, horizon_ms } => {
                 PeerResponse::Digest(self.antientropy_digest(group, horizon_ms))
             }

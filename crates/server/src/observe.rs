@@ -429,6 +429,37 @@ pub fn stats(node: &Node) -> NodeStats {
 }
 
 /// Probes every peer every [`PROBE_INTERVAL`], forever.
+/// How often every peer is pinged, so that `Transport::last_heard` says within about this
+/// much (plus a round trip) whether a peer is alive: election turns skip voters that fell
+/// silent with a leader (see `crate::campaign`), and must not skip live ones.
+pub const PING_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Pings every peer every [`PING_INTERVAL`], forever; an answer is recorded by the transport.
+pub async fn liveness_loop(node: Arc<Node>) {
+    let mut every = tokio::time::interval(PING_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        for peer in node
+            .catalog_nodes()
+            .into_iter()
+            .filter(|n| n.id != node.id())
+        {
+            let node = node.clone();
+            tokio::spawn(async move {
+                let to = Endpoint {
+                    node: peer.id,
+                    region: peer.region.clone(),
+                };
+                let _ = node
+                    .transport
+                    .call(&to, &peer.peer_addr, PeerRequest::Ping, PROBE_TIMEOUT)
+                    .await;
+            });
+        }
+    }
+}
+
 /// A round starts every interval whatever the last one is still waiting for: a dead peer's
 /// probe takes its whole timeout, and the live peers' answers must keep coming meanwhile (the
 /// election turns judge who is alive by them; see `crate::campaign`).

@@ -126,6 +126,8 @@ pub enum PeerRequest {
     },
     Join(NodeRecord),
     Stats,
+    /// Liveness only: answered at once with `Pong` (see `observe::liveness_loop`).
+    Ping,
     /// A batch shipped from another region's group to group `dest` here.
     Ship {
         dest: GroupId,
@@ -152,6 +154,7 @@ pub enum PeerResponse {
     Op(Result<OpReply, KvError>),
     Join(Result<(), KvError>),
     Stats(NodeStats),
+    Pong,
     /// The destination's answer: applied or not, its cursor, and the node that committed it.
     Ship(Result<(bool, u64, u64), KvError>),
     Digest(Result<meridian_georep::antientropy::Digest, KvError>),
