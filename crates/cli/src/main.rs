@@ -121,6 +121,10 @@ enum Command {
         /// through and report each shard's recovery time (RTO) per seed, and p50/p99 over all.
         #[arg(long)]
         region_loss: bool,
+        /// Instead of random faults, cut the home region off and back every 1 to 10 s for the
+        /// whole safety phase (e.g. --safety-s 600); prints the failovers executed.
+        #[arg(long, conflicts_with = "region_loss")]
+        flapping: bool,
     },
     /// Create, list and describe keyspaces.
     Keyspace {
@@ -439,6 +443,7 @@ fn main() -> Result<()> {
             workload,
             inject_shipping_loss,
             region_loss,
+            flapping,
         } => sim::run_cli(sim::Args {
             seed,
             seeds,
@@ -448,6 +453,7 @@ fn main() -> Result<()> {
             workload,
             inject_shipping_loss,
             region_loss,
+            flapping,
         }),
         Command::Bench {
             target,

@@ -16,9 +16,15 @@ pub struct Args {
     pub workload: meridian_sim::Workload,
     pub inject_shipping_loss: bool,
     pub region_loss: bool,
+    pub flapping: bool,
 }
 
-fn replay_flags(w: Workload, inject_shipping_loss: bool, region_loss: bool) -> String {
+fn replay_flags(
+    w: Workload,
+    inject_shipping_loss: bool,
+    region_loss: bool,
+    flapping: bool,
+) -> String {
     let workload = match w {
         Workload::Sync => " --workload sync",
         Workload::Async => " --workload async",
@@ -30,7 +36,8 @@ fn replay_flags(w: Workload, inject_shipping_loss: bool, region_loss: bool) -> S
         ""
     };
     let loss = if region_loss { " --region-loss" } else { "" };
-    format!("{workload}{inject}{loss}")
+    let flap = if flapping { " --flapping" } else { "" };
+    format!("{workload}{inject}{loss}{flap}")
 }
 
 fn print_outcome(o: &Outcome, verbose: bool, flags: &str) {
@@ -93,9 +100,15 @@ pub fn run_cli(args: Args) -> Result<()> {
         safety: Duration::from_secs(args.safety_s),
         inject_shipping_loss: args.inject_shipping_loss,
         region_loss: args.region_loss,
+        flapping: args.flapping,
         ..Options::default()
     };
-    let flags = replay_flags(args.workload, args.inject_shipping_loss, args.region_loss);
+    let flags = replay_flags(
+        args.workload,
+        args.inject_shipping_loss,
+        args.region_loss,
+        args.flapping,
+    );
     let seeds: Vec<u64> = match args.seed {
         Some(s) => vec![s],
         None => {

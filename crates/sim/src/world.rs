@@ -118,6 +118,10 @@ pub struct Options {
     /// through the safety phase (every node crashed until the phase ends) and measure each
     /// shard's recovery time (`Outcome::rto_ms`).
     pub region_loss: bool,
+    /// Instead of the random nemesis: the sync keyspace's home region flaps, cut off from the
+    /// others for 1-10 s, back for 1-10 s, through the whole safety phase (the failover-log
+    /// checker holds it to at most one failover per hold-down window).
+    pub flapping: bool,
 }
 
 impl Default for Options {
@@ -129,6 +133,7 @@ impl Default for Options {
             liveness_max: Duration::from_secs(60),
             inject_shipping_loss: false,
             region_loss: false,
+            flapping: false,
         }
     }
 }
@@ -276,6 +281,24 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
         })
         .collect();
     let mut schedule = nemesis::schedule(&mut rng, &regions, opts.safety.as_millis() as u64);
+    if opts.flapping {
+        let safety_ms = opts.safety.as_millis() as u64;
+        let home: Vec<usize> = (0..regions.len()).filter(|i| regions[*i] == 0).collect();
+        schedule = Vec::new();
+        let mut at = rng.gen_range(1_000..3_000);
+        while at < safety_ms {
+            let down = rng.gen_range(1_000..=10_000);
+            schedule.push(Scheduled {
+                start_ms: at,
+                end_ms: (at + down).min(safety_ms),
+                fault: Fault::Partition {
+                    side: home.clone(),
+                    what: "the home region (flapping)",
+                },
+            });
+            at += down + rng.gen_range(1_000..=10_000);
+        }
+    }
     if opts.region_loss {
         // The home region (`policy`: the first) is lost halfway, and stays lost until the
         // safety phase ends; the nodes restart for the liveness phase like any crash.
@@ -401,7 +424,7 @@ fn simulate(
         let operator_seed = seed;
         // The drill's node is in the home region, which a region-loss run loses; its pauses
         // would also hold leaders where Raft elected them.
-        let drill = !opts.region_loss;
+        let drill = !opts.region_loss && !opts.flapping;
         let drill_until = opts.safety;
         sim.host(n.host.as_str(), move || {
             let (cfg, engine, clock, slots, keyspaces) = (

@@ -15,6 +15,7 @@ fn short() -> Options {
         liveness_max: Duration::from_secs(60),
         inject_shipping_loss: false,
         region_loss: false,
+        flapping: false,
     }
 }
 
