@@ -23,8 +23,8 @@ use openraft::async_runtime::WatchReceiver;
 
 use crate::node::Node;
 
-/// How often the turns are checked: well under the smallest margin (20 ms floor is a fifth of
-/// the smallest heartbeat), so a turn starts at most this late.
+/// How often the turns are checked: half the smallest margin (20 ms), so a turn starts at
+/// most this late.
 pub const WATCH_EVERY: Duration = Duration::from_millis(10);
 
 /// What the watchdog remembers per group.

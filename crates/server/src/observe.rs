@@ -473,29 +473,27 @@ pub async fn probe_loop(node: Arc<Node>) {
 }
 
 async fn probe_round(node: Arc<Node>) {
-    {
-        let peers: Vec<NodeRecord> = node
-            .catalog_nodes()
-            .into_iter()
-            .filter(|n| n.id != node.id())
-            .collect();
-        let probes = futures::future::join_all(peers.iter().map(|p| probe(&node, p))).await;
-        let mut offset_max_ms = 0i64;
-        for p in probes.into_iter().flatten() {
-            let labels = [
-                ("node", node.id().to_string()),
-                ("peer", p.node.to_string()),
-                ("peer_region", p.region.clone()),
-            ];
-            metrics::gauge!("meridian_clock_offset_seconds", &labels)
-                .set(p.clock_offset_ms as f64 / 1000.0);
-            metrics::gauge!("meridian_peer_rtt_seconds", &labels).set(p.rtt_ms / 1000.0);
-            offset_max_ms = offset_max_ms.max(p.clock_offset_ms.abs());
-            node.observations.peers.lock().unwrap().insert(p.node, p);
-        }
-        metrics::gauge!("meridian_clock_offset_max_seconds", "node" => node.id().to_string())
-            .set(offset_max_ms as f64 / 1000.0);
+    let peers: Vec<NodeRecord> = node
+        .catalog_nodes()
+        .into_iter()
+        .filter(|n| n.id != node.id())
+        .collect();
+    let probes = futures::future::join_all(peers.iter().map(|p| probe(&node, p))).await;
+    let mut offset_max_ms = 0i64;
+    for p in probes.into_iter().flatten() {
+        let labels = [
+            ("node", node.id().to_string()),
+            ("peer", p.node.to_string()),
+            ("peer_region", p.region.clone()),
+        ];
+        metrics::gauge!("meridian_clock_offset_seconds", &labels)
+            .set(p.clock_offset_ms as f64 / 1000.0);
+        metrics::gauge!("meridian_peer_rtt_seconds", &labels).set(p.rtt_ms / 1000.0);
+        offset_max_ms = offset_max_ms.max(p.clock_offset_ms.abs());
+        node.observations.peers.lock().unwrap().insert(p.node, p);
     }
+    metrics::gauge!("meridian_clock_offset_max_seconds", "node" => node.id().to_string())
+        .set(offset_max_ms as f64 / 1000.0);
 }
 
 async fn probe(node: &Arc<Node>, peer: &NodeRecord) -> Option<PeerProbe> {

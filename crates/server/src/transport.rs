@@ -619,4 +619,69 @@ mod tests {
         let eof = tokio::time::timeout(Duration::from_secs(10), peer.read_to_end(&mut sink)).await;
         assert!(eof.is_ok(), "the timed-out connection was left open");
     }
+
+    /// Dials `dead` never completes (a host that swallows SYNs); others dial over TCP.
+    struct HangingDialer {
+        dead: String,
+    }
+
+    impl Dialer for HangingDialer {
+        fn dial(&self, addr: &str) -> BoxFuture<'static, io::Result<BoxStream>> {
+            if addr == self.dead {
+                return Box::pin(std::future::pending());
+            }
+            TcpDialer.dial(addr)
+        }
+    }
+
+    // Goal: a dial that hangs (a dead peer) does not hold up calls to live peers: the live
+    // peer is reached while the dead one's dial is still waiting out its timeout.
+    #[tokio::test]
+    async fn a_hanging_dial_does_not_stall_other_peers() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live = listener.local_addr().unwrap().to_string();
+        let dead = "10.255.255.1:7000".to_string();
+        let wan = WanModel {
+            enabled: false,
+            matrix: LatencyMatrix::aws_default(),
+            jitter_pct: 0.0,
+        };
+        let me = Endpoint {
+            node: 1,
+            region: "us-east-1".into(),
+        };
+        let dialer = Arc::new(HangingDialer { dead: dead.clone() });
+        let transport = Transport::new(me, wan, 1, dialer);
+        let to = |node| Endpoint {
+            node,
+            region: "us-east-1".into(),
+        };
+        let stuck = {
+            let t = transport.clone();
+            let to = to(3);
+            tokio::spawn(
+                async move { t.call(&to, &dead, PeerRequest::Ping, CONNECT_TIMEOUT).await },
+            )
+        };
+        tokio::task::yield_now().await;
+        let live_call = {
+            let t = transport.clone();
+            let to = to(2);
+            tokio::spawn(async move {
+                t.call(&to, &live, PeerRequest::Ping, Duration::from_millis(50))
+                    .await
+            })
+        };
+        let accepted = tokio::time::timeout(CONNECT_TIMEOUT / 2, listener.accept()).await;
+        assert!(
+            accepted.is_ok(),
+            "the live peer was not dialed while the dead peer's dial hung"
+        );
+        assert!(
+            !stuck.is_finished(),
+            "the dead dial should still be waiting"
+        );
+        live_call.abort();
+        stuck.abort();
+    }
 }
