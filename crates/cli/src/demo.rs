@@ -141,12 +141,140 @@ struct ClientResult {
     samples: Vec<Sample>,
     acked: Vec<(String, String)>,
     read_mismatches: u64,
+    /// Tries that failed (each retried on the next endpoint, after a backoff).
+    attempt_failures: u64,
+    /// Requests that failed after every retry.
+    errors: u64,
+    /// Requests answered by a node outside the client's own region.
+    served_elsewhere: u64,
+    /// Times the client moved to another region.
+    moves: u64,
+}
+
+/// Tries of one request before it fails.
+const ATTEMPTS: u32 = 5;
+/// Backoff before retry `n` (from 1): a random wait up to `min(cap, base * 2^(n-1))`.
+const BACKOFF_BASE: Duration = Duration::from_millis(25);
+const BACKOFF_CAP: Duration = Duration::from_millis(800);
+/// A client away from its home region tries home again this often.
+const HOME_RETRY: Duration = Duration::from_secs(2);
+
+/// A demo client's view of the cluster: every region's endpoints, its own region's first, then
+/// the others by round trip from it. A failed try is retried on the next endpoint after an
+/// exponential backoff with full jitter, at most `ATTEMPTS` tries a request; two failures in a
+/// row (or one while trying home again) move the client on to the next region, and a client
+/// away from home tries home again every `HOME_RETRY`. So the clients of a lost region keep
+/// going through the nearest healthy one instead of failing for the whole outage.
+struct Roamer {
+    /// Endpoints per region, in order of preference (index 0: the client's own region).
+    tiers: Vec<Vec<Client>>,
+    tier: usize,
+    turn: usize,
+    streak: u32,
+    home_retry_at: Option<Instant>,
+    trying_home: bool,
+    rng: rand::rngs::StdRng,
+}
+
+impl Roamer {
+    fn new(tiers: Vec<Vec<Client>>, seed: u64) -> Roamer {
+        use rand::SeedableRng;
+        assert!(
+            tiers.iter().all(|t| !t.is_empty()),
+            "every region has endpoints"
+        );
+        Roamer {
+            tiers,
+            tier: 0,
+            turn: 0,
+            streak: 0,
+            home_retry_at: None,
+            trying_home: false,
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+        }
+    }
+
+    fn pick(&mut self) -> (usize, Client) {
+        if self.tier != 0 && self.home_retry_at.is_some_and(|t| Instant::now() >= t) {
+            self.tier = 0;
+            self.trying_home = true;
+            self.home_retry_at = None;
+        }
+        let tier = &self.tiers[self.tier];
+        let c = tier[self.turn % tier.len()].clone();
+        self.turn += 1;
+        (self.tier, c)
+    }
+
+    /// Records a failed try on `tier`; whether the client moved on to another region.
+    fn failed(&mut self, tier: usize) -> bool {
+        if tier != self.tier {
+            return false;
+        }
+        self.streak += 1;
+        if self.streak < 2 && !self.trying_home {
+            return false;
+        }
+        self.streak = 0;
+        self.trying_home = false;
+        self.tier = (self.tier + 1) % self.tiers.len();
+        self.home_retry_at = (self.tier != 0).then(|| Instant::now() + HOME_RETRY);
+        true
+    }
+
+    fn succeeded(&mut self) {
+        self.streak = 0;
+        self.trying_home = false;
+    }
+
+    fn backoff(&mut self, retry: u32) -> Duration {
+        use rand::Rng;
+        debug_assert!(retry >= 1);
+        let ceiling = BACKOFF_BASE
+            .saturating_mul(1 << (retry - 1).min(16))
+            .min(BACKOFF_CAP);
+        Duration::from_micros(self.rng.gen_range(0..=ceiling.as_micros() as u64))
+    }
+
+    /// Runs `op` with retries; the answer and whether a node outside the home region gave it.
+    async fn call<T, F, Fut>(&mut self, out: &mut ClientResult, op: F) -> Result<(T, bool)>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut last = None;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                let wait = self.backoff(attempt);
+                tokio::time::sleep(wait).await;
+            }
+            let (tier, client) = self.pick();
+            match op(client).await {
+                Ok(v) => {
+                    self.succeeded();
+                    if tier != 0 {
+                        out.served_elsewhere += 1;
+                    }
+                    return Ok((v, tier != 0));
+                }
+                Err(e) => {
+                    out.attempt_failures += 1;
+                    if self.failed(tier) {
+                        out.moves += 1;
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        out.errors += 1;
+        Err(last.expect("at least one attempt"))
+    }
 }
 
 async fn client_loop(
     region: usize,
     index: usize,
-    nodes: Vec<Client>,
+    tiers: Vec<Vec<Client>>,
     stop: Arc<AtomicBool>,
     timeline: Arc<Timeline>,
     counters: Arc<Counters>,
@@ -155,13 +283,17 @@ async fn client_loop(
         samples: Vec::new(),
         acked: Vec::new(),
         read_mismatches: 0,
+        attempt_failures: 0,
+        errors: 0,
+        served_elsewhere: 0,
+        moves: 0,
     };
+    let mut roamer = Roamer::new(tiers, (region * 1000 + index) as u64);
     let mut seq: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         let key = format!("{}/c{index}/{seq:08}", REGIONS[region]);
         let value = format!("v{seq}");
         let shard = meridian_types::shard_for_key(key.as_bytes(), SHARDS);
-        let node = &nodes[(seq as usize + index) % nodes.len()];
         let record = |out: &mut ClientResult, kind, started: Instant, ok: bool| {
             out.samples.push(Sample {
                 region,
@@ -180,28 +312,39 @@ async fn client_loop(
             c.fetch_add(1, Ordering::Relaxed);
         };
         let started = Instant::now();
-        let ok = node
-            .put(KEYSPACE, &key, value.clone().into_bytes())
-            .await
-            .is_ok();
-        record(&mut out, Kind::Write, started, ok);
-        if !ok {
-            // The node (or its whole region) may be down: back off instead of spinning.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        // A retried put writes the same value again: idempotent for the verification.
+        let put = roamer
+            .call(&mut out, |c: Client| {
+                let (key, value) = (key.clone(), value.clone().into_bytes());
+                async move { c.put(KEYSPACE, &key, value).await }
+            })
+            .await;
+        record(&mut out, Kind::Write, started, put.is_ok());
+        if put.is_err() {
             seq += 1;
             continue;
         }
         out.acked.push((key.clone(), value.clone()));
         let started = Instant::now();
-        let read = node.get(KEYSPACE, &key, Some("linearizable")).await;
-        if let Ok((v, _)) = &read {
+        let read = roamer
+            .call(&mut out, |c: Client| {
+                let key = key.clone();
+                async move { c.get(KEYSPACE, &key, Some("linearizable")).await }
+            })
+            .await;
+        if let Ok(((v, _), _)) = &read {
             if v.as_deref() != Some(value.as_bytes()) {
                 out.read_mismatches += 1;
             }
         }
         record(&mut out, Kind::Read, started, read.is_ok());
         let started = Instant::now();
-        let bounded = node.get(KEYSPACE, &key, Some("bounded:5000")).await;
+        let bounded = roamer
+            .call(&mut out, |c: Client| {
+                let key = key.clone();
+                async move { c.get(KEYSPACE, &key, Some("bounded:5000")).await }
+            })
+            .await;
         record(&mut out, Kind::BoundedRead, started, bounded.is_ok());
         seq += 1;
     }
@@ -324,18 +467,36 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
         err: Default::default(),
     });
     let mut tasks = Vec::new();
+    let matrix = nodes[0].cfg.wan.matrix().unwrap();
     for region in 0..REGIONS.len() {
-        let region_nodes: Vec<Client> = nodes
+        // This region's nodes, then every other region's, nearest first.
+        let mut order: Vec<usize> = (0..REGIONS.len()).collect();
+        order.sort_by(|&a, &b| {
+            let rtt = |r: usize| {
+                if r == region {
+                    -1.0
+                } else {
+                    matrix.rtt_ms(REGIONS[region], REGIONS[r])
+                }
+            };
+            rtt(a).total_cmp(&rtt(b))
+        });
+        let tiers: Vec<Vec<Client>> = order
             .iter()
-            .zip(&clients)
-            .filter(|(n, _)| n.region == region)
-            .map(|(_, c)| c.clone())
+            .map(|&r| {
+                nodes
+                    .iter()
+                    .zip(&clients)
+                    .filter(|(n, _)| n.region == r)
+                    .map(|(_, c)| c.clone())
+                    .collect()
+            })
             .collect();
         for index in 0..CLIENTS_PER_REGION {
             tasks.push(tokio::spawn(client_loop(
                 region,
                 index,
-                region_nodes.clone(),
+                tiers.clone(),
                 stop.clone(),
                 timeline.clone(),
                 counters.clone(),

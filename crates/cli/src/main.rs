@@ -417,6 +417,19 @@ fn print_served(s: &client::Served) {
     );
 }
 
+/// Log timestamps: wall-clock time, or inside a simulation its simulated time (the simulator
+/// runs many times faster than the clock, so wall times of its lines say nothing).
+struct LogTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for LogTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        match meridian_sim::sim_elapsed() {
+            Some(t) => write!(w, "sim+{:>9.3}s", t.as_secs_f64()),
+            None => tracing_subscriber::fmt::time::SystemTime.format_time(w),
+        }
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| match cli.command {
@@ -426,6 +439,7 @@ fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_timer(LogTime)
         .init();
     match cli.command {
         Command::Server { config } => run_server(config),

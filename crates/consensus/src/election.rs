@@ -98,30 +98,27 @@ pub struct Voter {
     pub heard_ms: Option<u64>,
 }
 
-/// This node's turn among the voters that may replace `leader` (in `leader_region`), which has
-/// been silent for `silence_ms`: voters ranked by round trip from the leader's region, then by
-/// id; the leader itself is no candidate, and a voter unheard for about as long as the leader
-/// (it fell with it) is skipped. `None`: this node is not a voter.
+/// This node's turn among the voters that may replace the silent `leader` (in `leader_region`):
+/// voters ranked by round trip from the leader's region, then by id; the leader itself is no
+/// candidate, and a voter this node has not heard for `LIVE_HORIZON_MS` (it fell with the
+/// leader, or is cut off) is skipped. `None`: this node is not a voter.
 pub fn rank(
     me: NodeId,
     leader: NodeId,
     leader_region: &str,
     voters: &[Voter],
-    silence_ms: u64,
     rtt_ms: impl Fn(&str, &str) -> f64,
 ) -> Option<usize> {
     if !voters.iter().any(|v| v.id == me) {
         return None;
     }
-    // A voter heard from well after the leader fell silent is alive; one unheard for (nearly)
-    // the whole silence fell with it. 50 ms covers their last frames arriving a little apart;
-    // below `LIVE_HORIZON_MS` a voter counts as alive whatever the silence (peers are pinged
-    // every 250 ms, so a live one is heard within about that plus a round trip).
-    let fell_with_leader = |v: &Voter| {
-        v.id != me
-            && v.heard_ms
-                .is_none_or(|h| h + 50 >= silence_ms && h >= LIVE_HORIZON_MS)
-    };
+    // A voter unheard for `LIVE_HORIZON_MS` is down or cut off from here: peers are pinged every
+    // 250 ms, so a live one is heard within about that plus a round trip. (An earlier rule also
+    // asked that it fell silent within 50 ms of the leader: a crashed region-mate whose last
+    // ping answer landed 58 ms after the leader's last append then kept the first turn, and the
+    // live voters waited a whole stagger for it; simulator seed 87, region loss.)
+    let fell_with_leader =
+        |v: &Voter| v.id != me && v.heard_ms.is_none_or(|h| h >= LIVE_HORIZON_MS);
     let mut order: Vec<(u64, NodeId)> = voters
         .iter()
         .filter(|v| v.id != leader && !fell_with_leader(v))
@@ -222,7 +219,7 @@ mod tests {
             voter(5, "eu", Some(900)),
         ];
         // Leader 1 silent for 1.4 s; node 2 in its region was heard 300 ms ago: it goes first.
-        let r = |me| rank(me, 1, "east", &voters, 1_400, rtt);
+        let r = |me| rank(me, 1, "east", &voters, rtt);
         assert_eq!(
             (r(2), r(3), r(4), r(5)),
             (Some(0), Some(1), Some(2), Some(3))
@@ -230,9 +227,15 @@ mod tests {
         // The whole east region fell: node 2 is unheard as long as the leader.
         let mut lost = voters.clone();
         lost[1].heard_ms = Some(1_380);
-        let r = |me| rank(me, 1, "east", &lost, 1_400, rtt);
+        let r = |me| rank(me, 1, "east", &lost, rtt);
         assert_eq!((r(3), r(4), r(5)), (Some(0), Some(1), Some(2)));
-        assert_eq!(rank(9, 1, "east", &voters, 1_400, rtt), None);
+        assert_eq!(rank(9, 1, "east", &voters, rtt), None);
+        // A region-mate of the leader whose last frame came a little after the leader's (a
+        // ping answer) but long ago fell with it too (seed 87): the west voters go first.
+        let mut late = voters.clone();
+        late[1].heard_ms = Some(1_176);
+        let r = |me| rank(me, 1, "east", &late, rtt);
+        assert_eq!((r(3), r(4)), (Some(0), Some(1)));
         let t = ElectionTiming::from_rtt(134.0);
         assert!(!t.may_stand(0, t.lease_ms));
         assert!(t.may_stand(0, t.lease_ms + t.margin_ms));

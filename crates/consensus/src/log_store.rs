@@ -7,6 +7,7 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex};
 
 use meridian_storage::{GroupCommitter, Table, WriteBatch};
+use meridian_types::limits::APPEND_BYTES_MAX;
 use meridian_types::GroupId;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use serde::de::DeserializeOwned;
@@ -14,6 +15,9 @@ use serde::Serialize;
 
 use crate::keys;
 use crate::typ::{Entry, LogId, TypeConfig, Vote};
+
+/// Log entries read from the engine at once when building an append message.
+const LOG_READ_CHUNK: u64 = 256;
 
 /// The codec of log entries and consensus records (bincode).
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -112,6 +116,40 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         entries.extend(unflushed);
         Ok(entries.into_values().collect())
+    }
+
+    /// What one append message carries: entries from `start` on, at most `APPEND_BYTES_MAX`
+    /// encoded bytes of them (always at least one), read a chunk at a time so a long range of
+    /// large values is never held whole. openraft sends what this returns and learns the range
+    /// covered from it.
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> io::Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = start;
+        while next < end {
+            let chunk_end = end.min(next + LOG_READ_CHUNK);
+            let chunk = self.try_get_log_entries(next..chunk_end).await?;
+            let full = chunk.len() as u64 == chunk_end - next;
+            for entry in chunk {
+                let size = bincode::serialized_size(&entry).map_or(usize::MAX, |n| n as usize);
+                if !out.is_empty() && bytes.saturating_add(size) > APPEND_BYTES_MAX {
+                    return Ok(out);
+                }
+                debug_assert!(
+                    out.last()
+                        .is_none_or(|p: &Entry| p.log_id.index + 1 == entry.log_id.index),
+                    "log entries are read without holes"
+                );
+                bytes = bytes.saturating_add(size);
+                out.push(entry);
+            }
+            if !full {
+                break;
+            }
+            next = chunk_end;
+        }
+        debug_assert!(out.len() as u64 <= end.saturating_sub(start));
+        Ok(out)
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
@@ -217,5 +255,67 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             keys::log_key(self.group, log_id.index() + 1),
         );
         self.committer.commit(batch).await.map_err(io_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meridian_storage::MemEngine;
+    use meridian_types::wire::Command;
+    use openraft::entry::RaftEntry;
+    use openraft::EntryPayload;
+
+    fn put(index: u64, value_bytes: usize) -> Entry {
+        let log_id = LogId::new(
+            openraft::vote::leader_id_std::CommittedLeaderId::new(1),
+            index,
+        );
+        let mut e = Entry::new_blank(log_id);
+        e.payload = EntryPayload::Normal(Command::Put {
+            key: index.to_be_bytes().to_vec(),
+            value: vec![7; value_bytes],
+        });
+        e
+    }
+
+    async fn store_with(entries: &[Entry]) -> LogStore {
+        let committer = GroupCommitter::start(Arc::new(MemEngine::new()), "log-test".into());
+        let group = 3 << 16;
+        let mut batch = WriteBatch::default();
+        for e in entries {
+            batch.put(Table::Log, keys::log_key(group, e.log_id.index), encode(e));
+        }
+        committer.commit(batch).await.unwrap();
+        LogStore::new(group, committer)
+    }
+
+    // Goal: an append message stays within its byte budget however large the values, carries at
+    // least one entry, and carries a long run of small entries whole (one probe round trip).
+    #[tokio::test]
+    async fn append_reads_are_bounded_in_bytes_not_only_in_entries() {
+        let big: Vec<Entry> = (1..=40).map(|i| put(i, 1024 * 1024)).collect();
+        let mut store = store_with(&big).await;
+        let got = store.limited_get_log_entries(1, 41).await.unwrap();
+        assert!(!got.is_empty() && got.len() < 40, "{} entries", got.len());
+        let bytes: u64 = got
+            .iter()
+            .map(|e| bincode::serialized_size(e).unwrap())
+            .sum();
+        assert!(bytes as usize <= APPEND_BYTES_MAX, "{bytes} bytes");
+        assert_eq!(got.first().unwrap().log_id.index, 1);
+        assert_eq!(got.last().unwrap().log_id.index, got.len() as u64);
+        // A single entry larger than the rest of the budget still goes.
+        let got = store.limited_get_log_entries(40, 41).await.unwrap();
+        assert_eq!(got.len(), 1);
+
+        let small: Vec<Entry> = (1..=3000).map(|i| put(i, 100)).collect();
+        let mut store = store_with(&small).await;
+        let got = store.limited_get_log_entries(1000, 3001).await.unwrap();
+        assert_eq!(got.len(), 2001);
+        assert_eq!(got.last().unwrap().log_id.index, 3000);
+        // Past the end of the log: what there is.
+        let got = store.limited_get_log_entries(2990, 4000).await.unwrap();
+        assert_eq!(got.len(), 11);
     }
 }

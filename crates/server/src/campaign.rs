@@ -145,14 +145,9 @@ fn turn(node: &Node, g: &Group, s: &mut Seen) -> Turn {
         })
         .collect();
     let leader_region = region_of(&leader);
-    let r = rank(
-        node.id(),
-        leader,
-        &leader_region,
-        &voters,
-        silence,
-        |a, b| node.matrix.rtt_ms(a, b),
-    );
+    let r = rank(node.id(), leader, &leader_region, &voters, |a, b| {
+        node.matrix.rtt_ms(a, b)
+    });
     // After a round that elected nobody (the term moved on without a leader), voters whose
     // views of who is alive differ could stand together again and again: each waits a little
     // more, different per node and per term.

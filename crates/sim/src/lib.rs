@@ -17,3 +17,9 @@ pub mod net;
 pub mod world;
 
 pub use world::{run, Options, Outcome, Workload};
+
+/// Simulated time since the running simulation started (`None` outside one): log lines of a
+/// simulated run carry it, so intervals between them mean something.
+pub fn sim_elapsed() -> Option<std::time::Duration> {
+    turmoil::sim_elapsed()
+}
