@@ -138,6 +138,7 @@ struct Counters {
 }
 
 struct ClientResult {
+    region: usize,
     samples: Vec<Sample>,
     acked: Vec<(String, String)>,
     read_mismatches: u64,
@@ -280,6 +281,7 @@ async fn client_loop(
     counters: Arc<Counters>,
 ) -> ClientResult {
     let mut out = ClientResult {
+        region,
         samples: Vec::new(),
         acked: Vec::new(),
         read_mismatches: 0,
@@ -677,8 +679,14 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
             f(percentile_ms(&b, 0.5)),
             w.len() + rd.len() + b.len()
         );
+        let clients: Vec<&ClientResult> = results.iter().filter(|c| c.region == r).collect();
+        let sum = |f: fn(&ClientResult) -> u64| clients.iter().map(|c| f(c)).sum::<u64>();
         regions_json.push(json!({
             "region": name,
+            "client_errors": sum(|c| c.errors),
+            "client_retries": sum(|c| c.attempt_failures),
+            "client_moves": sum(|c| c.moves),
+            "served_elsewhere": sum(|c| c.served_elsewhere),
             "write_p50_ms": round1(percentile_ms(&w, 0.5)), "write_p99_ms": round1(percentile_ms(&w, 0.99)),
             "read_p50_ms": round1(percentile_ms(&rd, 0.5)), "read_p99_ms": round1(percentile_ms(&rd, 0.99)),
             "bounded_read_p50_ms": round1(percentile_ms(&b, 0.5)),
@@ -719,6 +727,17 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
             fb.as_secs_f64()
         );
     }
+    println!("clients (each given every region's endpoints; retries with jittered exponential backoff, {ATTEMPTS} tries a request):");
+    for r in &regions_json {
+        println!(
+            "  {:<10} {} requests failed after every retry, {} tries retried, moved region {} times, {} requests served by another region",
+            r["region"].as_str().unwrap_or("?"),
+            r["client_errors"],
+            r["client_retries"],
+            r["client_moves"],
+            r["served_elsewhere"]
+        );
+    }
     println!("acknowledged writes: {}; lost: {}; linearizable reads that missed the client's own write: {read_mismatches}", acked.len(), lost.len());
     for k in lost.iter().take(10) {
         println!("  LOST: {k}");
@@ -745,6 +764,7 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
     println!("failover decisions: {decided:?}");
     let report = json!({
         "rto_ms_by_shard": rto_ms_by_shard,
+        "client_errors": regions_json.iter().map(|r| (r["region"].as_str().unwrap_or("?").to_string(), r["client_errors"].clone())).collect::<BTreeMap<String, Value>>(),
         "decisions": decisions,
         "acked_writes": acked.len(),
         "acked_writes_lost": lost.len(),

@@ -4,13 +4,16 @@
 //! that follows the repair waits as a pending decision (leaders stay put) until an operator
 //! approves it with `meridian failover approve`; the decision log verifies with
 //! `meridian failover log --verify`, and an exported copy that was edited, lost an entry or
-//! had two swapped fails verification naming the entry.
+//! had two swapped fails verification naming the entry. The gRPC `Failover` service answers the
+//! same status, log and operator actions.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{eventually, Cluster, NodeTweak};
+use meridian_server::grpc::pb::failover_client::FailoverClient;
+use meridian_server::grpc::pb::{FailoverLogRequest, FailoverStatusRequest, OperatorRequest};
 use serde_json::{json, Value};
 
 const KS: &str = "accounts";
@@ -187,8 +190,48 @@ async fn gray_region_loses_leaders_and_paused_failback_waits_for_approval() {
         || async { leaders_home(&cluster).await?.then_some(()) },
     )
     .await;
-    let (ok, out, err) = cli(&cluster, &["failover", "resume"]);
-    assert!(ok, "{out} {err}");
+    // The same operations over gRPC: status, a refused reject, resume, and the log.
+    let mut grpc = FailoverClient::connect(format!("http://{}", cluster.node(2).grpc))
+        .await
+        .unwrap();
+    let st = grpc
+        .status(FailoverStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(st.paused && st.pending.is_empty(), "{st:?}");
+    assert_eq!(st.health.len(), REGIONS.len(), "{st:?}");
+    assert!(st.json.contains("\"paused\":true"), "{}", st.json);
+    let refused = grpc
+        .reject(OperatorRequest {
+            id: 999,
+            by: "bob".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
+    assert!(
+        refused.message().contains("no pending decision 999"),
+        "{refused:?}"
+    );
+    let resumed = grpc
+        .resume(OperatorRequest {
+            id: 0,
+            by: "bob".into(),
+            reason: "drill over".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entry
+        .unwrap();
+    assert_eq!(
+        (resumed.action.as_str(), resumed.by.as_str()),
+        ("resume", "operator:bob")
+    );
+    let again = grpc.resume(OperatorRequest::default()).await.unwrap_err();
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition, "{again:?}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.await.unwrap();
 
@@ -209,6 +252,14 @@ async fn gray_region_loses_leaders_and_paused_failback_waits_for_approval() {
     assert!(entries.iter().any(|e| e["by"] == "operator:alice"));
     let (ok, out, err) = cli(&cluster, &["failover", "log", "--verify"]);
     assert!(ok && err.contains("verified"), "{out} {err}");
+    let glog = grpc.log(FailoverLogRequest {}).await.unwrap().into_inner();
+    assert!(glog.verified, "{}", glog.problem);
+    assert!(glog.entries.len() >= entries.len());
+    for (g, h) in glog.entries.iter().zip(&entries) {
+        assert_eq!(g.hash, h["hash"].as_str().unwrap());
+        let as_json: Value = serde_json::from_str(&g.json).unwrap();
+        assert_eq!(&as_json, h, "the gRPC entry's JSON is the hashed entry");
+    }
 
     // Tampered exports fail, naming the entry.
     let (ok, export, err) = cli(&cluster, &["failover", "log", "--json"]);

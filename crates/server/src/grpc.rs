@@ -286,3 +286,148 @@ impl pb::kv_server::Kv for KvService {
         }))
     }
 }
+
+/// The gRPC service `meridian.v1.Failover`: the operations of `/v1/failover*`.
+pub struct FailoverService {
+    pub node: Arc<Node>,
+}
+
+pub use pb::failover_server::FailoverServer;
+
+fn log_entry(e: &meridian_control::failover::Entry) -> pb::LogEntry {
+    let json = serde_json::to_value(e).unwrap_or_default();
+    let text = |k: &str| json[k].as_str().unwrap_or_default().to_string();
+    pb::LogEntry {
+        seq: e.seq,
+        at_ms: e.at_ms,
+        action: e.action.name().to_string(),
+        region: text("region"),
+        reason: e.reason.clone(),
+        by: e.by.clone(),
+        prev: e.prev.clone(),
+        hash: e.hash.clone(),
+        json: json.to_string(),
+    }
+}
+
+/// Who asks and why, checked as the HTTP body is: `by` 1-128 bytes ("unnamed" when empty over
+/// gRPC, where an empty string is the default), `reason` at most 1024.
+#[allow(clippy::result_large_err)]
+fn operator_args(r: &pb::OperatorRequest) -> Result<(String, String), Status> {
+    let by = if r.by.is_empty() {
+        "unnamed".to_string()
+    } else {
+        r.by.clone()
+    };
+    if by.len() > 128 || r.reason.len() > 1024 {
+        return Err(Status::invalid_argument(
+            "\"by\" must be at most 128 bytes and \"reason\" at most 1024",
+        ));
+    }
+    Ok((by, r.reason.clone()))
+}
+
+impl FailoverService {
+    async fn act(
+        &self,
+        req: Request<pb::OperatorRequest>,
+        what: impl FnOnce(u64) -> crate::failover::OperatorAction,
+    ) -> Result<Response<pb::OperatorResponse>, Status> {
+        let r = req.into_inner();
+        let (by, reason) = operator_args(&r)?;
+        let entry = crate::failover::operator(&self.node, &by, &reason, what(r.id))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::OperatorResponse {
+            entry: Some(log_entry(&entry)),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::failover_server::Failover for FailoverService {
+    async fn status(
+        &self,
+        _req: Request<pb::FailoverStatusRequest>,
+    ) -> Result<Response<pb::FailoverStatusResponse>, Status> {
+        let doc = crate::failover::status(&self.node);
+        let state = crate::failover::local_state(&self.node);
+        let health = crate::failover::views(&self.node)
+            .into_iter()
+            .map(|(region, v)| pb::RegionHealth {
+                region,
+                state: v.health.as_str().to_string(),
+                json: serde_json::to_string(&v).unwrap_or_default(),
+            })
+            .collect();
+        let pending = state
+            .pending
+            .iter()
+            .map(|(id, a)| {
+                let json = serde_json::to_value(a).unwrap_or_default();
+                pb::PendingDecision {
+                    id: *id,
+                    action: a.name().to_string(),
+                    region: json["region"].as_str().unwrap_or_default().to_string(),
+                    json: json.to_string(),
+                }
+            })
+            .collect();
+        let (head_seq, head_hash) = state.head.clone().unwrap_or_default();
+        Ok(Response::new(pb::FailoverStatusResponse {
+            paused: state.paused,
+            health,
+            evacuated: state.evacuated.keys().cloned().collect(),
+            pending,
+            head_seq,
+            head_hash,
+            json: doc.to_string(),
+        }))
+    }
+
+    async fn log(
+        &self,
+        _req: Request<pb::FailoverLogRequest>,
+    ) -> Result<Response<pb::FailoverLogResponse>, Status> {
+        let entries = crate::failover::read_log(&self.node)
+            .await
+            .map_err(status)?;
+        let verified = meridian_control::failover::verify(&entries);
+        Ok(Response::new(pb::FailoverLogResponse {
+            entries: entries.iter().map(log_entry).collect(),
+            verified: verified.is_ok(),
+            problem: verified.err().unwrap_or_default(),
+        }))
+    }
+
+    async fn pause(
+        &self,
+        req: Request<pb::OperatorRequest>,
+    ) -> Result<Response<pb::OperatorResponse>, Status> {
+        self.act(req, |_| crate::failover::OperatorAction::Pause)
+            .await
+    }
+
+    async fn resume(
+        &self,
+        req: Request<pb::OperatorRequest>,
+    ) -> Result<Response<pb::OperatorResponse>, Status> {
+        self.act(req, |_| crate::failover::OperatorAction::Resume)
+            .await
+    }
+
+    async fn approve(
+        &self,
+        req: Request<pb::OperatorRequest>,
+    ) -> Result<Response<pb::OperatorResponse>, Status> {
+        self.act(req, crate::failover::OperatorAction::Approve)
+            .await
+    }
+
+    async fn reject(
+        &self,
+        req: Request<pb::OperatorRequest>,
+    ) -> Result<Response<pb::OperatorResponse>, Status> {
+        self.act(req, crate::failover::OperatorAction::Reject).await
+    }
+}

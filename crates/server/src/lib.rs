@@ -101,6 +101,9 @@ pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Run
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(grpc::KvServer::new(grpc::KvService { node: node.clone() }))
+        .add_service(grpc::FailoverServer::new(grpc::FailoverService {
+            node: node.clone(),
+        }))
         .serve_with_incoming(no_delay(grpc_listener));
     tokio::spawn(grpc);
     let cfg = &node.cfg;

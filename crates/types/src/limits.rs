@@ -43,13 +43,12 @@ pub const PEER_INFLIGHT_MAX: usize = 512;
 pub const COMMIT_QUEUE_MAX: usize = 4096;
 /// Batches merged into one storage commit (one fsync).
 pub const COMMIT_BATCHES_MAX: usize = 512;
-/// Raft entries in one append message. Large, so that a new leader's first probe of a
-/// follower's log (openraft probes from the middle of what it retains) carries everything up to
-/// the leader's last entry: one round trip instead of one per halving (about four across
-/// regions, half a second of a failover). Bytes are bounded separately.
-pub const APPEND_ENTRIES_MAX: u64 = 8192;
+/// Raft entries in one append message (a new leader's probes of a follower's log carry 8, a
+/// constant of openraft's: see ARCHITECTURE "Failover timing").
+pub const APPEND_ENTRIES_MAX: u64 = 256;
 /// Encoded bytes of entries in one append message beyond its first entry (the log reader stops
-/// there), so a batch of large values still fits a frame.
+/// there), so a batch of large values fits a frame: 256 values of 1 MiB would not, and the
+/// follower would drop the connection on every retry of that batch.
 pub const APPEND_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Shards a keyspace may have.
 pub const SHARDS_MAX: u16 = 256;
