@@ -125,6 +125,15 @@ enum Command {
         /// whole safety phase (e.g. --safety-s 600); prints the failovers executed.
         #[arg(long, conflicts_with = "region_loss")]
         flapping: bool,
+        /// Instead of random faults, gray failure: the home region's disks stall 700 ms per
+        /// commit from a quarter of the safety phase on, heartbeats fine; it must lose its
+        /// leaders within the degraded time (the gray-failover checker).
+        #[arg(long, conflicts_with_all = ["region_loss", "flapping"])]
+        gray: bool,
+        /// Instead of random faults, cut the metadata group's leader off with a minority of its
+        /// voters, again and again: that side must decide nothing (the meta-minority checker).
+        #[arg(long, conflicts_with_all = ["region_loss", "flapping", "gray"])]
+        meta_minority: bool,
     },
     /// Create, list and describe keyspaces.
     Keyspace {
@@ -458,6 +467,8 @@ fn main() -> Result<()> {
             inject_shipping_loss,
             region_loss,
             flapping,
+            gray,
+            meta_minority,
         } => sim::run_cli(sim::Args {
             seed,
             seeds,
@@ -468,6 +479,8 @@ fn main() -> Result<()> {
             inject_shipping_loss,
             region_loss,
             flapping,
+            gray,
+            meta_minority,
         }),
         Command::Bench {
             target,

@@ -17,27 +17,25 @@ pub struct Args {
     pub inject_shipping_loss: bool,
     pub region_loss: bool,
     pub flapping: bool,
+    pub gray: bool,
+    pub meta_minority: bool,
 }
 
-fn replay_flags(
-    w: Workload,
-    inject_shipping_loss: bool,
-    region_loss: bool,
-    flapping: bool,
-) -> String {
-    let workload = match w {
+fn replay_flags(args: &Args) -> String {
+    let workload = match args.workload {
         Workload::Sync => " --workload sync",
         Workload::Async => " --workload async",
         Workload::Mixed => "",
     };
-    let inject = if inject_shipping_loss {
-        " --inject-shipping-loss"
-    } else {
-        ""
-    };
-    let loss = if region_loss { " --region-loss" } else { "" };
-    let flap = if flapping { " --flapping" } else { "" };
-    format!("{workload}{inject}{loss}{flap}")
+    let flag = |on: bool, name: &'static str| if on { name } else { "" };
+    format!(
+        "{workload}{}{}{}{}{}",
+        flag(args.inject_shipping_loss, " --inject-shipping-loss"),
+        flag(args.region_loss, " --region-loss"),
+        flag(args.flapping, " --flapping"),
+        flag(args.gray, " --gray"),
+        flag(args.meta_minority, " --meta-minority"),
+    )
 }
 
 fn print_outcome(o: &Outcome, verbose: bool, flags: &str) {
@@ -79,6 +77,12 @@ fn print_outcome(o: &Outcome, verbose: bool, flags: &str) {
             .collect();
         println!("    rto after the home region's loss: {}", each.join(", "));
     }
+    if let Some(d) = o.gray_decision_ms {
+        let left = o
+            .gray_left_ms
+            .map_or("never".to_string(), |l| format!("{l} ms"));
+        println!("    gray home region: failover decided {d} ms after the stall, leaders out after {left}");
+    }
     for v in &o.violations {
         println!("    violation: {v}");
     }
@@ -101,14 +105,11 @@ pub fn run_cli(args: Args) -> Result<()> {
         inject_shipping_loss: args.inject_shipping_loss,
         region_loss: args.region_loss,
         flapping: args.flapping,
+        gray: args.gray,
+        meta_minority: args.meta_minority,
         ..Options::default()
     };
-    let flags = replay_flags(
-        args.workload,
-        args.inject_shipping_loss,
-        args.region_loss,
-        args.flapping,
-    );
+    let flags = replay_flags(&args);
     let seeds: Vec<u64> = match args.seed {
         Some(s) => vec![s],
         None => {
@@ -127,6 +128,8 @@ pub fn run_cli(args: Args) -> Result<()> {
     let (mut decisions, mut failovers, mut failbacks) = (0usize, 0usize, 0usize);
     let mut async_bounded = 0usize;
     let mut rtos: Vec<u64> = Vec::new();
+    let mut gray_decisions: Vec<u64> = Vec::new();
+    let mut gray_left: Vec<u64> = Vec::new();
     let (mut simulated, mut wall) = (Duration::ZERO, Duration::ZERO);
     for seed in &seeds {
         let o = run(*seed, &opts);
@@ -141,6 +144,8 @@ pub fn run_cli(args: Args) -> Result<()> {
         failovers += o.failovers_executed;
         failbacks += o.failbacks_executed;
         rtos.extend(o.rto_ms.iter().map(|(_, ms)| *ms));
+        gray_decisions.extend(o.gray_decision_ms);
+        gray_left.extend(o.gray_left_ms);
         ops += o.ops;
         async_ops += o.async_history.len();
         for op in &o.async_history {
@@ -175,6 +180,14 @@ pub fn run_cli(args: Args) -> Result<()> {
     if args.region_loss {
         println!("{}", rto_summary(&mut rtos));
     }
+    if args.gray {
+        let (mut d, mut l) = (gray_decisions, gray_left);
+        println!(
+            "gray home region, from the stall: failover decided {}; leaders out {}",
+            percentiles(&mut d),
+            percentiles(&mut l)
+        );
+    }
     if !failing.is_empty() {
         bail!("seeds with violations: {failing:?}; replay one with `meridian sim --seed N{flags}`");
     }
@@ -186,14 +199,25 @@ fn rto_summary(rtos: &mut [u64]) -> String {
     if rtos.is_empty() {
         return "rto: no shard recovered (see the violations)".into();
     }
-    rtos.sort_unstable();
-    let rank = |p: f64| rtos[((p * rtos.len() as f64).ceil() as usize).clamp(1, rtos.len()) - 1];
     format!(
-        "rto after the loss of the home region, over {} shard recoveries: p50 {} ms, p99 {} ms, max {} ms",
+        "rto after the loss of the home region, over {} shard recoveries: {}",
         rtos.len(),
+        percentiles(rtos)
+    )
+}
+
+/// "p50 A ms, p99 B ms, max C ms" (nearest rank).
+fn percentiles(ms: &mut [u64]) -> String {
+    if ms.is_empty() {
+        return "none".into();
+    }
+    ms.sort_unstable();
+    let rank = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+    format!(
+        "p50 {} ms, p99 {} ms, max {} ms",
         rank(0.50),
         rank(0.99),
-        rtos[rtos.len() - 1]
+        ms[ms.len() - 1]
     )
 }
 

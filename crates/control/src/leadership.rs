@@ -12,6 +12,10 @@ use meridian_types::{GroupId, NodeId};
 /// A voter is caught up when it is at most this many entries behind the leader's log.
 pub const CAUGHT_UP_ENTRIES_MAX: u64 = 16;
 
+/// A leader leaving an evacuated region asks the same target again after this long (a transfer
+/// may be lost with the message that carried it).
+pub const LEAVE_RETRY_MS: u64 = 1_000;
+
 /// What the leader of one group sees at one tick.
 #[derive(Clone, Debug)]
 pub struct LeaderObservation {
@@ -21,6 +25,10 @@ pub struct LeaderObservation {
     pub my_last_index: u64,
     /// Every voter other than the leader: id, region and the index it has matched, if known.
     pub voters: Vec<(NodeId, String, Option<u64>)>,
+    /// The leader's own region was evacuated by a committed failover decision: leadership
+    /// leaves as soon as a target voter is caught up (the quiet period guards returns, not
+    /// departures from a region judged down or degraded).
+    pub leaving: bool,
 }
 
 /// Per-node state of the leader-placement controller.
@@ -58,6 +66,17 @@ impl LeaderPlacement {
             return None;
         };
         match self.caught_up_since.get(&obs.group) {
+            Some(&(node, since))
+                if obs.leaving
+                    && node == target
+                    && now_ms.saturating_sub(since) < LEAVE_RETRY_MS =>
+            {
+                None
+            }
+            _ if obs.leaving => {
+                self.caught_up_since.insert(obs.group, (target, now_ms));
+                Some(target)
+            }
             Some(&(node, since)) if node == target => {
                 if now_ms.saturating_sub(since) >= self.return_delay_ms {
                     // Restart the quiet period so a failed transfer is retried only after another.
@@ -94,6 +113,7 @@ mod tests {
                 (1, "us-east-1".into(), home_matched),
                 (5, "eu-west-1".into(), Some(100)),
             ],
+            leaving: false,
         }
     }
 
@@ -115,6 +135,21 @@ mod tests {
         assert_eq!(p.decide(&obs(Some(100)), 3500), None);
         assert_eq!(p.decide(&obs(Some(100)), 6499), None);
         assert_eq!(p.decide(&obs(Some(100)), 6500), Some(1));
+    }
+
+    // Goal: a leader whose region was evacuated hands over as soon as the target is caught up,
+    // with no quiet period, and not to a target that lags.
+    #[test]
+    fn an_evacuated_leader_leaves_at_once() {
+        let mut p = LeaderPlacement::new(3000);
+        let mut o = obs(Some(100));
+        o.leaving = true;
+        assert_eq!(p.decide(&o, 0), Some(1));
+        assert_eq!(p.decide(&o, 500), None, "not asked again at once");
+        assert_eq!(p.decide(&o, LEAVE_RETRY_MS), Some(1));
+        let mut lagging = obs(Some(10));
+        lagging.leaving = true;
+        assert_eq!(p.decide(&lagging, 10), None);
     }
 
     // Goal: a leader already in the home region never transfers.

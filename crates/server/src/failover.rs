@@ -408,6 +408,9 @@ pub async fn tick(node: &Arc<Node>) {
     if !is_meta_leader {
         return;
     }
+    for (region, v) in &views {
+        tracing::trace!(%region, health = v.health.as_str(), bad_share = v.bad_share, samples = v.samples, write_p99 = ?v.write_p99_ms, fsync_p99 = ?v.fsync_p99_ms, since_ms = v.since_ms, now_ms, "region health");
+    }
     let proposals = Controller::decide(&cfg, &state, &views, now_ms, wall_ms);
     let by = format!("controller@{}", node.id());
     for p in proposals {

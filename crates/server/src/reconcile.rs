@@ -252,6 +252,7 @@ async fn keep_leader_home(node: &Node, g: &Group, ks: &KeyspaceRecord) {
         my_region: node.cfg.region.clone(),
         my_last_index: metrics.last_log_index.unwrap_or(0),
         voters,
+        leaving: failover.evacuated.contains_key(&node.cfg.region),
     };
     let target = node
         .placement

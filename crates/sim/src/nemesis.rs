@@ -33,6 +33,13 @@ pub enum Fault {
     DelaySpike { nodes: Vec<usize>, factor: u32 },
     /// A node's wall clock runs `offset_ms` off (skew), set at once (a jump).
     ClockJump { node: usize, offset_ms: i64 },
+    /// Gray failure: every durable commit on `nodes` takes `delay_ms` longer (a disk that
+    /// stalls), while their links and heartbeats stay fine.
+    DiskStall { nodes: Vec<usize>, delay_ms: u64 },
+    /// The metadata group's leader and as many of its other voters as stay a minority are cut
+    /// off from everyone else: which nodes is decided when the fault begins (it becomes a
+    /// `Partition` then).
+    MetaMinority,
 }
 
 impl fmt::Display for Fault {
@@ -46,6 +53,13 @@ impl fmt::Display for Fault {
             Fault::ClockJump { node, offset_ms } => {
                 write!(f, "clock of node {node} jumps {offset_ms} ms")
             }
+            Fault::DiskStall { nodes, delay_ms } => {
+                write!(
+                    f,
+                    "disks of {nodes:?} stall {delay_ms} ms per commit (gray)"
+                )
+            }
+            Fault::MetaMinority => write!(f, "partition the metadata group's leader in a minority"),
         }
     }
 }

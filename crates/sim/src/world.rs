@@ -35,9 +35,9 @@ use rand::{Rng, SeedableRng};
 
 use crate::checker::{
     antientropy, async_bounded, async_convergence, async_lost_writes, bounded_staleness,
-    committed_stable, convergence, counter_sum, election_safety, failover_log, ledger_precision,
-    ledger_recall, linearizable, lost_writes, lww_final, mv_siblings, residency, session,
-    set_members,
+    committed_stable, convergence, counter_sum, election_safety, failover_log, gray_failover,
+    ledger_precision, ledger_recall, linearizable, lost_writes, lww_final, meta_minority,
+    mv_siblings, residency, session, set_members,
 };
 use crate::history::{Call, Op as HistoryOp, Ret};
 use crate::nemesis::{self, Fault, Scheduled};
@@ -71,6 +71,8 @@ const STALE_BOUNDS_MS: [u64; 4] = [100, 250, 500, 1_000];
 /// The simulated nodes' failover hold-down (short, so a run sees failbacks and failovers
 /// again).
 const FAILOVER_HOLDDOWN_MS: u64 = 4_000;
+/// Simulated nodes' `degraded_for_ms`.
+const SIM_DEGRADED_FOR_MS: u64 = 3_000;
 /// How often the main loop reads every node's failover log (when each decision was committed,
 /// to within this).
 const LOG_POLL_EVERY: Duration = Duration::from_millis(250);
@@ -122,7 +124,19 @@ pub struct Options {
     /// others for 1-10 s, back for 1-10 s, through the whole safety phase (the failover-log
     /// checker holds it to at most one failover per hold-down window).
     pub flapping: bool,
+    /// Instead of the random nemesis: gray failure of the sync keyspace's home region from a
+    /// quarter of the safety phase to its end (every durable commit there stalls
+    /// `GRAY_STALL_MS`, heartbeats flow): it must lose its leaders through a `failover`
+    /// decision within the configured degraded time of being judged degraded.
+    pub gray: bool,
+    /// Instead of the random nemesis: again and again, the metadata group's leader is cut off
+    /// with a minority of its voters; nothing may be decided on that side.
+    pub meta_minority: bool,
 }
+
+/// The gray failure's stall per durable commit: ten times and more a simulated write's usual
+/// latency (one round trip to the nearest other region, ~65 ms).
+pub const GRAY_STALL_MS: u64 = 700;
 
 impl Default for Options {
     fn default() -> Self {
@@ -134,6 +148,8 @@ impl Default for Options {
             inject_shipping_loss: false,
             region_loss: false,
             flapping: false,
+            gray: false,
+            meta_minority: false,
         }
     }
 }
@@ -179,6 +195,10 @@ pub struct Outcome {
     /// its home region until a leader in another region has committed an entry of its own term
     /// (the point from which writes succeed again), in ms.
     pub rto_ms: Vec<(u16, u64)>,
+    /// With `Options::gray`: ms from the stall to the committed failover decision, and to
+    /// every shard's leader being outside the gray region.
+    pub gray_decision_ms: Option<u64>,
+    pub gray_left_ms: Option<u64>,
 }
 
 struct SimNode {
@@ -228,7 +248,7 @@ antientropy_settle_ms = 1000
 enabled = false
 [failover]
 holddown_ms = {FAILOVER_HOLDDOWN_MS}
-degraded_for_ms = 3000
+degraded_for_ms = {SIM_DEGRADED_FOR_MS}
 "#,
         id = node.id,
         region = REGIONS[node.region],
@@ -312,6 +332,31 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
             },
         }];
     }
+    if opts.gray {
+        let safety_ms = opts.safety.as_millis() as u64;
+        schedule = vec![Scheduled {
+            start_ms: safety_ms / 4,
+            end_ms: safety_ms,
+            fault: Fault::DiskStall {
+                nodes: (0..regions.len()).filter(|i| regions[*i] == 0).collect(),
+                delay_ms: GRAY_STALL_MS,
+            },
+        }];
+    }
+    if opts.meta_minority {
+        let safety_ms = opts.safety.as_millis() as u64;
+        schedule = Vec::new();
+        let mut at = rng.gen_range(1_000..3_000);
+        while at < safety_ms {
+            let len = rng.gen_range(2_000..=6_000);
+            schedule.push(Scheduled {
+                start_ms: at,
+                end_ms: (at + len).min(safety_ms),
+                fault: Fault::MetaMinority,
+            });
+            at += len + rng.gen_range(1_000..=3_000);
+        }
+    }
     let async_regions: Vec<String> = if opts.workload == Workload::Sync {
         Vec::new()
     } else if rng.gen_bool(0.5) {
@@ -349,6 +394,8 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
         failovers_executed: 0,
         failbacks_executed: 0,
         rto_ms: Vec::new(),
+        gray_decision_ms: None,
+        gray_left_ms: None,
         async_regions: async_regions.clone(),
         antientropy_repairs: 0,
     };
@@ -389,6 +436,8 @@ fn simulate(
     rng: &mut StdRng,
     outcome: &mut Outcome,
 ) -> Result<()> {
+    // A metadata-minority cut is resolved to the nodes it cuts when it begins.
+    let mut schedule = schedule.to_vec();
     let sync_on = opts.workload != Workload::Async;
     let mut keyspaces = Vec::new();
     if sync_on {
@@ -424,7 +473,7 @@ fn simulate(
         let operator_seed = seed;
         // The drill's node is in the home region, which a region-loss run loses; its pauses
         // would also hold leaders where Raft elected them.
-        let drill = !opts.region_loss && !opts.flapping;
+        let drill = !opts.region_loss && !opts.flapping && !opts.gray;
         let drill_until = opts.safety;
         sim.host(n.host.as_str(), move || {
             let (cfg, engine, clock, slots, keyspaces) = (
@@ -513,6 +562,12 @@ fn simulate(
     // Region-loss runs: when the home region was lost, and per shard when it recovered.
     let mut lost_at: Option<Duration> = None;
     let mut recovered: BTreeMap<u16, Duration> = BTreeMap::new();
+    // Gray runs: when the home region's disks began to stall, and when every shard of the
+    // sync keyspace had a leader outside it since.
+    let mut gray_at: Option<Duration> = None;
+    let mut gray_left: Option<Duration> = None;
+    // Metadata-minority runs: each cut (from, to, the ids on the minority side).
+    let mut meta_cuts: Vec<(u64, u64, Vec<u64>)> = Vec::new();
     loop {
         if !clients_done {
             clients_done = sim.step().map_err(|e| anyhow!("{e}"))?;
@@ -523,6 +578,14 @@ fn simulate(
         if now - last_sample >= SAMPLE_EVERY {
             last_sample = now;
             sample(&slots, &mut election, &mut committed);
+            if let (Some(_), None, true) = (gray_at, gray_left, sync_on) {
+                if (0..shards).all(|shard| {
+                    leader_region(&slots, nodes, group_id(keyspace_id(KEYSPACE), shard))
+                        .is_some_and(|r| r != 0)
+                }) {
+                    gray_left = Some(now);
+                }
+            }
             if let (Some(at), true) = (lost_at, sync_on) {
                 for shard in 0..shards {
                     if !recovered.contains_key(&shard)
@@ -549,6 +612,21 @@ fn simulate(
                 if opts.region_loss {
                     lost_at = Some(now);
                 }
+                if matches!(schedule[next_fault].fault, Fault::DiskStall { .. }) {
+                    gray_at = Some(now);
+                }
+                if matches!(schedule[next_fault].fault, Fault::MetaMinority) {
+                    let side = meta_minority_side(&slots);
+                    meta_cuts.push((
+                        schedule[next_fault].start_ms * 1000,
+                        schedule[next_fault].end_ms * 1000,
+                        side.iter().map(|i| nodes[*i].id).collect(),
+                    ));
+                    schedule[next_fault].fault = Fault::Partition {
+                        side,
+                        what: "the metadata group's leader and a minority of its voters",
+                    };
+                }
                 begin(&mut sim, nodes, &slots, &schedule[next_fault].fault);
                 active.push((next_fault, schedule[next_fault].clone()));
                 next_fault += 1;
@@ -557,11 +635,11 @@ fn simulate(
                 active.drain(..).partition(|(_, s)| s.end_ms <= now_ms);
             active = still;
             for (_, s) in ending {
-                end(&mut sim, nodes, &s.fault);
+                end(&mut sim, nodes, &slots, &s.fault);
             }
             if now >= opts.safety {
                 for (_, s) in active.drain(..) {
-                    end(&mut sim, nodes, &s.fault);
+                    end(&mut sim, nodes, &slots, &s.fault);
                 }
                 heal_all(&mut sim, nodes);
                 healed = true;
@@ -624,6 +702,42 @@ fn simulate(
     }
     outcome.violations.extend(failover_log::check(
         &logs,
+        &decisions_seen,
+        2 * LOG_POLL_EVERY.as_micros() as u64,
+    ));
+    let chain = logs
+        .iter()
+        .max_by_key(|(_, l)| l.len())
+        .map(|(_, l)| l.clone())
+        .unwrap_or_default();
+    if let (Some(at), true) = (gray_at, sync_on) {
+        outcome.gray_decision_ms =
+            gray_failover::decision_us(REGIONS[0], at.as_micros() as u64, &chain, &decisions_seen)
+                .map(|d| (d - at.as_micros() as u64) / 1000);
+        outcome.gray_left_ms = gray_left.map(|t| (t - at).as_millis() as u64);
+        let cfg = meridian_control::failover::FailoverConfig::default();
+        outcome
+            .violations
+            .extend(gray_failover::check(&gray_failover::GrayRun {
+                region: REGIONS[0],
+                stall_at_us: at.as_micros() as u64,
+                degraded_for_ms: SIM_DEGRADED_FOR_MS,
+                // The first stalled commits reach the judge through the latency windows and the
+                // probes (a stall, two probe rounds, a tick: 3.5 s), then enough bad samples to
+                // enter `degraded` (a share of the window).
+                judged_within_ms: (cfg.window_ms as f64 * cfg.degraded_enter_share) as u64 + 3_500,
+                commit_within_ms: 2 * GRAY_STALL_MS + 2 * LOG_POLL_EVERY.as_millis() as u64,
+                // A transfer to a caught-up voter in the next region (ticks every 200 ms, retried
+                // after a second), through a leader whose every commit stalls.
+                move_within_ms: 4_000,
+                chain: &chain,
+                seen_us: &decisions_seen,
+                leaders_left_us: gray_left.map(|t| t.as_micros() as u64),
+            }));
+    }
+    outcome.violations.extend(meta_minority::check(
+        &meta_cuts,
+        &chain,
         &decisions_seen,
         2 * LOG_POLL_EVERY.as_micros() as u64,
     ));
@@ -909,11 +1023,26 @@ fn begin(sim: &mut turmoil::Sim, nodes: &[SimNode], slots: &Slots, fault: &Fault
             }
         }
         Fault::ClockJump { node, offset_ms } => nodes[*node].clock.set_offset_ms(*offset_ms),
-        Fault::Partition { .. } | Fault::Ring => {}
+        Fault::DiskStall {
+            nodes: slow,
+            delay_ms,
+        } => set_disk_stall(slots, slow, *delay_ms),
+        Fault::Partition { .. } | Fault::Ring | Fault::MetaMinority => {}
     }
 }
 
-fn end(sim: &mut turmoil::Sim, nodes: &[SimNode], fault: &Fault) {
+fn set_disk_stall(slots: &Slots, which: &[usize], delay_ms: u64) {
+    for i in which {
+        if let Some(node) = &slots.lock().unwrap()[*i] {
+            node.committer
+                .disk()
+                .injected_delay_ms
+                .store(delay_ms, Ordering::Relaxed);
+        }
+    }
+}
+
+fn end(sim: &mut turmoil::Sim, nodes: &[SimNode], slots: &Slots, fault: &Fault) {
     for (a, b) in nemesis::cut_pairs(fault, nodes.len()) {
         sim.repair(nodes[a].host.as_str(), nodes[b].host.as_str());
     }
@@ -932,7 +1061,8 @@ fn end(sim: &mut turmoil::Sim, nodes: &[SimNode], fault: &Fault) {
         }
         Fault::DelaySpike { .. } => set_latencies(sim, nodes, 1),
         Fault::ClockJump { node, .. } => nodes[*node].clock.set_offset_ms(0),
-        Fault::Partition { .. } | Fault::Ring => {}
+        Fault::DiskStall { nodes: slow, .. } => set_disk_stall(slots, slow, 0),
+        Fault::Partition { .. } | Fault::Ring | Fault::MetaMinority => {}
     }
 }
 
@@ -952,6 +1082,52 @@ fn heal_all(sim: &mut turmoil::Sim, nodes: &[SimNode]) {
 
 /// Whether a node outside region `lost` leads `group` and has applied an entry of its own term
 /// (its election's first entry is committed, so writes commit again).
+/// The region index of `group`'s leader, as the node that leads it says (the highest term
+/// wins if two think they lead).
+fn leader_region(slots: &Slots, nodes: &[SimNode], group: GroupId) -> Option<usize> {
+    slots
+        .lock()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            let s = n.as_ref()?.group_status();
+            let s = s.iter().find(|s| s.group == group && s.is_leader)?;
+            Some((s.term, nodes[i].region))
+        })
+        .max()
+        .map(|(_, r)| r)
+}
+
+/// The metadata group's leader and the lowest-numbered other voters that keep the side a
+/// minority of the voters (node indexes); empty while there is no leader.
+fn meta_minority_side(slots: &Slots) -> Vec<usize> {
+    let slots = slots.lock().unwrap();
+    let Some((leader, voters)) = slots.iter().flatten().find_map(|n| {
+        let g = n.group(meridian_types::META_GROUP)?;
+        let m = g.raft.metrics();
+        let m = openraft::async_runtime::WatchReceiver::borrow_watched(&m);
+        (m.state == openraft::ServerState::Leader).then(|| {
+            let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+            (n.id(), voters)
+        })
+    }) else {
+        return Vec::new();
+    };
+    let room = (voters.len() - 1) / 2;
+    let mut side: Vec<u64> = vec![leader];
+    side.extend(
+        voters
+            .iter()
+            .copied()
+            .filter(|v| *v != leader)
+            .take(room.saturating_sub(1)),
+    );
+    debug_assert!(side.len() * 2 < voters.len().max(1) || voters.len() == 1);
+    // Node ids are indexes + 1.
+    side.iter().map(|id| (*id - 1) as usize).collect()
+}
+
 fn serving_outside(slots: &Slots, nodes: &[SimNode], group: GroupId, lost: usize) -> bool {
     slots.lock().unwrap().iter().enumerate().any(|(i, n)| {
         let Some(node) = n else { return false };

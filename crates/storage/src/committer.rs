@@ -149,7 +149,10 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, first: Job, rx: &mut mpsc::Receiver<Job>) {
+    /// Takes `first` and whatever else is queued (up to `COMMIT_BATCHES_MAX` jobs); the injected
+    /// stall the commit must wait first (only a durable commit touches the disk).
+    fn gather(&mut self, first: Job, rx: &mut mpsc::Receiver<Job>) -> Option<Duration> {
+        debug_assert!(self.jobs.is_empty(), "every gathered job was completed");
         self.jobs.push(first);
         while self.jobs.len() < COMMIT_BATCHES_MAX {
             match rx.try_recv() {
@@ -157,6 +160,13 @@ impl Writer {
                 Err(_) => break,
             }
         }
+        let stall = self.disk.injected_delay_ms.load(Ordering::Relaxed);
+        (stall > 0 && self.jobs.iter().any(|j| j.durable)).then(|| Duration::from_millis(stall))
+    }
+
+    /// Commits the gathered jobs as one transaction (begun at `started`, an injected stall
+    /// included) and completes them in order.
+    fn commit(&mut self, started: Instant) {
         let batches: Vec<WriteBatch> = self
             .jobs
             .iter_mut()
@@ -165,13 +175,7 @@ impl Writer {
         // One durable job makes the whole transaction durable, and with it every deferred
         // commit before it, as the engine promises.
         let durable = self.jobs.iter().any(|j| j.durable);
-        let started = Instant::now();
         let result = if durable {
-            let stall = self.disk.injected_delay_ms.load(Ordering::Relaxed);
-            if stall > 0 {
-                // Injected fault: a disk that stalls (tests and the demo's gray failure).
-                std::thread::sleep(Duration::from_millis(stall));
-            }
             let r = self.engine.commit(&batches);
             self.fsync_seconds.record(started.elapsed().as_secs_f64());
             self.disk.fsync.record(started.elapsed());
@@ -197,7 +201,12 @@ fn writer_loop(
 ) {
     let mut writer = Writer::new(engine, node_label, disk);
     while let Some(first) = rx.blocking_recv() {
-        writer.commit(first, &mut rx);
+        let started = Instant::now();
+        if let Some(stall) = writer.gather(first, &mut rx) {
+            // Injected fault: a disk that stalls (tests and the demo's gray failure).
+            std::thread::sleep(stall);
+        }
+        writer.commit(started);
     }
 }
 
@@ -209,6 +218,12 @@ async fn writer_task(
 ) {
     let mut writer = Writer::new(engine, node_label, disk);
     while let Some(first) = rx.recv().await {
-        writer.commit(first, &mut rx);
+        let started = Instant::now();
+        if let Some(stall) = writer.gather(first, &mut rx) {
+            // On the runtime's clock: the simulator's gray failure stalls one host's disk
+            // without freezing the simulation.
+            tokio::time::sleep(stall).await;
+        }
+        writer.commit(started);
     }
 }
