@@ -35,9 +35,9 @@ use rand::{Rng, SeedableRng};
 
 use crate::checker::{
     antientropy, async_bounded, async_convergence, async_lost_writes, bounded_staleness,
-    committed_stable, convergence, counter_sum, election_safety, failover_log, gray_failover,
-    ledger_precision, ledger_recall, linearizable, lost_writes, lww_final, meta_minority,
-    mv_siblings, residency, session, set_members,
+    committed_stable, convergence, counter_sum, election_safety, failover_chain, failover_holddown,
+    failover_paused, gray_failover, ledger_precision, ledger_recall, linearizable, lost_writes,
+    lww_final, meta_minority, mv_siblings, residency, session, set_members,
 };
 use crate::history::{Call, Op as HistoryOp, Ret};
 use crate::nemesis::{self, Fault, Scheduled};
@@ -700,16 +700,16 @@ fn simulate(
             }
         }
     }
-    outcome.violations.extend(failover_log::check(
-        &logs,
+    let (problems, merged) = failover_chain::check(&logs);
+    outcome.violations.extend(problems);
+    outcome.violations.extend(failover_paused::check(&merged));
+    outcome.violations.extend(failover_holddown::check(
+        &merged,
         &decisions_seen,
         2 * LOG_POLL_EVERY.as_micros() as u64,
     ));
-    let chain = logs
-        .iter()
-        .max_by_key(|(_, l)| l.len())
-        .map(|(_, l)| l.clone())
-        .unwrap_or_default();
+    let chain: Vec<meridian_control::failover::Entry> =
+        merged.values().map(|e| (*e).clone()).collect();
     if let (Some(at), true) = (gray_at, sync_on) {
         outcome.gray_decision_ms =
             gray_failover::decision_us(REGIONS[0], at.as_micros() as u64, &chain, &decisions_seen)
