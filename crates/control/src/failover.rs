@@ -72,6 +72,9 @@ pub struct FailoverConfig {
     pub holddown_max_ms: u64,
     /// Latencies below this are never called slow (a 0.1 ms fsync turning 1 ms is noise).
     pub latency_floor_ms: f64,
+    /// A sample is bad when more than this share of the region's writes failed (storage
+    /// errors, entries lost to leader changes), whatever their latency.
+    pub error_rate_max: f64,
 }
 
 impl Default for FailoverConfig {
@@ -87,6 +90,7 @@ impl Default for FailoverConfig {
             holddown_ms: 30_000,
             holddown_max_ms: 480_000,
             latency_floor_ms: 20.0,
+            error_rate_max: 0.05,
         }
     }
 }
@@ -113,6 +117,9 @@ pub struct RegionSample {
     /// The region's nodes' p99 write (propose to commit) and fsync latencies, if measured.
     pub write_p99_ms: Option<f64>,
     pub fsync_p99_ms: Option<f64>,
+    /// The worst share of failed writes among the region's leaders over their recent window
+    /// (`None`: too few writes to say).
+    pub error_rate: Option<f64>,
 }
 
 /// What a decision saw of one region.
@@ -123,6 +130,9 @@ pub struct RegionView {
     pub samples: usize,
     pub write_p99_ms: Option<f64>,
     pub fsync_p99_ms: Option<f64>,
+    /// The region's write error rate in its last sample.
+    #[serde(default)]
+    pub error_rate: Option<f64>,
     pub normal_write_ms: Option<f64>,
     pub normal_fsync_ms: Option<f64>,
     pub heard_by: Vec<String>,
@@ -195,8 +205,10 @@ impl HealthJudge {
                 }
                 None => false,
             };
+            let failing = s.error_rate.is_some_and(|e| e > cfg.error_rate_max);
             let bad = slow(s.write_p99_ms, w.normal_write, peer_write)
                 || slow(s.fsync_p99_ms, w.normal_fsync, peer_fsync)
+                || failing
                 || s.probe_loss > 0.5;
             if !bad && heard {
                 let fold = |normal: &mut Option<f64>, p99: Option<f64>| {
@@ -266,6 +278,7 @@ impl HealthJudge {
                         samples: n,
                         write_p99_ms: w.last.write_p99_ms,
                         fsync_p99_ms: w.last.fsync_p99_ms,
+                        error_rate: w.last.error_rate,
                         normal_write_ms: w.normal_write,
                         normal_fsync_ms: w.normal_fsync,
                         heard_by: w.last.heard_by.clone(),
@@ -616,7 +629,7 @@ impl Controller {
                             holddown_ms: next_holddown(cfg, state, region, wall_ms),
                         },
                         reason: format!(
-                            "{region} has been degraded for {} ms (limit {} ms): {:.0}% of {} samples bad, write p99 {:?} ms against a normal {:?} ms, fsync p99 {:?} ms against {:?} ms",
+                            "{region} has been degraded for {} ms (limit {} ms): {:.0}% of {} samples bad, write p99 {:?} ms against a normal {:?} ms, fsync p99 {:?} ms against {:?} ms, write errors {}",
                             now_ms.saturating_sub(v.since_ms),
                             cfg.degraded_for_ms,
                             v.bad_share * 100.0,
@@ -625,6 +638,7 @@ impl Controller {
                             v.normal_write_ms.map(|x| x.round()),
                             v.fsync_p99_ms.map(|x| x.round()),
                             v.normal_fsync_ms.map(|x| x.round()),
+                            v.error_rate.map_or("unmeasured".to_string(), |e| format!("{:.1}%", e * 100.0)),
                         ),
                     });
                 }

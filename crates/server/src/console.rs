@@ -27,7 +27,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 <h2>Topology</h2><div class="regions" id="regions">loading…</div>
 <h2>Failover</h2>
 <p id="failover-mode"></p>
-<table id="health"><thead><tr><th>region</th><th>health</th><th>for</th><th>write p99 (ms)</th><th>fsync p99 (ms)</th><th>heard by</th><th>unheard by</th><th>leaders</th></tr></thead><tbody></tbody></table>
+<table id="health"><thead><tr><th>region</th><th>health</th><th>for</th><th>write p99 (ms)</th><th>fsync p99 (ms)</th><th>write errors</th><th>heard by</th><th>unheard by</th><th>leaders</th></tr></thead><tbody></tbody></table>
 <table id="pending"><thead><tr><th>pending decision</th><th>what</th><th>approve with</th></tr></thead><tbody></tbody></table>
 <h2>Shard leaders</h2><table id="shards"><thead><tr><th>keyspace</th><th>shard</th><th>home region (async: the group's region)</th><th>leader</th><th>leader region</th></tr></thead><tbody></tbody></table>
 <h2>Replication lag between regions</h2>
@@ -57,7 +57,7 @@ async function refresh(){
     document.getElementById('failover-mode').innerHTML=(f.paused?'<b class="down">PAUSED</b>: automatic decisions wait for an operator (<code>meridian failover approve ID</code>)':'automatic')+
       ' · decision log head: '+esc(f.head?('#'+f.head.seq):'empty')+' (<code>meridian failover log --verify</code>)';
     document.querySelector('#health tbody').innerHTML=Object.entries(f.health||{}).map(([r,v])=>
-      '<tr data-health="'+esc(r)+'"><td>'+esc(r)+'</td><td class="'+(v.health==='healthy'?'up':'down')+'">'+esc(v.health)+'</td><td>'+((f.health_clock_ms-v.since_ms)/1000).toFixed(0)+' s'+'</td><td class="num">'+esc(v.write_p99_ms!=null?v.write_p99_ms.toFixed(1):'–')+'</td><td class="num">'+esc(v.fsync_p99_ms!=null?v.fsync_p99_ms.toFixed(1):'–')+'</td><td>'+esc((v.heard_by||[]).join(', '))+'</td><td>'+esc((v.unheard_by||[]).join(', '))+'</td><td>'+(ev[r]?'evacuated by decision #'+ev[r].decision+' (hold-down '+ev[r].holddown_ms+' ms)':'may hold leaders')+'</td></tr>').join('');
+      '<tr data-health="'+esc(r)+'"><td>'+esc(r)+'</td><td class="'+(v.health==='healthy'?'up':'down')+'">'+esc(v.health)+'</td><td>'+((f.health_clock_ms-v.since_ms)/1000).toFixed(0)+' s'+'</td><td class="num">'+esc(v.write_p99_ms!=null?v.write_p99_ms.toFixed(1):'–')+'</td><td class="num">'+esc(v.fsync_p99_ms!=null?v.fsync_p99_ms.toFixed(1):'–')+'</td><td class="num">'+esc(v.error_rate!=null?(v.error_rate*100).toFixed(1)+'%':'–')+'</td><td>'+esc((v.heard_by||[]).join(', '))+'</td><td>'+esc((v.unheard_by||[]).join(', '))+'</td><td>'+(ev[r]?'evacuated by decision #'+ev[r].decision+' (hold-down '+ev[r].holddown_ms+' ms)':'may hold leaders')+'</td></tr>').join('');
     document.querySelector('#pending tbody').innerHTML=(f.pending||[]).map(p=>
       '<tr><td>#'+p.id+'</td><td>'+esc(p.decision.action+' '+(p.decision.region||''))+'</td><td><code>meridian failover approve '+p.id+'</code></td></tr>').join('')||'<tr><td colspan="3">none</td></tr>';
     document.querySelector('#shards tbody').innerHTML=c.shards.map(s=>

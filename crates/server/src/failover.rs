@@ -313,23 +313,25 @@ fn samples(node: &Node, cfg: &FailoverConfig) -> Vec<RegionSample> {
         // node leads.
         let mut write_p99: Option<f64> = None;
         let mut fsync_p99: Option<f64> = None;
-        let mut fold = |w: Option<f64>, f: Option<f64>| {
-            if let Some(w) = w {
-                write_p99 = Some(write_p99.map_or(w, |x: f64| x.max(w)));
+        let mut error_rate: Option<f64> = None;
+        let worst = |acc: &mut Option<f64>, v: Option<f64>| {
+            if let Some(v) = v {
+                *acc = Some(acc.map_or(v, |x: f64| x.max(v)));
             }
-            if let Some(f) = f {
-                fsync_p99 = Some(fsync_p99.map_or(f, |x: f64| x.max(f)));
-            }
+        };
+        let mut fold = |h: &HealthReport| {
+            worst(&mut write_p99, h.write_p99_ms);
+            worst(&mut fsync_p99, h.fsync_p99_ms);
+            worst(&mut error_rate, h.write_error_rate);
         };
         for m in &members {
             if *m == node.id() {
-                let own = own_health(node);
-                fold(own.write_p99_ms, own.fsync_p99_ms);
+                fold(&own_health(node));
             } else if let Some(p) = peers
                 .iter()
                 .find(|p| p.node == *m && p.at.elapsed() < down_after)
             {
-                fold(p.health.write_p99_ms, p.health.fsync_p99_ms);
+                fold(&p.health);
             }
         }
         out.push(RegionSample {
@@ -343,6 +345,7 @@ fn samples(node: &Node, cfg: &FailoverConfig) -> Vec<RegionSample> {
             },
             write_p99_ms: write_p99,
             fsync_p99_ms: fsync_p99,
+            error_rate,
         });
     }
     out
@@ -357,7 +360,12 @@ pub struct HealthReport {
     /// over the last 10 s.
     pub write_p99_ms: Option<f64>,
     pub fsync_p99_ms: Option<f64>,
+    /// The share of those writes that failed, over the same window (`None`: too few).
+    pub write_error_rate: Option<f64>,
 }
+
+/// Writes in the window before a node's error rate says anything.
+pub const ERROR_RATE_MIN_WRITES: usize = 20;
 
 pub fn own_health(node: &Node) -> HealthReport {
     HealthReport {
@@ -368,6 +376,7 @@ pub fn own_health(node: &Node) -> HealthReport {
             .map(|p| (p.node, p.at.elapsed().as_millis() as u64))
             .collect(),
         write_p99_ms: node.write_latency.p99_ms(),
+        write_error_rate: node.write_outcomes.error_rate(ERROR_RATE_MIN_WRITES),
         fsync_p99_ms: node.committer.disk().fsync.p99_ms(),
     }
 }

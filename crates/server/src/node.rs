@@ -79,6 +79,8 @@ pub struct Node {
     pub(crate) failover: crate::failover::Failover,
     /// Latency of the writes this node commits as a leader (a health signal).
     pub(crate) write_latency: meridian_storage::LatencyWindow,
+    /// Whether the writes this node proposed as a leader committed (the error-rate signal).
+    pub(crate) write_outcomes: meridian_storage::OutcomeWindow,
     /// Lag, clock offsets and peer round trips, as last measured.
     pub observations: crate::observe::Observations,
     /// The hybrid logical clock that stamps this region's async writes on this node.
@@ -172,6 +174,7 @@ impl Node {
             last_leaders: Mutex::new(BTreeMap::new()),
             failover: Default::default(),
             write_latency: Default::default(),
+            write_outcomes: Default::default(),
             observations: Default::default(),
             hlc: Mutex::new(HlcClock::new(RegionTag::of(&cfg_region))),
             ready_terms: Mutex::new(BTreeMap::new()),
@@ -583,8 +586,12 @@ impl Node {
                 match g.raft.client_write(cmd).await {
                     Ok(resp) => {
                         self.write_latency.record(started.elapsed());
+                        self.write_outcomes.record(true);
                         let index = resp.log_id.index();
-                        debug_assert_eq!(resp.data.index, index, "the state machine reports the entry's index");
+                        debug_assert_eq!(
+                            resp.data.index, index,
+                            "the state machine reports the entry's index"
+                        );
                         if let (Some((source, stamps)), true) = (shipped, resp.data.succeeded) {
                             crate::observe::record_shipped(self, group, source, &stamps);
                         }
@@ -596,11 +603,19 @@ impl Node {
                             ..Default::default()
                         }))
                     }
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => self.forward_target(&f),
-                    Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Attempt::Done(Err(KvError::Unavailable(
-                        "leadership changed while the write was in flight; it may or may not have been applied".into(),
-                    ))),
-                    Err(e) => Attempt::Done(Err(KvError::Unavailable(format!("write failed: {e}")))),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                        self.forward_target(&f)
+                    }
+                    Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+                        self.write_outcomes.record(false);
+                        Attempt::Done(Err(KvError::Unavailable(
+                            "leadership changed while the write was in flight; it may or may not have been applied".into(),
+                        )))
+                    }
+                    Err(e) => {
+                        self.write_outcomes.record(false);
+                        Attempt::Done(Err(KvError::Unavailable(format!("write failed: {e}"))))
+                    }
                 }
             }
             Op::Get {

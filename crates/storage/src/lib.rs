@@ -14,7 +14,7 @@ mod redb_engine;
 use std::sync::Arc;
 
 pub use committer::GroupCommitter;
-pub use latency::LatencyWindow;
+pub use latency::{LatencyWindow, OutcomeWindow};
 pub use mem::MemEngine;
 pub use redb_engine::RedbEngine;
 

@@ -21,6 +21,7 @@ fn sample(region: &str, heard: bool, write_p99_ms: f64) -> RegionSample {
         probe_loss: if heard { 0.0 } else { 1.0 },
         write_p99_ms: heard.then_some(write_p99_ms),
         fsync_p99_ms: heard.then_some(2.0),
+        error_rate: heard.then_some(0.0),
     }
 }
 
@@ -438,4 +439,34 @@ fn hashes_survive_json_round_trips() {
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     let back: Vec<Entry> = serde_json::from_value(value).unwrap();
     assert_eq!(verify(&back), Ok(h.log.len()));
+}
+
+// Goal: a region whose writes fail (a tenth of them, latencies fine) is degraded and loses its
+// leaders after the degraded time; an occasional failing sample (one in four ticks) and a rate
+// at the limit do not degrade it.
+#[test]
+fn a_region_whose_writes_fail_is_degraded() {
+    let with_errors = |rate: f64| {
+        let mut s = tick_samples(true, 8.0);
+        s[0].error_rate = Some(rate);
+        s
+    };
+    let cfg = FailoverConfig::default();
+    let mut h = Harness::new(cfg.clone());
+    assert!(h.run(10_000, &tick_samples(true, 8.0)).is_empty());
+    let mut decided = Vec::new();
+    for i in 0..(120_000 / TICK_MS) {
+        let rate = if i % 4 == 0 { 0.5 } else { 0.0 };
+        decided.extend(h.tick(&with_errors(rate)));
+    }
+    assert!(h.run(60_000, &with_errors(cfg.error_rate_max)).is_empty());
+    assert!(decided.is_empty(), "{decided:?}");
+    assert_eq!(h.health(HOME), Health::Healthy);
+    let d = h.run(
+        cfg.window_ms + cfg.degraded_for_ms + 1_000,
+        &with_errors(0.1),
+    );
+    assert_eq!(failovers(&d), 1, "{d:?}");
+    assert!(h.log.last().unwrap().reason.contains("degraded"));
+    assert_eq!(h.judge.views()[HOME].error_rate, Some(0.1));
 }
