@@ -148,6 +148,32 @@ async fn gray_region_loses_leaders_and_paused_failback_waits_for_approval() {
         || async { (!leaders_home(&cluster).await?).then_some(()) },
     )
     .await;
+    // The console's timeline links the transfers out of the region to the decision.
+    let seq = failover["seq"].as_u64().unwrap();
+    let linked = eventually(
+        "a leader change carries out the decision",
+        Duration::from_secs(30),
+        || async {
+            for id in 1..=3 {
+                let c = cluster.get_json(id, "/v1/cluster").await?;
+                let e = c["events"].as_array()?.iter().find(|e| {
+                    e["keyspace"] == KS && e["kind"] == "transfer" && e["decision"] == seq
+                });
+                if let Some(e) = e {
+                    return Some(e.clone());
+                }
+            }
+            None
+        },
+    )
+    .await;
+    assert!(
+        linked["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("decision #{seq}")),
+        "{linked}"
+    );
 
     // Paused: the repair makes the region healthy, and the failback waits.
     let (ok, out, err) = cli(

@@ -40,7 +40,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 <p><small>Async keyspaces, as this node's region recorded them: the rate of conflicts resolved (per second, since the last refresh), the total, and the latest few (<code>GET /v1/conflicts/{keyspace}</code> for all).</small></p>
 <table id="conflicts"><thead><tr><th>keyspace</th><th>type</th><th>rate (/s)</th><th>recorded</th><th>dropped</th><th>latest</th></tr></thead><tbody></tbody></table>
 <h2>Peers of this node</h2><table id="peers"><thead><tr><th>node</th><th>region</th><th>round trip (ms)</th><th>clock offset (ms)</th></tr></thead><tbody></tbody></table>
-<h2>Leader timeline</h2><table id="events"><thead><tr><th>time</th><th>keyspace</th><th>shard</th><th>leader</th><th>region</th><th>kind</th><th>RTO (ms)</th><th>reason</th></tr></thead><tbody></tbody></table>
+<h2>Leader timeline</h2><table id="events"><thead><tr><th>time</th><th>keyspace</th><th>shard</th><th>leader</th><th>region</th><th>kind</th><th>RTO (ms)</th><th>decision</th><th>reason</th></tr></thead><tbody></tbody></table>
 <script>
 let lastConflicts={},lastAt=0;
 function esc(s){return String(s??'').replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]))}
@@ -77,7 +77,7 @@ async function refresh(){
     document.querySelector('#peers tbody').innerHTML=c.peers.map(p=>
       '<tr><td>'+p.node+'</td><td>'+esc(p.region)+'</td><td class="num">'+p.rtt_ms.toFixed(1)+'</td><td class="num">'+p.clock_offset_ms+'</td></tr>').join('');
     document.querySelector('#events tbody').innerHTML=c.events.slice(-50).reverse().map(e=>
-      '<tr class="'+(e.kind==='failover'?'failover':'')+'"><td>'+new Date(e.at_ms).toISOString().substr(11,12)+'</td><td>'+esc(e.keyspace)+'</td><td>'+e.shard+'</td><td>'+esc(e.to)+'</td><td>'+esc(e.to_region)+'</td><td>'+esc(e.kind)+'</td><td class="num">'+esc(e.rto_ms??'')+'</td><td>'+esc(e.reason)+'</td></tr>').join('');
+      '<tr class="'+(e.kind==='failover'?'failover':'')+'"><td>'+new Date(e.at_ms).toISOString().substr(11,12)+'</td><td>'+esc(e.keyspace)+'</td><td>'+e.shard+'</td><td>'+esc(e.to)+'</td><td>'+esc(e.to_region)+'</td><td>'+esc(e.kind)+'</td><td class="num">'+esc(e.rto_ms??'')+'</td><td>'+(e.decision!=null?'#'+e.decision:'')+'</td><td>'+esc(e.reason)+'</td></tr>').join('');
   }catch(err){document.getElementById('regions').textContent='cannot reach the node: '+err}
 }
 refresh();setInterval(refresh,1000);

@@ -58,6 +58,10 @@ pub struct LeaderEvent {
     /// For a failover: how long the group had no working leader, as seen by this node.
     pub rto_ms: Option<u64>,
     pub reason: String,
+    /// The committed failover decision (its sequence number in the decision log) this change
+    /// carried out: a transfer out of an evacuated region, or home after a failback. `None`
+    /// for elections, which Raft holds on its own when a leader dies (liveness, not placement).
+    pub decision: Option<u64>,
 }
 
 pub struct Node {

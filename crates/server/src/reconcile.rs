@@ -304,6 +304,15 @@ fn observe_leader(node: &Node, g: &Group, keyspace: &str, shard: u16) {
             crate::observe::record_failover(node, keyspace, from_region, rto_ms);
         }
     }
+    let decision = match kind {
+        ChangeKind::Transfer => deciding_entry(node, from_region.as_deref(), to_region.as_deref()),
+        _ => None,
+    };
+    if let Some(seq) = decision {
+        reason = format!("{reason}, carrying out failover decision #{seq}");
+    } else if kind == ChangeKind::Failover {
+        reason = format!("{reason} (elected by Raft: liveness, not a placement decision)");
+    }
     node.push_event(LeaderEvent {
         at_ms: node.clock.now_ms(),
         keyspace: keyspace.to_string(),
@@ -315,8 +324,39 @@ fn observe_leader(node: &Node, g: &Group, keyspace: &str, shard: u16) {
         kind: kind.as_str(),
         rto_ms,
         reason,
+        decision,
     });
 }
+
+/// The committed decision a transfer from `from` to `to` carries out: the failover that
+/// evacuated `from`, else the latest failback of `to` (executed or approved).
+fn deciding_entry(node: &Node, from: Option<&str>, to: Option<&str>) -> Option<u64> {
+    use meridian_control::failover::Action;
+    let state = crate::failover::local_state(node);
+    if let Some(ev) = from.and_then(|r| state.evacuated.get(r)) {
+        return Some(ev.decision);
+    }
+    let to = to?;
+    let log = crate::failover::local_log(node).ok()?;
+    // The latest decision about `to`, if it is a failback of the last few minutes (an older one
+    // is not what moved this leader).
+    let latest = log.iter().rev().find_map(|e| {
+        let executed = match &e.action {
+            Action::Approve { decision, .. } => &**decision,
+            a => a,
+        };
+        match executed {
+            Action::Failback { region } if region == to => Some((e, true)),
+            Action::Failover { region, .. } if region == to => Some((e, false)),
+            _ => None,
+        }
+    })?;
+    let recent = node.clock.now_ms().saturating_sub(latest.0.at_ms) <= RECENT_DECISION_MS;
+    (latest.1 && recent).then_some(latest.0.seq)
+}
+
+/// How old a failback may be and still be what a transfer home carries out.
+const RECENT_DECISION_MS: u64 = 5 * 60 * 1000;
 
 fn update_leader_gauges(node: &Node) {
     let mut led = 0u64;
