@@ -29,7 +29,13 @@ pub struct LeaderObservation {
     /// leaves as soon as a target voter is caught up (the quiet period guards returns, not
     /// departures from a region judged down or degraded).
     pub leaving: bool,
+    /// Added to the quiet period before a return: shards of a keyspace return one after
+    /// another, so a failback interrupts one shard's writes at a time, not every shard's at once.
+    pub stagger_ms: u64,
 }
+
+/// The stagger between successive shards' returns home.
+pub const RETURN_STAGGER_MS: u64 = 500;
 
 /// Per-node state of the leader-placement controller.
 #[derive(Debug)]
@@ -78,7 +84,7 @@ impl LeaderPlacement {
                 Some(target)
             }
             Some(&(node, since)) if node == target => {
-                if now_ms.saturating_sub(since) >= self.return_delay_ms {
+                if now_ms.saturating_sub(since) >= self.return_delay_ms + obs.stagger_ms {
                     // Restart the quiet period so a failed transfer is retried only after another.
                     self.caught_up_since.insert(obs.group, (target, now_ms));
                     Some(target)
@@ -114,6 +120,7 @@ mod tests {
                 (5, "eu-west-1".into(), Some(100)),
             ],
             leaving: false,
+            stagger_ms: 0,
         }
     }
 
@@ -150,6 +157,17 @@ mod tests {
         let mut lagging = obs(Some(10));
         lagging.leaving = true;
         assert_eq!(p.decide(&lagging, 10), None);
+    }
+
+    // Goal: a shard's return waits its stagger on top of the quiet period.
+    #[test]
+    fn returns_are_staggered_by_shard() {
+        let mut p = LeaderPlacement::new(3000);
+        let mut o = obs(Some(100));
+        o.stagger_ms = 2 * RETURN_STAGGER_MS;
+        assert_eq!(p.decide(&o, 0), None);
+        assert_eq!(p.decide(&o, 3000), None);
+        assert_eq!(p.decide(&o, 3000 + 2 * RETURN_STAGGER_MS), Some(1));
     }
 
     // Goal: a leader already in the home region never transfers.

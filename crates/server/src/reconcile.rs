@@ -253,6 +253,8 @@ async fn keep_leader_home(node: &Node, g: &Group, ks: &KeyspaceRecord) {
         my_last_index: metrics.last_log_index.unwrap_or(0),
         voters,
         leaving: failover.evacuated.contains_key(&node.cfg.region),
+        stagger_ms: u64::from(meridian_types::ids::group_shard(g.id))
+            * meridian_control::leadership::RETURN_STAGGER_MS,
     };
     let target = node
         .placement

@@ -57,6 +57,13 @@ impl SimClock {
     pub fn set_offset_ms(&self, offset_ms: i64) {
         self.offset_ms.store(offset_ms, Ordering::Relaxed);
     }
+
+    /// The simulated time (µs since the start) at which this clock read `wall_ms`, with its
+    /// current skew and offset.
+    pub fn sim_us_of(&self, wall_ms: u64) -> u64 {
+        let off = self.skew_ms + self.offset_ms.load(Ordering::Relaxed);
+        (wall_ms as i64 - EPOCH_MS as i64 - off).max(0) as u64 * 1000
+    }
 }
 
 impl Clock for SimClock {

@@ -735,12 +735,19 @@ fn simulate(
                 leaders_left_us: gray_left.map(|t| t.as_micros() as u64),
             }));
     }
-    outcome.violations.extend(meta_minority::check(
-        &meta_cuts,
-        &chain,
-        &decisions_seen,
-        2 * LOG_POLL_EVERY.as_micros() as u64,
-    ));
+    // When each controller decision was taken, on the simulated clock (its stamp, less its
+    // decider's skew).
+    let decided_us: BTreeMap<u64, u64> = chain
+        .iter()
+        .filter_map(|e| {
+            let id: u64 = e.by.strip_prefix("controller@")?.parse().ok()?;
+            let n = nodes.iter().find(|n| n.id == id)?;
+            Some((e.seq, n.clock.sim_us_of(e.at_ms)))
+        })
+        .collect();
+    outcome
+        .violations
+        .extend(meta_minority::check(&meta_cuts, &chain, &decided_us));
     outcome
         .violations
         .extend(election.violations().iter().cloned());
