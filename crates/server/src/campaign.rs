@@ -44,7 +44,11 @@ pub async fn run(node: Arc<Node>) {
     let mut seen: BTreeMap<GroupId, Seen> = BTreeMap::new();
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
-        for g in node.groups() {
+        let groups = node.groups();
+        // Forget groups this node no longer hosts (a keyspace dropped, a replica moved away).
+        seen.retain(|id, _| groups.iter().any(|g| g.id == *id));
+        debug_assert!(seen.len() <= groups.len());
+        for g in groups {
             let s = seen.entry(g.id).or_default();
             let (enable, stand) = match turn(&node, &g, s) {
                 Turn::Wait => (false, false),
