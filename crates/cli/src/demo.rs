@@ -470,7 +470,7 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
     });
     let mut tasks = Vec::new();
     let matrix = nodes[0].cfg.wan.matrix().unwrap();
-    for region in 0..REGIONS.len() {
+    for (region, name) in REGIONS.iter().enumerate() {
         // This region's nodes, then every other region's, nearest first.
         let mut order: Vec<usize> = (0..REGIONS.len()).collect();
         order.sort_by(|&a, &b| {
@@ -478,7 +478,7 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
                 if r == region {
                     -1.0
                 } else {
-                    matrix.rtt_ms(REGIONS[region], REGIONS[r])
+                    matrix.rtt_ms(name, REGIONS[r])
                 }
             };
             rtt(a).total_cmp(&rtt(b))

@@ -24,6 +24,7 @@ use meridian_control::failover::{
 };
 use meridian_types::wire::Command;
 use meridian_types::{KvError, NodeId, ReadConsistency, META_GROUP};
+use openraft::async_runtime::WatchReceiver;
 use serde::{Deserialize, Serialize};
 
 use crate::node::Node;
@@ -169,7 +170,8 @@ pub async fn read_log(node: &Arc<Node>) -> Result<Vec<Entry>, KvError> {
 }
 
 /// Appends the action `build` makes of the current state (it may refuse: an approval of no
-/// pending decision), retrying when another appender moved the head first.
+/// pending decision), retrying when another appender moved the head first. Operators' actions:
+/// any node takes them, and its writes go to the metadata leader wherever it is.
 pub async fn append(
     node: &Arc<Node>,
     by: &str,
@@ -177,11 +179,106 @@ pub async fn append(
     inputs: BTreeMap<String, RegionView>,
     build: impl Fn(&FailoverState) -> Result<Action, KvError>,
 ) -> Result<Entry, KvError> {
+    append_with(node, by, reason, inputs, build, None).await
+}
+
+/// How a decision reaches the metadata group.
+#[derive(Clone, Copy)]
+struct Fence {
+    /// The metadata leader's term when the controller decided.
+    term: u64,
+}
+
+/// How long the controller waits for a quorum to confirm its leadership before committing a
+/// decision; no confirmation, no decision (the next tick decides again).
+const CONFIRM_WAIT: Duration = Duration::from_secs(1);
+
+/// The controller's decisions: only the metadata leader that took one may commit it, in the
+/// term it took it in, after a quorum has confirmed its leadership (a read index, not the
+/// lease), and never by forwarding. A leader cut off in a minority therefore commits nothing:
+/// its proposals are discarded when the majority's new leader takes over, where a forwarded
+/// retry would have carried a decision taken on the minority side to the majority after the cut
+/// healed (the simulator's metadata-minority checker found exactly that, seed 196).
+async fn append_as_leader(
+    node: &Arc<Node>,
+    by: &str,
+    reason: &str,
+    inputs: BTreeMap<String, RegionView>,
+    build: impl Fn(&FailoverState) -> Result<Action, KvError>,
+    term: u64,
+) -> Result<Entry, KvError> {
+    append_with(node, by, reason, inputs, build, Some(Fence { term })).await
+}
+
+fn unavailable(why: &str) -> KvError {
+    KvError::Unavailable(format!("failover decision abandoned: {why}"))
+}
+
+/// Proposes `cmd` on this node's replica of the metadata group, which must still lead in
+/// `fence.term`.
+async fn propose_here(
+    node: &Arc<Node>,
+    fence: Fence,
+    cmd: Command,
+) -> Result<meridian_types::wire::CommandResult, KvError> {
+    let g = node
+        .group(META_GROUP)
+        .ok_or_else(|| unavailable("no metadata replica here"))?;
+    let term = g.raft.metrics().borrow_watched().current_term;
+    if term != fence.term || !g.raft.is_leader() {
+        return Err(unavailable(
+            "the metadata leadership moved since the decision",
+        ));
+    }
+    match g.raft.client_write(cmd).await {
+        Ok(r) => Ok(r.data),
+        Err(e) => Err(unavailable(&format!(
+            "not committed by the deciding leader: {e}"
+        ))),
+    }
+}
+
+async fn append_with(
+    node: &Arc<Node>,
+    by: &str,
+    reason: &str,
+    inputs: BTreeMap<String, RegionView>,
+    build: impl Fn(&FailoverState) -> Result<Action, KvError>,
+    fence: Option<Fence>,
+) -> Result<Entry, KvError> {
     for _ in 0..APPEND_ATTEMPTS {
-        let log = read_log(node).await?;
+        let log = match fence {
+            None => read_log(node).await?,
+            Some(f) => {
+                let g = node
+                    .group(META_GROUP)
+                    .ok_or_else(|| unavailable("no metadata replica here"))?;
+                if g.raft.metrics().borrow_watched().current_term != f.term {
+                    return Err(unavailable(
+                        "the metadata leadership moved since the decision",
+                    ));
+                }
+                match tokio::time::timeout(
+                    CONFIRM_WAIT,
+                    g.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        return Err(unavailable(&format!("leadership not confirmed: {e}")))
+                    }
+                    Err(_) => {
+                        return Err(unavailable("no quorum confirmed the leadership in time"))
+                    }
+                }
+                local_log(node)?
+            }
+        };
         let state = state_of(&log);
         let action = build(&state)?;
         let (seq, prev) = state.next();
+        // Stamped once the leadership is confirmed: the moment the decision is taken.
         let entry = Entry {
             seq,
             at_ms: node.clock.now_ms(),
@@ -197,7 +294,14 @@ pub async fn append(
             key: entry_key(entry.seq, &entry.hash),
             value: serde_json::to_vec(&entry).expect("entries encode"),
         };
-        node.execute(META_GROUP, Op::Write(put), 0).await?;
+        match fence {
+            None => {
+                node.execute(META_GROUP, Op::Write(put), 0).await?;
+            }
+            Some(f) => {
+                propose_here(node, f, put).await?;
+            }
+        }
         let old = state.head.as_ref().map(|(seq, hash)| {
             serde_json::to_vec(&Head {
                 seq: *seq,
@@ -214,8 +318,16 @@ pub async fn append(
             expected: old,
             value: Some(serde_json::to_vec(&new).expect("heads encode")),
         };
-        let reply = node.execute(META_GROUP, Op::Write(cas), 0).await?;
-        if reply.result.succeeded {
+        let succeeded = match fence {
+            None => {
+                node.execute(META_GROUP, Op::Write(cas), 0)
+                    .await?
+                    .result
+                    .succeeded
+            }
+            Some(f) => propose_here(node, f, cas).await?.succeeded,
+        };
+        if succeeded {
             tracing::warn!(
                 seq = entry.seq,
                 action = entry.action.name(),
@@ -405,7 +517,11 @@ pub async fn tick(node: &Arc<Node>) {
             }
         }
     }
-    let is_meta_leader = node.group(META_GROUP).is_some_and(|g| g.raft.is_leader());
+    let meta_term = node
+        .group(META_GROUP)
+        .filter(|g| g.raft.is_leader())
+        .map(|g| g.raft.metrics().borrow_watched().current_term);
+    let is_meta_leader = meta_term.is_some();
     for (region, v) in &views {
         metrics::gauge!("meridian_region_health", "observer" => node.id().to_string(), "region" => region.clone())
             .set(match v.health {
@@ -424,15 +540,23 @@ pub async fn tick(node: &Arc<Node>) {
     let by = format!("controller@{}", node.id());
     for p in proposals {
         let wanted = same_decision(&p.action);
-        let result = append(node, &by, &p.reason, views.clone(), |s| {
-            // Decided on a possibly stale state: decide again on the committed one.
-            let again = Controller::decide(&cfg, s, &views, now_ms, wall_ms);
-            again
-                .into_iter()
-                .map(|q| q.action)
-                .find(|a| same_decision(a) == wanted)
-                .ok_or_else(|| KvError::FailedPrecondition("decided already".into()))
-        })
+        let term = meta_term.expect("only the metadata leader decides");
+        let result = append_as_leader(
+            node,
+            &by,
+            &p.reason,
+            views.clone(),
+            |s| {
+                // Decided on a possibly stale state: decide again on the committed one.
+                let again = Controller::decide(&cfg, s, &views, now_ms, wall_ms);
+                again
+                    .into_iter()
+                    .map(|q| q.action)
+                    .find(|a| same_decision(a) == wanted)
+                    .ok_or_else(|| KvError::FailedPrecondition("decided already".into()))
+            },
+            term,
+        )
         .await;
         match result {
             Ok(_) | Err(KvError::FailedPrecondition(_)) => {}
