@@ -443,6 +443,9 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| match cli.command {
         Command::Server { .. } => "info,openraft=warn".into(),
+        // The simulator reports what matters itself; its nodes' warnings (thousands of
+        // failover decisions and skew alarms under the nemesis) would bury it.
+        Command::Sim { .. } => "error".into(),
         _ => "warn,openraft=error".into(),
     });
     tracing_subscriber::fmt()

@@ -16,8 +16,9 @@ use serde::Serialize;
 use crate::keys;
 use crate::typ::{Entry, LogId, TypeConfig, Vote};
 
-/// Log entries read from the engine at once when building an append message.
-const LOG_READ_CHUNK: u64 = 256;
+/// Log entries read from the engine at once when building an append message: small, so a
+/// range of large values is read only as far as the byte budget reaches.
+const LOG_READ_CHUNK: u64 = 16;
 
 /// The codec of log entries and consensus records (bincode).
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {

@@ -195,7 +195,8 @@ const CONFIRM_WAIT: Duration = Duration::from_secs(1);
 
 /// The controller's decisions: only the metadata leader that took one may commit it, in the
 /// term it took it in, after a quorum has confirmed its leadership (a read index, not the
-/// lease), and never by forwarding. A leader cut off in a minority therefore commits nothing:
+/// lease: the tick confirms before it judges and decides, and each attempt here again), and
+/// never by forwarding. A leader cut off in a minority therefore commits nothing:
 /// its proposals are discarded when the majority's new leader takes over, where a forwarded
 /// retry would have carried a decision taken on the minority side to the majority after the cut
 /// healed (the simulator's metadata-minority checker found exactly that, seed 196).
@@ -214,6 +215,34 @@ fn unavailable(why: &str) -> KvError {
     KvError::Unavailable(format!("failover decision abandoned: {why}"))
 }
 
+/// A proposal of the controller's that has not committed by then is given up (it may still
+/// commit, in the deciding leader's term, if the leader regains its majority before anyone
+/// else is elected); the loop that runs the failover tick must not wait out a partition.
+const PROPOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// This node still leads the metadata group in `term`, as a quorum confirms now (a read
+/// index, not the lease), with its replica applied up to that point.
+async fn confirm_leadership(node: &Arc<Node>, term: u64) -> Result<(), KvError> {
+    let g = node
+        .group(META_GROUP)
+        .ok_or_else(|| unavailable("no metadata replica here"))?;
+    if g.raft.metrics().borrow_watched().current_term != term {
+        return Err(unavailable(
+            "the metadata leadership moved since the decision",
+        ));
+    }
+    match tokio::time::timeout(
+        CONFIRM_WAIT,
+        g.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(unavailable(&format!("leadership not confirmed: {e}"))),
+        Err(_) => Err(unavailable("no quorum confirmed the leadership in time")),
+    }
+}
+
 /// Proposes `cmd` on this node's replica of the metadata group, which must still lead in
 /// `fence.term`.
 async fn propose_here(
@@ -230,11 +259,12 @@ async fn propose_here(
             "the metadata leadership moved since the decision",
         ));
     }
-    match g.raft.client_write(cmd).await {
-        Ok(r) => Ok(r.data),
-        Err(e) => Err(unavailable(&format!(
+    match tokio::time::timeout(PROPOSE_WAIT, g.raft.client_write(cmd)).await {
+        Ok(Ok(r)) => Ok(r.data),
+        Ok(Err(e)) => Err(unavailable(&format!(
             "not committed by the deciding leader: {e}"
         ))),
+        Err(_) => Err(unavailable("not committed in time (no quorum?)")),
     }
 }
 
@@ -250,28 +280,7 @@ async fn append_with(
         let log = match fence {
             None => read_log(node).await?,
             Some(f) => {
-                let g = node
-                    .group(META_GROUP)
-                    .ok_or_else(|| unavailable("no metadata replica here"))?;
-                if g.raft.metrics().borrow_watched().current_term != f.term {
-                    return Err(unavailable(
-                        "the metadata leadership moved since the decision",
-                    ));
-                }
-                match tokio::time::timeout(
-                    CONFIRM_WAIT,
-                    g.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex),
-                )
-                .await
-                {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        return Err(unavailable(&format!("leadership not confirmed: {e}")))
-                    }
-                    Err(_) => {
-                        return Err(unavailable("no quorum confirmed the leadership in time"))
-                    }
-                }
+                confirm_leadership(node, f.term).await?;
                 local_log(node)?
             }
         };
@@ -496,6 +505,22 @@ pub fn own_health(node: &Node) -> HealthReport {
 /// Judges health (every node) and, on the metadata leader, commits what the controller decides.
 pub async fn tick(node: &Arc<Node>) {
     let cfg = calibrated(node);
+    // The metadata leader confirms its leadership with a quorum first, so what it judges and
+    // decides below is judged after it last had a majority (see `append_as_leader`).
+    let meta_term = match node
+        .group(META_GROUP)
+        .filter(|g| g.raft.is_leader())
+        .map(|g| g.raft.metrics().borrow_watched().current_term)
+    {
+        Some(term) => match confirm_leadership(node, term).await {
+            Ok(()) => Some(term),
+            Err(e) => {
+                tracing::debug!(error = %e, "no failover decisions this tick");
+                None
+            }
+        },
+        None => None,
+    };
     // Health durations on the monotonic clock; entry times on the wall clock.
     let now_ms = node.fresh_clock.now_ms();
     let wall_ms = node.clock.now_ms();
@@ -517,10 +542,6 @@ pub async fn tick(node: &Arc<Node>) {
             }
         }
     }
-    let meta_term = node
-        .group(META_GROUP)
-        .filter(|g| g.raft.is_leader())
-        .map(|g| g.raft.metrics().borrow_watched().current_term);
     let is_meta_leader = meta_term.is_some();
     for (region, v) in &views {
         metrics::gauge!("meridian_region_health", "observer" => node.id().to_string(), "region" => region.clone())

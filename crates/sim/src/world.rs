@@ -565,7 +565,8 @@ fn simulate(
     // Gray runs: when the home region's disks began to stall, and when every shard of the
     // sync keyspace had a leader outside it since.
     let mut gray_at: Option<Duration> = None;
-    let mut gray_left: Option<Duration> = None;
+    // (µs, every shard led outside the gray region) while it is gray, every 10 ms.
+    let mut gray_samples: Vec<(u64, bool)> = Vec::new();
     // Metadata-minority runs: each cut (from, to, the ids on the minority side).
     let mut meta_cuts: Vec<(u64, u64, Vec<u64>)> = Vec::new();
     loop {
@@ -578,13 +579,12 @@ fn simulate(
         if now - last_sample >= SAMPLE_EVERY {
             last_sample = now;
             sample(&slots, &mut election, &mut committed);
-            if let (Some(_), None, true) = (gray_at, gray_left, sync_on) {
-                if (0..shards).all(|shard| {
+            if let (Some(_), false, true) = (gray_at, healed, sync_on) {
+                let outside = (0..shards).all(|shard| {
                     leader_region(&slots, nodes, group_id(keyspace_id(KEYSPACE), shard))
                         .is_some_and(|r| r != 0)
-                }) {
-                    gray_left = Some(now);
-                }
+                });
+                gray_samples.push((now.as_micros() as u64, outside));
             }
             if let (Some(at), true) = (lost_at, sync_on) {
                 for shard in 0..shards {
@@ -714,7 +714,12 @@ fn simulate(
         outcome.gray_decision_ms =
             gray_failover::decision_us(REGIONS[0], at.as_micros() as u64, &chain, &decisions_seen)
                 .map(|d| (d - at.as_micros() as u64) / 1000);
-        outcome.gray_left_ms = gray_left.map(|t| (t - at).as_millis() as u64);
+        let decided = outcome
+            .gray_decision_ms
+            .map(|d| at.as_micros() as u64 + d * 1000);
+        outcome.gray_left_ms = decided
+            .and_then(|d| gray_failover::left_us(&gray_samples, d))
+            .map(|t| (t - at.as_micros() as u64) / 1000);
         let cfg = meridian_control::failover::FailoverConfig::default();
         outcome
             .violations
@@ -732,7 +737,7 @@ fn simulate(
                 move_within_ms: 4_000,
                 chain: &chain,
                 seen_us: &decisions_seen,
-                leaders_left_us: gray_left.map(|t| t.as_micros() as u64),
+                samples: &gray_samples,
             }));
     }
     // When each controller decision was taken, on the simulated clock (its stamp, less its
@@ -1110,17 +1115,27 @@ fn leader_region(slots: &Slots, nodes: &[SimNode], group: GroupId) -> Option<usi
 /// minority of the voters (node indexes); empty while there is no leader.
 fn meta_minority_side(slots: &Slots) -> Vec<usize> {
     let slots = slots.lock().unwrap();
-    let Some((leader, voters)) = slots.iter().flatten().find_map(|n| {
-        let g = n.group(meridian_types::META_GROUP)?;
-        let m = g.raft.metrics();
-        let m = openraft::async_runtime::WatchReceiver::borrow_watched(&m);
-        (m.state == openraft::ServerState::Leader).then(|| {
-            let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-            (n.id(), voters)
+    // The self-declared leader of the highest term (a deposed one may not know yet).
+    let Some((_, leader, voters)) = slots
+        .iter()
+        .flatten()
+        .filter_map(|n| {
+            let g = n.group(meridian_types::META_GROUP)?;
+            let m = g.raft.metrics();
+            let m = openraft::async_runtime::WatchReceiver::borrow_watched(&m);
+            (m.state == openraft::ServerState::Leader).then(|| {
+                let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+                (m.current_term, n.id(), voters)
+            })
         })
-    }) else {
+        .max_by_key(|(term, id, _)| (*term, *id))
+    else {
         return Vec::new();
     };
+    // With fewer than three voters no side of one is a minority: no cut this time.
+    if voters.len() < 3 {
+        return Vec::new();
+    }
     let room = (voters.len() - 1) / 2;
     let mut side: Vec<u64> = vec![leader];
     side.extend(
@@ -1130,7 +1145,7 @@ fn meta_minority_side(slots: &Slots) -> Vec<usize> {
             .filter(|v| *v != leader)
             .take(room.saturating_sub(1)),
     );
-    debug_assert!(side.len() * 2 < voters.len().max(1) || voters.len() == 1);
+    debug_assert!(side.len() * 2 < voters.len());
     // Node ids are indexes + 1.
     side.iter().map(|id| (*id - 1) as usize).collect()
 }

@@ -3,7 +3,8 @@
 //! `failover` decision, neither before it can have been degraded for the configured time nor
 //! long after: within `judged_within_ms` (enough bad samples to be judged degraded) plus
 //! `degraded_for_ms` plus `commit_within_ms` of the stall; and the leaders of the sync keyspace
-//! have all left the region within `move_within_ms` of the decision.
+//! have all left the region within `move_within_ms` of the decision, and stay out while it is
+//! gray (leaders that had left earlier, by an election, do not count).
 //!
 //! Property: issue 10's "a home region that stays degraded longer than a configured time loses
 //! its leaders to the next region as if it were down"; the gray-failure framing is Huang et al.,
@@ -28,8 +29,16 @@ pub struct GrayRun<'a> {
     /// The committed decision log, and when each entry was first seen committed.
     pub chain: &'a [Entry],
     pub seen_us: &'a BTreeMap<u64, u64>,
-    /// When every shard's leader was first outside the region after the stall began.
-    pub leaders_left_us: Option<u64>,
+    /// (µs, every shard led outside the region) from the stall until the faults ended.
+    pub samples: &'a [(u64, bool)],
+}
+
+/// The first sample at or after `decided_us` with every leader outside the region.
+pub fn left_us(samples: &[(u64, bool)], decided_us: u64) -> Option<u64> {
+    samples
+        .iter()
+        .find(|(t, out)| *t >= decided_us && *out)
+        .map(|(t, _)| *t)
 }
 
 fn fails_over(a: &Action, region: &str) -> bool {
@@ -87,8 +96,18 @@ pub fn check(run: &GrayRun) -> Vec<String> {
             run.region, e.seq, run.judged_within_ms, run.degraded_for_ms, run.commit_within_ms
         ));
     }
-    match run.leaders_left_us {
-        Some(left) if left <= at + run.move_within_ms * 1000 => {}
+    match left_us(run.samples, at) {
+        Some(left) if left <= at + run.move_within_ms * 1000 => {
+            // And they stay out while the region is gray (no failback can be decided then).
+            if let Some((back, _)) = run.samples.iter().find(|(t, out)| *t > left && !*out) {
+                problems.push(format!(
+                    "a leader was back in {} {} ms after failover decision {}, while it was still gray",
+                    run.region,
+                    (back - at) / 1000,
+                    e.seq
+                ));
+            }
+        }
         Some(left) => problems.push(format!(
             "leaders left {} {} ms after failover decision {}, more than {} ms",
             run.region,
@@ -123,7 +142,21 @@ mod tests {
         .seal(GENESIS)
     }
 
-    fn run<'a>(chain: &'a [Entry], seen: &'a BTreeMap<u64, u64>, left: Option<u64>) -> GrayRun<'a> {
+    /// Leaders out from `left` µs on (never, for `None`), sampled every 100 ms to 30 s.
+    fn samples(left: Option<u64>) -> Vec<(u64, bool)> {
+        (100..300)
+            .map(|i| {
+                let t = i * 100_000;
+                (t, left.is_some_and(|l| t >= l))
+            })
+            .collect()
+    }
+
+    fn run<'a>(
+        chain: &'a [Entry],
+        seen: &'a BTreeMap<u64, u64>,
+        samples: &'a [(u64, bool)],
+    ) -> GrayRun<'a> {
         GrayRun {
             region: "east",
             stall_at_us: 10_000_000,
@@ -133,7 +166,7 @@ mod tests {
             move_within_ms: 5_000,
             chain,
             seen_us: seen,
-            leaders_left_us: left,
+            samples,
         }
     }
 
@@ -153,14 +186,28 @@ mod tests {
         ];
         let at = |ms: u64| BTreeMap::from([(0, 1_000_000), (1, 10_000_000 + ms * 1000)]);
         let ok = at(9_000);
-        assert!(check(&run(&chain, &ok, Some(20_000_000))).is_empty());
+        let out_at = |us| samples(Some(us));
+        assert!(check(&run(&chain, &ok, &out_at(20_000_000))).is_empty());
         let early = at(1_000);
-        assert!(check(&run(&chain, &early, Some(12_000_000)))[0].contains("before it could"));
+        assert!(check(&run(&chain, &early, &out_at(12_000_000)))[0].contains("before it could"));
         let late = at(13_000);
-        assert!(check(&run(&chain, &late, Some(24_000_000)))[0].contains("later than"));
-        assert!(check(&run(&chain, &ok, None))[0].contains("never all left"));
-        assert!(check(&run(&chain, &ok, Some(30_000_000)))[0].contains("more than"));
-        assert!(check(&run(&chain[..1], &ok, None))[0].contains("no failover decision"));
+        assert!(check(&run(&chain, &late, &out_at(24_000_000)))[0].contains("later than"));
+        assert!(check(&run(&chain, &ok, &samples(None)))[0].contains("never all left"));
+        assert!(check(&run(&chain, &ok, &out_at(29_000_000)))[0].contains("more than"));
+        assert!(check(&run(&chain[..1], &ok, &samples(None)))[0].contains("no failover decision"));
+        // Out before the decision (an election) but back in, then out late: too late.
+        let mut early_out = out_at(11_000_000);
+        for s in early_out
+            .iter_mut()
+            .filter(|(t, _)| *t >= 15_000_000 && *t < 27_000_000)
+        {
+            s.1 = false;
+        }
+        assert!(check(&run(&chain, &ok, &early_out))[0].contains("more than"));
+        // Out in time, then a leader back while still gray.
+        let mut back = out_at(20_000_000);
+        back[150].1 = false;
+        assert!(check(&run(&chain, &ok, &back))[0].contains("still gray"));
         // Another region's failover does not count.
         let other = [entry(
             0,
@@ -170,6 +217,7 @@ mod tests {
             },
         )];
         let seen = BTreeMap::from([(0, 15_000_000)]);
-        assert!(check(&run(&other, &seen, None))[0].contains("no failover decision"));
+        let none = samples(None);
+        assert!(check(&run(&other, &seen, &none))[0].contains("no failover decision"));
     }
 }
