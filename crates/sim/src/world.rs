@@ -731,7 +731,9 @@ fn simulate(
                 // probes (a stall, two probe rounds, a tick: 3.5 s), then enough bad samples to
                 // enter `degraded` (a share of the window).
                 judged_within_ms: (cfg.window_ms as f64 * cfg.degraded_enter_share) as u64 + 3_500,
-                commit_within_ms: 2 * GRAY_STALL_MS + 2 * LOG_POLL_EVERY.as_millis() as u64,
+                // The decider confirms its leadership with a quorum, then commits the entry and the
+                // head: when it sits in the gray region each step can wait behind a stalled flush.
+                commit_within_ms: 3 * GRAY_STALL_MS + 2 * LOG_POLL_EVERY.as_millis() as u64,
                 // A transfer to a caught-up voter in the next region (ticks every 200 ms, retried
                 // after a second), through a leader whose every commit stalls.
                 move_within_ms: 4_000,
