@@ -227,15 +227,21 @@ const PROPOSE_WAIT: Duration = Duration::from_secs(10);
 /// decision built on a replica that lags fails its compare-and-swap of the head and is built
 /// again, and a gray leader (every apply behind a stalled disk) would wait a stall more for
 /// each decision.
-async fn confirm_leadership(node: &Arc<Node>, term: u64) -> Result<(), KvError> {
+/// This node's metadata replica, if it still leads in `term`.
+fn leading_in(node: &Node, term: u64) -> Result<meridian_consensus::Group, KvError> {
     let g = node
         .group(META_GROUP)
         .ok_or_else(|| unavailable("no metadata replica here"))?;
-    if g.raft.metrics().borrow_watched().current_term != term {
+    if g.raft.metrics().borrow_watched().current_term != term || !g.raft.is_leader() {
         return Err(unavailable(
             "the metadata leadership moved since the decision",
         ));
     }
+    Ok(g)
+}
+
+async fn confirm_leadership(node: &Arc<Node>, term: u64) -> Result<(), KvError> {
+    let g = leading_in(node, term)?;
     match tokio::time::timeout(
         CONFIRM_WAIT,
         g.raft.get_read_linearizer(openraft::ReadPolicy::ReadIndex),
@@ -255,15 +261,7 @@ async fn propose_here(
     fence: Fence,
     cmd: Command,
 ) -> Result<meridian_types::wire::CommandResult, KvError> {
-    let g = node
-        .group(META_GROUP)
-        .ok_or_else(|| unavailable("no metadata replica here"))?;
-    let term = g.raft.metrics().borrow_watched().current_term;
-    if term != fence.term || !g.raft.is_leader() {
-        return Err(unavailable(
-            "the metadata leadership moved since the decision",
-        ));
-    }
+    let g = leading_in(node, fence.term)?;
     match tokio::time::timeout(PROPOSE_WAIT, g.raft.client_write(cmd)).await {
         Ok(Ok(r)) => Ok(r.data),
         Ok(Err(e)) => Err(unavailable(&format!(

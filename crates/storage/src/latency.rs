@@ -8,48 +8,67 @@ use std::time::Duration;
 // tokio's clock: the real one in production, the simulated one under turmoil (replayable).
 use tokio::time::Instant;
 
+/// Timestamped samples: at most `cap`, none older than `window` when read.
 #[derive(Debug)]
-pub struct LatencyWindow {
+struct Samples<T> {
     window: Duration,
     cap: usize,
-    samples: Mutex<VecDeque<(Instant, f64)>>,
+    items: Mutex<VecDeque<(Instant, T)>>,
 }
 
-impl LatencyWindow {
-    pub fn new(window: Duration, cap: usize) -> LatencyWindow {
-        assert!(cap > 0, "a latency window holds at least one sample");
-        LatencyWindow {
+impl<T: Copy> Samples<T> {
+    fn new(window: Duration, cap: usize) -> Samples<T> {
+        assert!(cap > 0, "a window holds at least one sample");
+        Samples {
             window,
             cap,
-            samples: Mutex::new(VecDeque::with_capacity(cap.min(1024))),
+            items: Mutex::new(VecDeque::with_capacity(cap.min(1024))),
         }
     }
 
-    /// Records one latency, observed now.
-    pub fn record(&self, d: Duration) {
+    fn record(&self, v: T) {
         let now = Instant::now();
-        let mut s = self.samples.lock().unwrap();
+        let mut s = self.items.lock().unwrap();
         if s.len() == self.cap {
             s.pop_front();
         }
-        s.push_back((now, d.as_secs_f64() * 1000.0));
+        s.push_back((now, v));
         debug_assert!(s.len() <= self.cap);
     }
 
-    /// The 99th percentile of the samples in the window, in milliseconds (`None`: no sample).
-    pub fn p99_ms(&self) -> Option<f64> {
+    /// The samples still in the window (older ones are dropped).
+    fn current(&self) -> Vec<T> {
         let now = Instant::now();
-        let mut s = self.samples.lock().unwrap();
+        let mut s = self.items.lock().unwrap();
         while s
             .front()
             .is_some_and(|(t, _)| now.duration_since(*t) > self.window)
         {
             s.pop_front();
         }
-        if s.is_empty() {
+        s.iter().map(|(_, v)| *v).collect()
+    }
+}
+
+#[derive(Debug)]
+pub struct LatencyWindow(Samples<f64>);
+
+impl LatencyWindow {
+    pub fn new(window: Duration, cap: usize) -> LatencyWindow {
+        LatencyWindow(Samples::new(window, cap))
+    }
+
+    /// Records one latency, observed now.
+    pub fn record(&self, d: Duration) {
+        self.0.record(d.as_secs_f64() * 1000.0);
+    }
+
+    /// The 99th percentile of the samples in the window, in milliseconds (`None`: no sample).
+    pub fn p99_ms(&self) -> Option<f64> {
+        let mut v = self.0.current();
+        if v.is_empty() {
             return None;
         }
-        let mut v: Vec<f64> = s.iter().map(|(_, ms)| *ms).collect();
         v.sort_by(f64::total_cmp);
         let rank = ((v.len() as f64) * 0.99).ceil() as usize;
         Some(v[rank.clamp(1, v.len()) - 1])
@@ -59,47 +78,25 @@ impl LatencyWindow {
 /// A sliding window of outcomes (succeeded or failed), for the error-rate health signal.
 /// Bounded like [`LatencyWindow`].
 #[derive(Debug)]
-pub struct OutcomeWindow {
-    window: Duration,
-    cap: usize,
-    samples: Mutex<VecDeque<(Instant, bool)>>,
-}
+pub struct OutcomeWindow(Samples<bool>);
 
 impl OutcomeWindow {
     pub fn new(window: Duration, cap: usize) -> OutcomeWindow {
-        assert!(cap > 0, "an outcome window holds at least one sample");
-        OutcomeWindow {
-            window,
-            cap,
-            samples: Mutex::new(VecDeque::with_capacity(cap.min(1024))),
-        }
+        OutcomeWindow(Samples::new(window, cap))
     }
 
     pub fn record(&self, ok: bool) {
-        let now = Instant::now();
-        let mut s = self.samples.lock().unwrap();
-        if s.len() == self.cap {
-            s.pop_front();
-        }
-        s.push_back((now, ok));
-        debug_assert!(s.len() <= self.cap);
+        self.0.record(ok);
     }
 
     /// The share of failures among the outcomes in the window, if there are at least
     /// `min_outcomes` (fewer say nothing: one failure in three writes is no signal).
     pub fn error_rate(&self, min_outcomes: usize) -> Option<f64> {
-        let now = Instant::now();
-        let mut s = self.samples.lock().unwrap();
-        while s
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > self.window)
-        {
-            s.pop_front();
-        }
+        let s = self.0.current();
         if s.len() < min_outcomes.max(1) {
             return None;
         }
-        let failed = s.iter().filter(|(_, ok)| !ok).count();
+        let failed = s.iter().filter(|ok| !**ok).count();
         let rate = failed as f64 / s.len() as f64;
         debug_assert!((0.0..=1.0).contains(&rate));
         Some(rate)
@@ -152,6 +149,6 @@ mod tests {
             w.record(Duration::from_millis(1));
         }
         assert_eq!(w.p99_ms(), Some(1.0));
-        assert_eq!(w.samples.lock().unwrap().len(), 100);
+        assert_eq!(w.0.items.lock().unwrap().len(), 100);
     }
 }
