@@ -258,6 +258,19 @@ impl Client {
         Ok(self.json(self.http.get(self.url(path))).await?.0)
     }
 
+    /// A POST that may take up to `wait` (a switchover answers once every shard has moved).
+    pub async fn post_json_waiting(
+        &self,
+        path: &str,
+        body: &Value,
+        wait: Duration,
+    ) -> Result<Value> {
+        Ok(self
+            .json(self.http.post(self.url(path)).timeout(wait).json(body))
+            .await?
+            .0)
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
         Ok(self
             .json(self.http.post(self.url(path)).json(body))

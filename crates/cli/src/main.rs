@@ -238,6 +238,17 @@ enum FailoverCommand {
     Approve { id: u64 },
     /// Drop pending decision ID (not proposed again for a hold-down).
     Reject { id: u64 },
+    /// Move a sync keyspace's home region with RPO 0: leaders (and, for survive = "zone",
+    /// voters) move to REGION; prints each shard's write pause.
+    Switchover {
+        keyspace: String,
+        /// The new home region (one of the keyspace's regions).
+        #[arg(long)]
+        to: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the decision log.
     Log {
         /// Check the hash chain and name the first entry edited, removed or reordered.
@@ -624,6 +635,38 @@ async fn failover(c: Client, by: &str, reason: &str, command: FailoverCommand) -
         FailoverCommand::Resume => act("/v1/failover/resume".into()).await,
         FailoverCommand::Approve { id } => act(format!("/v1/failover/approve/{id}")).await,
         FailoverCommand::Reject { id } => act(format!("/v1/failover/reject/{id}")).await,
+        FailoverCommand::Switchover { keyspace, to, json } => {
+            let body = json!({"to": to, "by": by, "reason": reason});
+            let path = format!("/v1/failover/switchover/{}", crate::client::enc(&keyspace));
+            let r = c
+                .post_json_waiting(&path, &body, std::time::Duration::from_secs(120))
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(());
+            }
+            match r["decision"].as_u64() {
+                Some(d) => println!(
+                    "switchover of {keyspace} from {} to {} (decision {d}) done in {} ms",
+                    r["from"].as_str().unwrap_or("?"),
+                    r["to"].as_str().unwrap_or("?"),
+                    r["took_ms"]
+                ),
+                None => println!(
+                    "{keyspace} was already homed in {}; its shards are in place ({} ms)",
+                    r["to"].as_str().unwrap_or("?"),
+                    r["took_ms"]
+                ),
+            }
+            for s in r["shards"].as_array().into_iter().flatten() {
+                println!(
+                    "  shard {}: leader {}, write pause {} ms, voters {}",
+                    s["shard"], s["leader"], s["pause_ms"], s["voters"]
+                );
+            }
+            println!("longest write pause: {} ms", r["pause_ms_max"]);
+            Ok(())
+        }
         FailoverCommand::Log { verify, file, json } => {
             let log = match &file {
                 Some(f) => {

@@ -320,6 +320,14 @@ pub enum Action {
     Reject {
         id: u64,
     },
+    /// A planned switchover (an operator's): keyspace `keyspace`'s home region moves from
+    /// `from` to `to`, its leaders (and for `survive = "zone"` its voters) with it, losing
+    /// nothing. The catalogue holds the new home; the log records who moved it and why.
+    Switchover {
+        keyspace: String,
+        from: String,
+        to: String,
+    },
 }
 
 impl Action {
@@ -332,6 +340,7 @@ impl Action {
             Action::Pending { .. } => "pending",
             Action::Approve { .. } => "approve",
             Action::Reject { .. } => "reject",
+            Action::Switchover { .. } => "switchover",
         }
     }
 
@@ -532,6 +541,10 @@ impl FailoverState {
                         self.rejected.insert(k, at_ms);
                     }
                 }
+            }
+            // The catalogue record carries the new home; nothing here derives from it.
+            Action::Switchover { from, to, .. } => {
+                debug_assert_ne!(from, to, "decision {seq}: a switchover moves the home");
             }
         }
     }

@@ -430,4 +430,37 @@ impl pb::failover_server::Failover for FailoverService {
     ) -> Result<Response<pb::OperatorResponse>, Status> {
         self.act(req, crate::failover::OperatorAction::Reject).await
     }
+
+    async fn switchover(
+        &self,
+        req: Request<pb::SwitchoverRequest>,
+    ) -> Result<Response<pb::SwitchoverResponse>, Status> {
+        let r = req.into_inner();
+        let (by, reason) = operator_args(&pb::OperatorRequest {
+            id: 0,
+            by: r.by,
+            reason: r.reason,
+        })?;
+        let report = crate::switchover::switchover(&self.node, &by, &reason, &r.keyspace, &r.to)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::SwitchoverResponse {
+            keyspace: report.keyspace,
+            from: report.from,
+            to: report.to,
+            decision: report.decision,
+            shards: report
+                .shards
+                .into_iter()
+                .map(|s| pb::ShardSwitch {
+                    shard: u32::from(s.shard),
+                    leader: s.leader,
+                    pause_ms: s.pause_ms,
+                    voters: s.voters,
+                })
+                .collect(),
+            pause_ms_max: report.pause_ms_max,
+            took_ms: report.took_ms,
+        }))
+    }
 }

@@ -16,7 +16,7 @@ use meridian_crdt::Hlc;
 use meridian_georep::SessionToken;
 use meridian_types::limits::HTTP_BODY_BYTES_MAX;
 use meridian_types::wire::ServedBy;
-use meridian_types::{KeyspacePolicy, KvError, META_GROUP};
+use meridian_types::{KeyspacePolicy, KvError, NodeId, META_GROUP};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -172,6 +172,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/failover/resume", post(failover_resume))
         .route("/v1/failover/approve/{id}", post(failover_approve))
         .route("/v1/failover/reject/{id}", post(failover_reject))
+        .route(
+            "/v1/failover/switchover/{keyspace}",
+            post(failover_switchover),
+        )
         .route("/", get(crate::console::page))
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
@@ -585,14 +589,21 @@ pub fn cluster_state(node: &Node) -> serde_json::Value {
     let mut shards = Vec::new();
     for ks in node.catalog_keyspaces() {
         for s in &ks.shards {
-            let leader = node
+            let metrics = node
                 .group(s.group)
-                .and_then(|g| g.raft.metrics().borrow_watched().current_leader);
+                .map(|g| g.raft.metrics().borrow_watched().clone());
+            let leader = metrics.as_ref().and_then(|m| m.current_leader);
+            // The voters as this node's replica knows them (the catalogue's `voters` are where
+            // a switchover is taking them); absent where this node holds no replica.
+            let raft_voters: Option<Vec<NodeId>> = metrics
+                .as_ref()
+                .map(|m| m.membership_config.membership().voter_ids().collect());
             shards.push(json!({
                 "keyspace": ks.policy.name, "shard": s.shard, "group": s.group,
                 "home_region": ks.policy.home_region, "region": s.region,
                 "replication": ks.policy.replication,
                 "leader": leader, "leader_region": leader.and_then(|l| regions.get(&l).cloned()),
+                "voters": s.voters, "raft_voters": raft_voters,
             }));
         }
     }
@@ -785,6 +796,43 @@ async fn failover_reject(
 ) -> Result<Response, ApiError> {
     let id = decision_id(&id)?;
     failover_act(node, body, crate::failover::OperatorAction::Reject(id)).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwitchoverBody {
+    to: String,
+    #[serde(default)]
+    by: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /v1/failover/switchover/{keyspace}` with `{"to": REGION}`: a planned move of the
+/// keyspace's home region with RPO 0; answers when every shard has moved, with the pauses.
+async fn failover_switchover(
+    State(node): State<AppState>,
+    Path(keyspace): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let b: SwitchoverBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            format!("{e}; expected {{\"to\": \"us-west-2\", \"by\": \"alice\", \"reason\": \"maintenance\"}} (by and reason optional)"),
+        )
+    })?;
+    let by = b.by.unwrap_or_else(|| "unnamed".into());
+    let reason = b.reason.unwrap_or_default();
+    if by.is_empty() || by.len() > 128 || reason.len() > 1024 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "\"by\" must be 1 to 128 bytes and \"reason\" at most 1024".into(),
+        ));
+    }
+    let report = crate::switchover::switchover(&node, &by, &reason, &keyspace, &b.to).await?;
+    Ok(Json(report).into_response())
 }
 
 fn decision_id(id: &str) -> Result<u64, ApiError> {

@@ -20,6 +20,7 @@ pub mod observe;
 pub mod peer;
 pub mod precise;
 pub mod reconcile;
+pub mod switchover;
 pub mod transport;
 
 use std::collections::BTreeMap;

@@ -343,15 +343,30 @@ impl Node {
         self.catalog_nodes().into_iter().map(|n| n.region).collect()
     }
 
-    fn node_addr(&self, id: NodeId) -> Option<(String, String)> {
+    pub(crate) fn node_addr(&self, id: NodeId) -> Option<(String, String)> {
         self.catalog_nodes()
             .into_iter()
             .find(|n| n.id == id)
             .map(|n| (n.peer_addr, n.region))
     }
 
-    /// The keyspace named `name`. Keyspaces never change once created, so a found record is
-    /// cached; a miss is confirmed with a linearizable read of the catalogue before it is an error.
+    /// Replaces cached keyspace records the catalogue has changed since (a switchover moves a
+    /// home region and voters); the reconcile loop calls it every tick with its catalogue copy.
+    pub fn refresh_cached_keyspaces(&self, current: &[KeyspaceRecord]) {
+        let mut cache = self.keyspaces.write().unwrap();
+        for k in current {
+            if let Some(cached) = cache.get_mut(&k.policy.name) {
+                if **cached != *k {
+                    debug_assert_eq!(cached.id, k.id, "a keyspace keeps its id");
+                    *cached = Arc::new(k.clone());
+                }
+            }
+        }
+    }
+
+    /// The keyspace named `name`. A found record is cached (the reconcile loop refreshes it when
+    /// the catalogue changes it); a miss is confirmed with a linearizable read of the catalogue
+    /// before it is an error.
     pub async fn keyspace(self: &Arc<Self>, name: &str) -> Result<Arc<KeyspaceRecord>, KvError> {
         if let Some(k) = self.keyspaces.read().unwrap().get(name) {
             return Ok(k.clone());
@@ -388,17 +403,7 @@ impl Node {
         policy: KeyspacePolicy,
     ) -> Result<KeyspaceRecord, KvError> {
         // Placement must see every node that has joined, not this node's possibly lagging copy.
-        let op = Op::Scan {
-            prefix: catalog::NODE_PREFIX.as_bytes().to_vec(),
-            limit: usize::MAX,
-            consistency: ReadConsistencyWire::Linearizable,
-            needs: Vec::new(),
-        };
-        let rows = self.execute(META_GROUP, op, 0).await?.rows;
-        let nodes: Vec<NodeRecord> = rows
-            .iter()
-            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
-            .collect();
+        let nodes = self.catalog_nodes_linearizable().await?;
         let regions: BTreeSet<String> = nodes.iter().map(|n| n.region.clone()).collect();
         policy.validate(&regions)?;
         let shards = meridian_control::place_keyspace(&policy, &nodes, &self.matrix)?;
@@ -421,6 +426,21 @@ impl Node {
             )));
         }
         Ok(record)
+    }
+
+    /// Every node of the catalogue, read linearizably from the metadata group.
+    pub async fn catalog_nodes_linearizable(self: &Arc<Self>) -> Result<Vec<NodeRecord>, KvError> {
+        let op = Op::Scan {
+            prefix: catalog::NODE_PREFIX.as_bytes().to_vec(),
+            limit: usize::MAX,
+            consistency: ReadConsistencyWire::Linearizable,
+            needs: Vec::new(),
+        };
+        let rows = self.execute(META_GROUP, op, 0).await?.rows;
+        Ok(rows
+            .iter()
+            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+            .collect())
     }
 
     /// Every keyspace, read linearizably from the metadata group.
@@ -1510,7 +1530,11 @@ impl Handler for Node {
             } => PeerResponse::Bucket(self.antientropy_bucket(group, bucket, after)),
             // Operations, joins and shipping need `Arc<Node>`; the server wraps the node (see
             // `NodeHandler`).
-            PeerRequest::Op { .. } | PeerRequest::Join(_) | PeerRequest::Ship { .. } => {
+            PeerRequest::Op { .. }
+            | PeerRequest::Join(_)
+            | PeerRequest::Ship { .. }
+            | PeerRequest::Reconfigure { .. }
+            | PeerRequest::TakeLeadership { .. } => {
                 unreachable!("served by NodeHandler")
             }
         }
@@ -1554,6 +1578,12 @@ impl Handler for NodeHandler {
             PeerRequest::Ship { dest, batch } => {
                 PeerResponse::Ship(self.0.receive_ship(dest, batch).await)
             }
+            PeerRequest::Reconfigure { group, change } => PeerResponse::Reconfigure(
+                crate::switchover::serve_reconfigure(&self.0, group, change).await,
+            ),
+            PeerRequest::TakeLeadership { group } => PeerResponse::TookLeadership(
+                crate::switchover::serve_take_leadership(&self.0, group).await,
+            ),
             raft => self.0.handle(from, raft).await,
         }
     }

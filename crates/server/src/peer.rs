@@ -4,7 +4,7 @@ use meridian_consensus::{RaftRequest, RaftResponse};
 use meridian_crdt::Hlc;
 use meridian_types::catalog::NodeRecord;
 use meridian_types::wire::{Command, CommandResult, ServedBy, ShipBatch};
-use meridian_types::{GroupId, KvError, ReadConsistency};
+use meridian_types::{GroupId, KvError, NodeId, ReadConsistency};
 use serde::{Deserialize, Serialize};
 
 /// One operation on one group, as forwarded between nodes.
@@ -144,6 +144,27 @@ pub enum PeerRequest {
         bucket: u32,
         after: Option<Vec<u8>>,
     },
+    /// A switchover step on `group`'s leader (see `switchover.rs`).
+    Reconfigure {
+        group: GroupId,
+        change: VoterChange,
+    },
+    /// Asks this node to take `group`'s leadership (a switchover's hand-over): answered with
+    /// the write pause it measured.
+    TakeLeadership {
+        group: GroupId,
+    },
+}
+
+/// A change a switchover asks of a group's leader.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum VoterChange {
+    /// Makes these learners voters once they have caught up (joint consensus).
+    AddVoters(Vec<NodeId>),
+    /// Makes these voters learners (joint consensus); never the leader itself.
+    RemoveVoters(Vec<NodeId>),
+    /// Hands leadership to this voter.
+    TransferTo(NodeId),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -159,4 +180,8 @@ pub enum PeerResponse {
     Ship(Result<(bool, u64, u64), KvError>),
     Digest(Result<meridian_georep::antientropy::Digest, KvError>),
     Bucket(Result<meridian_georep::antientropy::BucketPage, KvError>),
+    /// `Ok(None)`: done; `Ok(Some(id))`: this node does not lead the group, `id` may.
+    Reconfigure(Result<Option<NodeId>, KvError>),
+    /// The write pause in milliseconds, as the new leader measured it.
+    TookLeadership(Result<u64, KvError>),
 }

@@ -78,7 +78,9 @@ pub async fn tick(node: &Arc<Node>) {
         }
         observe_leader(node, &meta, "meta", 0);
     }
-    for ks in node.catalog_keyspaces() {
+    let keyspaces = node.catalog_keyspaces();
+    node.refresh_cached_keyspaces(&keyspaces);
+    for ks in keyspaces {
         for shard in &ks.shards {
             if !shard.replicas().any(|n| n == node.id()) {
                 continue;
@@ -340,8 +342,8 @@ fn deciding_entry(node: &Node, from: Option<&str>, to: Option<&str>) -> Option<u
     }
     let to = to?;
     let log = crate::failover::local_log(node).ok()?;
-    // The latest decision about `to`, if it is a failback of the last few minutes (an older one
-    // is not what moved this leader).
+    // The latest decision about `to`, if it is a failback or a switchover of the last few
+    // minutes (an older one is not what moved this leader).
     let latest = log.iter().rev().find_map(|e| {
         let executed = match &e.action {
             Action::Approve { decision, .. } => &**decision,
@@ -349,6 +351,7 @@ fn deciding_entry(node: &Node, from: Option<&str>, to: Option<&str>) -> Option<u
         };
         match executed {
             Action::Failback { region } if region == to => Some((e, true)),
+            Action::Switchover { to: region, .. } if region == to => Some((e, true)),
             Action::Failover { region, .. } if region == to => Some((e, false)),
             _ => None,
         }
