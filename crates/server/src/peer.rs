@@ -163,6 +163,8 @@ pub enum VoterChange {
     AddVoters(Vec<NodeId>),
     /// Makes these voters learners (joint consensus); never the leader itself.
     RemoveVoters(Vec<NodeId>),
+    /// As `RemoveVoters`, skipping the leader if it is one of them.
+    RemoveVotersButLeader(Vec<NodeId>),
     /// Hands leadership to this voter.
     TransferTo(NodeId),
 }
@@ -182,6 +184,6 @@ pub enum PeerResponse {
     Bucket(Result<meridian_georep::antientropy::BucketPage, KvError>),
     /// `Ok(None)`: done; `Ok(Some(id))`: this node does not lead the group, `id` may.
     Reconfigure(Result<Option<NodeId>, KvError>),
-    /// The write pause in milliseconds, as the new leader measured it.
-    TookLeadership(Result<u64, KvError>),
+    /// The hand-over as the new leader measured it.
+    TookLeadership(Result<crate::switchover::HandOver, KvError>),
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::ChangeMembers;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use meridian_control::failover::Action;
 use meridian_types::catalog::{self, KeyspaceRecord, ShardPlacement};
@@ -53,6 +53,8 @@ pub struct ShardSwitch {
     pub leader: NodeId,
     /// Milliseconds in which the shard accepted no write (0 when its leader was there already).
     pub pause_ms: u64,
+    /// Where the pause went (see [`HandOver`]).
+    pub hand_over: HandOver,
     pub voters: Vec<NodeId>,
 }
 
@@ -256,13 +258,23 @@ async fn move_shard(
         )
         .await?;
     }
+    if !leaving.is_empty() {
+        // Every old voter but the leader stops voting first, so that the new region's voters
+        // alone are a quorum of what remains (n new voters and the old leader): the hand-over's
+        // election and first commit then need no WAN round trip, and only the hand-over
+        // message crosses the WAN while writes pause. With all old voters still in, both
+        // would wait for an old-region vote, and for the new leader to find, by binary search
+        // over the WAN, where an old-region follower's log matches.
+        let others = VoterChange::RemoveVotersButLeader(leaving.clone());
+        reconfigure(node, target.group, others, deadline).await?;
+    }
     let Some(&taker) = new_voters.iter().find(|v| in_to(v)) else {
         return Err(KvError::FailedPrecondition(format!(
             "shard {} has no voter in {to:?} to lead it",
             target.shard
         )));
     };
-    let (leader, pause_ms) = take_leadership(node, target.group, taker, deadline).await?;
+    let (leader, hand_over) = take_leadership(node, target.group, taker, deadline).await?;
     if !leaving.is_empty() {
         reconfigure(
             node,
@@ -276,7 +288,8 @@ async fn move_shard(
         shard: target.shard,
         group: target.group,
         leader,
-        pause_ms,
+        pause_ms: hand_over.pause_ms,
+        hand_over,
         voters: new_voters,
     })
 }
@@ -288,7 +301,7 @@ async fn take_leadership(
     group: GroupId,
     taker: NodeId,
     deadline: Instant,
-) -> Result<(NodeId, u64), KvError> {
+) -> Result<(NodeId, HandOver), KvError> {
     loop {
         let req = PeerRequest::TakeLeadership { group };
         let answer = match call(node, taker, req, deadline).await {
@@ -297,7 +310,7 @@ async fn take_leadership(
             Err(e) => Err(e),
         };
         match answer {
-            Ok(pause_ms) => return Ok((taker, pause_ms)),
+            Ok(hand_over) => return Ok((taker, hand_over)),
             Err(e) if Instant::now() < deadline && e.is_retriable() => {
                 tracing::debug!(group, taker, error = %e, "hand-over retried");
                 tokio::time::sleep(RETRY).await;
@@ -396,9 +409,22 @@ fn wrong_reply() -> KvError {
 
 // ---- the steps, on the nodes that carry them out ----
 
+/// A hand-over as the node taking leadership measured it, each figure in milliseconds since
+/// it asked the old leader to hand over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandOver {
+    /// Until its first entry of the new term committed: the write pause (an upper bound: the
+    /// old leader stopped accepting writes only when the request reached it).
+    pub pause_ms: u64,
+    /// Until the old leader answered that it had started the hand-over.
+    pub answered_ms: u64,
+    /// Until a new leader was elected.
+    pub elected_ms: u64,
+}
+
 /// On a node that should lead `g`'s group: asks the leader to hand over and waits until a
 /// leader in this node's region has committed an entry of its term. Returns the pause.
-pub async fn serve_take_leadership(node: &Arc<Node>, group: GroupId) -> Result<u64, KvError> {
+pub async fn serve_take_leadership(node: &Arc<Node>, group: GroupId) -> Result<HandOver, KvError> {
     let g = node.group(group).ok_or_else(|| {
         KvError::Unavailable(format!(
             "node {} holds no replica of group {group} yet",
@@ -407,6 +433,7 @@ pub async fn serve_take_leadership(node: &Arc<Node>, group: GroupId) -> Result<u
     })?;
     let me = node.id();
     let region = node.cfg.region.clone();
+    let leader_before = g.raft.metrics().borrow_watched().current_leader;
     // A leader in this region whose term has a committed entry here: writes flow again.
     let settled = |m: &openraft::RaftMetrics<meridian_consensus::TypeConfig>| {
         let leader_here = m.current_leader.is_some_and(|l| {
@@ -422,22 +449,40 @@ pub async fn serve_take_leadership(node: &Arc<Node>, group: GroupId) -> Result<u
         leader_here && term_applied
     };
     if settled(&g.raft.metrics().borrow_watched()) {
-        return Ok(0);
+        return Ok(HandOver::default());
     }
     let asked = Instant::now();
     let deadline = asked + HAND_OVER_WAIT;
+    let ms = |since: Instant| since.elapsed().as_millis() as u64;
     reconfigure(node, group, VoterChange::TransferTo(me), deadline).await?;
-    match g
-        .raft
-        .wait(Some(deadline.saturating_duration_since(Instant::now())))
-        .metrics(settled, "switchover hand-over")
-        .await
-    {
-        Ok(_) => Ok(asked.elapsed().as_millis() as u64),
-        Err(e) => Err(KvError::Unavailable(format!(
+    let answered_ms = ms(asked);
+    let failed = |e: openraft::metrics::WaitError| {
+        KvError::Unavailable(format!(
             "leadership of group {group} did not reach {region} within {HAND_OVER_WAIT:?} ({e}); retry the switchover"
-        ))),
-    }
+        ))
+    };
+    let remaining = || Some(deadline.saturating_duration_since(Instant::now()));
+    g.raft
+        .wait(remaining())
+        .metrics(
+            |m| m.current_leader.is_some() && m.current_leader != leader_before,
+            "switchover: a new leader",
+        )
+        .await
+        .map_err(failed)?;
+    let elected_ms = ms(asked);
+    g.raft
+        .wait(remaining())
+        .metrics(settled, "switchover: the new term's first commit")
+        .await
+        .map_err(failed)?;
+    let hand_over = HandOver {
+        pause_ms: ms(asked),
+        answered_ms,
+        elected_ms,
+    };
+    tracing::info!(group, ?hand_over, "took leadership for a switchover");
+    Ok(hand_over)
 }
 
 /// On `group`'s leader: carries out `change`. `Ok(Some(id))` when this node does not lead.
@@ -465,8 +510,9 @@ pub async fn serve_reconfigure(
     let raft_err = |e: &dyn std::fmt::Display| {
         KvError::Unavailable(format!("group {group}: membership change deferred: {e}"))
     };
-    match change {
+    match &change {
         VoterChange::TransferTo(to) => {
+            let to = *to;
             if !voters.contains(&to) {
                 return Err(KvError::FailedPrecondition(format!(
                     "node {to} is not a voter of group {group}"
@@ -482,7 +528,11 @@ pub async fn serve_reconfigure(
             Ok(None)
         }
         VoterChange::AddVoters(ids) => {
-            let add: BTreeSet<NodeId> = ids.into_iter().filter(|id| !voters.contains(id)).collect();
+            let add: BTreeSet<NodeId> = ids
+                .iter()
+                .copied()
+                .filter(|id| !voters.contains(id))
+                .collect();
             if add.is_empty() {
                 return Ok(None);
             }
@@ -493,9 +543,13 @@ pub async fn serve_reconfigure(
                 .map_err(|e| raft_err(&e))?;
             Ok(None)
         }
-        VoterChange::RemoveVoters(ids) => {
-            let remove: BTreeSet<NodeId> =
-                ids.into_iter().filter(|id| voters.contains(id)).collect();
+        VoterChange::RemoveVoters(ids) | VoterChange::RemoveVotersButLeader(ids) => {
+            let but_leader = matches!(change, VoterChange::RemoveVotersButLeader(_));
+            let remove: BTreeSet<NodeId> = ids
+                .iter()
+                .copied()
+                .filter(|id| voters.contains(id) && !(but_leader && *id == node.id()))
+                .collect();
             if remove.is_empty() {
                 return Ok(None);
             }
