@@ -158,6 +158,11 @@ impl Freshness {
             .map(|at| now_ms.saturating_sub(at))
     }
 
+    /// The newest promise received: (commit index, time on this node's freshness clock).
+    pub fn latest(&self) -> Option<(u64, u64)> {
+        self.samples.lock().unwrap().back().copied()
+    }
+
     /// Why the latest stamp was dropped, if it was.
     pub fn refused(&self) -> Option<String> {
         self.refused.lock().unwrap().clone()

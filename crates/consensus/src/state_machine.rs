@@ -684,6 +684,18 @@ impl StateMachine {
             (Command::Update { key, op, hlc: None }, false) => {
                 return self.apply_update_sync(key, op, batch, overlay)
             }
+            (Command::Load { rows }, false) => {
+                let changed = rows.len() as u64;
+                for (key, value) in rows {
+                    batch.put(Table::Data, keys::data_key(self.group, &key), value.clone());
+                    overlay.insert(key, Some(value));
+                }
+                return Ok(CommandResult {
+                    succeeded: true,
+                    changed,
+                    ..Default::default()
+                });
+            }
             (Command::Repair { source, writes }, true) if source != self.group => {
                 let mut changed = 0;
                 for w in writes {
@@ -718,7 +730,7 @@ impl StateMachine {
                 false,
             )
             | (cmd @ (Command::Put { .. } | Command::Delete { .. } | Command::Cas { .. }), true)
-            | (cmd @ Command::Repair { .. }, true)
+            | (cmd @ (Command::Repair { .. } | Command::Load { .. }), true)
             | (cmd @ (Command::Update { .. } | Command::Idempotent { .. }), _) => {
                 // The node routes by keyspace type; a command of the other kind (or a repair
                 // from the group itself) is refused (deterministically, on every replica)
@@ -739,7 +751,8 @@ impl StateMachine {
             | Command::Idempotent { .. }
             | Command::Ship(_)
             | Command::Repair { .. }
-            | Command::Purge { .. } => {
+            | Command::Purge { .. }
+            | Command::Load { .. } => {
                 unreachable!("handled above")
             }
             Command::Cas {
@@ -934,6 +947,26 @@ pub fn read(
         return Ok(read_versioned(engine, group, key)?.and_then(|v| v.render()));
     }
     engine.get(Table::Data, &keys::data_key(group, key))
+}
+
+/// Up to `limit` stored rows of sync group `group` after key `after` (from the first key when
+/// `None`), in key order: what a promotion copies into the next epoch's group.
+pub fn rows_after(
+    engine: &SharedEngine,
+    group: GroupId,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> meridian_storage::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    debug_assert!(!is_async_group(group), "rows of a sync group");
+    let start = match after {
+        Some(k) => [keys::data_key(group, k).as_slice(), &[0]].concat(),
+        None => keys::data_key(group, b""),
+    };
+    let rows = engine.scan(Table::Data, &start, &keys::group_end(group), limit)?;
+    Ok(rows
+        .into_iter()
+        .map(|(k, v)| (keys::user_key(&k).to_vec(), v))
+        .collect())
 }
 
 /// Reads up to `limit` keys of a group starting with `prefix`, in key order.

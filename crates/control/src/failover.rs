@@ -328,6 +328,25 @@ pub enum Action {
         from: String,
         to: String,
     },
+    /// A promotion of a `survive = "zone"` keyspace whose home region `from` is down: the most
+    /// caught-up replicas in `to` become the voters of a new group per shard at `epoch`, forced
+    /// from the survivors; anything of an older epoch is fenced. Entries the promoted replicas
+    /// never received are lost, and reported (see `Promoted`).
+    Promote {
+        keyspace: String,
+        from: String,
+        to: String,
+        epoch: u64,
+    },
+    /// A promotion was carried out: the new epoch's groups are in the catalogue. At least
+    /// `lost_entries_at_least` entries the old home had committed never reached the promoted
+    /// replicas (the exact tail is known when the old region returns; see
+    /// `GET /v1/failover/lost-tail/{keyspace}`).
+    Promoted {
+        keyspace: String,
+        epoch: u64,
+        lost_entries_at_least: u64,
+    },
 }
 
 impl Action {
@@ -341,6 +360,8 @@ impl Action {
             Action::Approve { .. } => "approve",
             Action::Reject { .. } => "reject",
             Action::Switchover { .. } => "switchover",
+            Action::Promote { .. } => "promote",
+            Action::Promoted { .. } => "promoted",
         }
     }
 
@@ -350,6 +371,7 @@ impl Action {
             Action::Failover { region, .. } | Action::Failback { region } => {
                 Some(format!("{}:{region}", self.name()))
             }
+            Action::Promote { keyspace, .. } => Some(format!("promote:{keyspace}")),
             _ => None,
         }
     }
@@ -358,7 +380,10 @@ impl Action {
     pub fn executes_placement(&self) -> bool {
         matches!(
             self,
-            Action::Failover { .. } | Action::Failback { .. } | Action::Approve { .. }
+            Action::Failover { .. }
+                | Action::Failback { .. }
+                | Action::Approve { .. }
+                | Action::Promote { .. }
         )
     }
 }
@@ -473,6 +498,9 @@ pub struct FailoverState {
     /// propose the same again for a base hold-down.
     #[serde(default)]
     pub rejected: BTreeMap<String, u64>,
+    /// Per keyspace: the epoch its latest executed promotion moved it to.
+    #[serde(default)]
+    pub promoted: BTreeMap<String, u64>,
     /// The last entry applied: its sequence number and hash.
     pub head: Option<(u64, String)>,
 }
@@ -546,6 +574,16 @@ impl FailoverState {
             Action::Switchover { from, to, .. } => {
                 debug_assert_ne!(from, to, "decision {seq}: a switchover moves the home");
             }
+            Action::Promote {
+                keyspace, epoch, ..
+            } => {
+                let before = self.promoted.insert(keyspace.clone(), *epoch);
+                debug_assert!(
+                    before.is_none_or(|e| e < *epoch),
+                    "decision {seq}: a promotion moves {keyspace} to a newer epoch"
+                );
+            }
+            Action::Promoted { .. } => {}
         }
     }
 
@@ -563,6 +601,9 @@ impl FailoverState {
         match action {
             Action::Failover { region, .. } => !self.evacuated.contains_key(region),
             Action::Failback { region } => self.evacuated.contains_key(region),
+            Action::Promote {
+                keyspace, epoch, ..
+            } => self.promoted.get(keyspace).is_none_or(|e| e < epoch),
             _ => true,
         }
     }
@@ -614,7 +655,53 @@ impl Controller {
         now_ms: u64,
         wall_ms: u64,
     ) -> Vec<Proposal> {
+        Self::decide_with(cfg, state, views, &[], now_ms, wall_ms)
+    }
+
+    /// As `decide`, and promotions of `survive = "zone"` keyspaces whose home region is down:
+    /// `promotion = "auto"` ones once it has been down for their `promotion_after_ms`, manual
+    /// ones as a pending decision at once (an operator approves it).
+    pub fn decide_with(
+        cfg: &FailoverConfig,
+        state: &FailoverState,
+        views: &BTreeMap<String, RegionView>,
+        zoned: &[ZoneKeyspace],
+        now_ms: u64,
+        wall_ms: u64,
+    ) -> Vec<Proposal> {
         let mut wanted = Vec::new();
+        let mut manual = Vec::new();
+        for k in zoned {
+            let Some(v) = views.get(&k.home).filter(|v| v.health == Health::Down) else {
+                continue;
+            };
+            let Some(to) = &k.to else { continue };
+            let action = Action::Promote {
+                keyspace: k.name.clone(),
+                from: k.home.clone(),
+                to: to.clone(),
+                epoch: k.epoch + 1,
+            };
+            if !state.applies(&action) {
+                continue;
+            }
+            let down_for = now_ms.saturating_sub(v.since_ms);
+            let reason = format!(
+                "{} (survive = \"zone\") has lost its home region {}: down for {down_for} ms, unheard by {:?}; its replicas in {to} take over at epoch {}",
+                k.name,
+                k.home,
+                v.unheard_by,
+                k.epoch + 1
+            );
+            match k.after_ms {
+                Some(after) if down_for >= after => wanted.push(Proposal { action, reason }),
+                Some(_) => {}
+                None => manual.push(Proposal {
+                    action,
+                    reason: format!("promotion = \"manual\": {reason}"),
+                }),
+            }
+        }
         for (region, v) in views {
             let evacuated = state.evacuated.get(region);
             match (evacuated, v.health) {
@@ -679,11 +766,20 @@ impl Controller {
                 .and_then(|k| state.rejected.get(&k))
                 .is_none_or(|at| wall_ms.saturating_sub(*at) >= cfg.holddown_ms)
         });
-        if !state.paused {
-            return wanted;
-        }
+        manual.retain(|p| {
+            p.action
+                .kind_key()
+                .and_then(|k| state.rejected.get(&k))
+                .is_none_or(|at| wall_ms.saturating_sub(*at) >= cfg.holddown_ms)
+        });
+        let (mut held, wanted) = if state.paused {
+            (wanted, Vec::new())
+        } else {
+            (Vec::new(), wanted)
+        };
+        held.extend(manual);
         let mut next_id = state.head.as_ref().map_or(0, |(s, _)| s + 1);
-        wanted
+        let pending: Vec<Proposal> = held
             .into_iter()
             .filter(|p| {
                 !state
@@ -695,15 +791,33 @@ impl Controller {
                 let id = next_id;
                 next_id += 1;
                 Proposal {
-                    reason: format!("paused: waits for an operator ({})", p.reason),
+                    reason: if state.paused {
+                        format!("paused: waits for an operator ({})", p.reason)
+                    } else {
+                        format!("waits for an operator ({})", p.reason)
+                    },
                     action: Action::Pending {
                         id,
                         decision: Box::new(p.action),
                     },
                 }
             })
-            .collect()
+            .collect();
+        wanted.into_iter().chain(pending).collect()
     }
+}
+
+/// A `survive = "zone"` keyspace, as the controller sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneKeyspace {
+    pub name: String,
+    pub home: String,
+    pub epoch: u64,
+    /// `promotion = "auto"`: how long the home region must be down first; `None`: manual.
+    pub after_ms: Option<u64>,
+    /// The region a promotion would move it to (the nearest listed region with live
+    /// replicas), if any.
+    pub to: Option<String>,
 }
 
 /// The hold-down a region gets if it fails now: doubled (up to the cap) when it fails again

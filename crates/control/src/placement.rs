@@ -89,6 +89,7 @@ pub fn place_keyspace(
                 region: None,
                 voters,
                 learners,
+                seed: None,
             }
         })
         .collect();
@@ -156,6 +157,7 @@ fn place_async(
                 region: Some(region.clone()),
                 voters: voters.iter().map(|n| n.id).collect(),
                 learners: learners.iter().map(|n| n.id).collect(),
+                seed: None,
             });
         }
     }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use meridian_crdt::{Hlc, Op as MergeOp};
 use meridian_georep::SessionToken;
 use meridian_types::catalog::KeyspaceRecord;
-use meridian_types::ids::{group_id, group_keyspace, group_shard, is_async_group};
+use meridian_types::ids::{group_keyspace, group_shard, is_async_group, sync_group_id};
 use meridian_types::limits::SCAN_LIMIT_DEFAULT;
 use meridian_types::wire::{Command, CommandResult, ServedBy};
 use meridian_types::{shard_for_key, Conflict, GroupId, KvError, ReadConsistency};
@@ -61,7 +61,14 @@ fn consistency(
 /// request passes through; nothing is stored here).
 fn group_for(node: &Node, ks: &KeyspaceRecord, shard: u16) -> GroupId {
     if !ks.is_async() {
-        return group_id(ks.id, shard);
+        // The group of the keyspace's current epoch (a promotion replaces every shard's group).
+        let g = ks.shards[usize::from(shard)].group;
+        debug_assert_eq!(
+            g,
+            sync_group_id(ks.id, shard, ks.epoch),
+            "shards are in order"
+        );
+        return g;
     }
     let here = &node.cfg.region;
     let region = if ks.policy.regions.contains(here) {

@@ -560,7 +560,8 @@ pub async fn tick(node: &Arc<Node>) {
     for (region, v) in &views {
         tracing::trace!(%region, health = v.health.as_str(), bad_share = v.bad_share, samples = v.samples, write_p99 = ?v.write_p99_ms, fsync_p99 = ?v.fsync_p99_ms, since_ms = v.since_ms, now_ms, "region health");
     }
-    let proposals = Controller::decide(&cfg, &state, &views, now_ms, wall_ms);
+    let zoned = zoned_keyspaces(node, &views);
+    let proposals = Controller::decide_with(&cfg, &state, &views, &zoned, now_ms, wall_ms);
     let by = format!("controller@{}", node.id());
     for p in proposals {
         let wanted = same_decision(&p.action);
@@ -572,7 +573,7 @@ pub async fn tick(node: &Arc<Node>) {
             views.clone(),
             |s| {
                 // Decided on a possibly stale state: decide again on the committed one.
-                let again = Controller::decide(&cfg, s, &views, now_ms, wall_ms);
+                let again = Controller::decide_with(&cfg, s, &views, &zoned, now_ms, wall_ms);
                 again
                     .into_iter()
                     .map(|q| q.action)
@@ -590,6 +591,51 @@ pub async fn tick(node: &Arc<Node>) {
             }
         }
     }
+    crate::promotion::drive(node);
+}
+
+/// The `survive = "zone"` keyspaces, with where a promotion would take each: the nearest
+/// listed region, other than the home, that holds replicas and is not judged down.
+fn zoned_keyspaces(
+    node: &Node,
+    views: &BTreeMap<String, RegionView>,
+) -> Vec<meridian_control::failover::ZoneKeyspace> {
+    let regions = node.regions_by_node();
+    node.catalog_keyspaces()
+        .into_iter()
+        .filter(|k| {
+            k.policy.replication == meridian_types::Replication::Sync
+                && k.policy.survive == meridian_types::Survive::Zone
+        })
+        .map(|k| {
+            let home = k.policy.home_region.clone().unwrap_or_default();
+            let to = k
+                .policy
+                .regions
+                .iter()
+                .filter(|r| **r != home)
+                .filter(|r| {
+                    views
+                        .get(*r)
+                        .is_none_or(|v| v.health != meridian_control::failover::Health::Down)
+                })
+                .filter(|r| {
+                    k.shards.iter().all(|s| {
+                        s.replicas()
+                            .any(|n| regions.get(&n).is_some_and(|nr| nr == *r))
+                    })
+                })
+                .min_by_key(|r| ((node.matrix.rtt_ms(&home, r) * 1000.0) as u64, (*r).clone()))
+                .cloned();
+            meridian_control::failover::ZoneKeyspace {
+                name: k.policy.name.clone(),
+                home,
+                epoch: k.epoch,
+                after_ms: k.policy.promotion_after(),
+                to,
+            }
+        })
+        .collect()
 }
 
 /// What makes two decisions the same one: the action and, for a pending one, what it holds.

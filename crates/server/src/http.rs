@@ -176,6 +176,7 @@ pub fn router(node: Arc<Node>) -> Router {
             "/v1/failover/switchover/{keyspace}",
             post(failover_switchover),
         )
+        .route("/v1/failover/lost-tail/{keyspace}", get(failover_lost_tail))
         .route("/", get(crate::console::page))
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
@@ -833,6 +834,14 @@ async fn failover_switchover(
     }
     let report = crate::switchover::switchover(&node, &by, &reason, &keyspace, &b.to).await?;
     Ok(Json(report).into_response())
+}
+
+/// `GET /v1/failover/lost-tail/{keyspace}`: what each promotion of the keyspace lost.
+async fn failover_lost_tail(
+    State(node): State<AppState>,
+    Path(keyspace): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(crate::promotion::lost_tail_report(&node, &keyspace).await?).into_response())
 }
 
 fn decision_id(id: &str) -> Result<u64, ApiError> {

@@ -19,6 +19,7 @@ pub mod node;
 pub mod observe;
 pub mod peer;
 pub mod precise;
+pub mod promotion;
 pub mod reconcile;
 pub mod switchover;
 pub mod transport;
@@ -153,6 +154,7 @@ pub async fn start_node(
     tokio::spawn(reconcile::join(node.clone()));
     tokio::spawn(reconcile::run(node.clone()));
     tokio::spawn(campaign::run(node.clone()));
+    tokio::spawn(promotion::lease_loop(node.clone()));
     tokio::spawn(observe::probe_loop(node.clone()));
     tokio::spawn(observe::liveness_loop(node.clone()));
     Ok(node)

@@ -98,6 +98,8 @@ pub struct Node {
     pub(crate) antientropy: Mutex<BTreeMap<GroupId, RunningAntiEntropy>>,
     /// When a lag-budget warning was last logged (at most one per 10 s).
     lag_alert_logged: Mutex<Option<Instant>>,
+    /// Epoch leases, frozen replicas and running promotion steps (see `crate::promotion`).
+    pub(crate) promotions: crate::promotion::Promotions,
 }
 
 pub(crate) struct RunningAntiEntropy {
@@ -185,6 +187,7 @@ impl Node {
             shippers: Mutex::new(BTreeMap::new()),
             antientropy: Mutex::new(BTreeMap::new()),
             lag_alert_logged: Mutex::new(None),
+            promotions: Default::default(),
         }
     }
 
@@ -211,10 +214,21 @@ impl Node {
         self.groups.read().unwrap().values().cloned().collect()
     }
 
+    /// Stops running group `id` here (its data stays in the engine); the caller shuts it down.
+    pub(crate) fn remove_group(&self, id: GroupId) -> Option<Group> {
+        self.ready_terms.lock().unwrap().remove(&id);
+        self.groups.write().unwrap().remove(&id)
+    }
+
     /// Opens group `id` if this node does not run it yet.
     pub async fn ensure_group(self: &Arc<Self>, id: GroupId) -> Result<Group, String> {
         if let Some(g) = self.group(id) {
             return Ok(g);
+        }
+        if self.promotions.is_frozen(id) {
+            return Err(format!(
+                "group {id} was frozen here for a promotion and is not reopened"
+            ));
         }
         let rpc: Arc<dyn RaftRpc> = Arc::new(Rpc {
             transport: self.transport.clone(),
@@ -411,6 +425,7 @@ impl Node {
             id: meridian_types::ids::keyspace_id(&policy.name),
             policy,
             shards,
+            epoch: 0,
         };
         let value = serde_json::to_vec(&record).expect("records encode");
         let cmd = Command::Cas {
@@ -593,6 +608,18 @@ impl Node {
         };
         match op {
             Op::Write(cmd) => {
+                // A zone keyspace's leader writes only under its epoch lease (fencing).
+                let load = matches!(cmd.inner(), Command::Load { .. });
+                if g.raft.is_leader() {
+                    let access = if load {
+                        crate::promotion::Access::Load
+                    } else {
+                        crate::promotion::Access::Write
+                    };
+                    if let Err(e) = crate::promotion::admit(self, group, access).await {
+                        return Attempt::Done(Err(e));
+                    }
+                }
                 let cmd = match self.prepare_write(&g, cmd).await {
                     Ok(c) => c,
                     Err(e) => return Attempt::Done(Err(e)),
@@ -608,6 +635,15 @@ impl Node {
                 };
                 let started = Instant::now();
                 match g.raft.client_write(cmd).await {
+                    Ok(_) if crate::promotion::still_admitted(self, group).is_err() => {
+                        // Committed, but the epoch lease ran out meanwhile: a promotion may
+                        // have opened a newer epoch, so this is not acknowledged (and, if
+                        // lost, is in the promotion's reported tail).
+                        let why = crate::promotion::still_admitted(self, group).unwrap_err();
+                        Attempt::Done(Err(KvError::Unavailable(format!(
+                            "{why}; the write may or may not have been applied"
+                        ))))
+                    }
                     Ok(resp) => {
                         self.write_latency.record(started.elapsed());
                         self.write_outcomes.record(true);
@@ -651,6 +687,12 @@ impl Node {
                 let c = ReadConsistency::from(*consistency);
                 if is_async_group(group) {
                     return self.async_read(&g, op, c, needs, hops == 0).await;
+                }
+                if c != ReadConsistency::Eventual {
+                    let access = crate::promotion::Access::Read;
+                    if let Err(e) = crate::promotion::admit(self, group, access).await {
+                        return Attempt::Done(Err(e));
+                    }
                 }
                 let bound = match c {
                     ReadConsistency::Linearizable => None,
@@ -1534,7 +1576,8 @@ impl Handler for Node {
             | PeerRequest::Join(_)
             | PeerRequest::Ship { .. }
             | PeerRequest::Reconfigure { .. }
-            | PeerRequest::TakeLeadership { .. } => {
+            | PeerRequest::TakeLeadership { .. }
+            | PeerRequest::ReplicaState { .. } => {
                 unreachable!("served by NodeHandler")
             }
         }
@@ -1583,6 +1626,9 @@ impl Handler for NodeHandler {
             ),
             PeerRequest::TakeLeadership { group } => PeerResponse::TookLeadership(
                 crate::switchover::serve_take_leadership(&self.0, group).await,
+            ),
+            PeerRequest::ReplicaState { group, freeze } => PeerResponse::ReplicaState(
+                crate::promotion::serve_replica_state(&self.0, group, freeze).await,
             ),
             raft => self.0.handle(from, raft).await,
         }

@@ -154,6 +154,12 @@ pub enum PeerRequest {
     TakeLeadership {
         group: GroupId,
     },
+    /// A promotion asks how far this node's replica of `group` got; with `freeze`, the replica
+    /// stops first (it is the one the new epoch starts from).
+    ReplicaState {
+        group: GroupId,
+        freeze: bool,
+    },
 }
 
 /// A change a switchover asks of a group's leader.
@@ -186,4 +192,5 @@ pub enum PeerResponse {
     Reconfigure(Result<Option<NodeId>, KvError>),
     /// The hand-over as the new leader measured it.
     TookLeadership(Result<crate::switchover::HandOver, KvError>),
+    ReplicaState(Result<crate::promotion::ReplicaState, KvError>),
 }

@@ -107,6 +107,7 @@ pub async fn tick(node: &Arc<Node>) {
             observe_leader(node, &g, &ks.policy.name, shard.shard);
         }
     }
+    crate::promotion::reconcile(node, &node.catalog_keyspaces()).await;
     update_leader_gauges(node);
     crate::observe::measure_lag(node);
     crate::failover::tick(node).await;

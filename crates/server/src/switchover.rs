@@ -190,12 +190,13 @@ async fn planned(
                 .into_iter()
                 .filter(|n| replicas.contains(&n.id))
                 .collect();
-            let placed = meridian_control::place_keyspace(&target.policy, &nodes, &node.matrix)?;
-            for (new, old) in placed.iter().zip(&record.shards) {
-                assert_eq!(
-                    new.group, old.group,
-                    "a switchover keeps every shard's group"
-                );
+            let mut placed =
+                meridian_control::place_keyspace(&target.policy, &nodes, &node.matrix)?;
+            for (new, old) in placed.iter_mut().zip(&record.shards) {
+                assert_eq!(new.shard, old.shard, "shards are placed in order");
+                // The group of the current epoch (placement names epoch 0's).
+                new.group = old.group;
+                new.seed = old.seed.clone();
                 debug_assert_eq!(
                     new.replicas().collect::<BTreeSet<_>>(),
                     old.replicas().collect::<BTreeSet<_>>(),

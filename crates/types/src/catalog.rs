@@ -43,6 +43,21 @@ pub struct ShardPlacement {
     pub voters: Vec<NodeId>,
     /// Non-voting replicas, for local reads in other allowed regions.
     pub learners: Vec<NodeId>,
+    /// For the group of a promoted epoch: where its first state comes from, until loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<Seed>,
+}
+
+/// How a promotion fills the new epoch's group of a shard: node `node` copies its replica of
+/// the old epoch's group (frozen at `applied`) into the new group through its log, so every
+/// replica of the new group applies the same rows. The group accepts writes once `loaded`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Seed {
+    pub node: NodeId,
+    pub from_group: GroupId,
+    /// The old group's index the copy reflects (the seed's applied index when it froze).
+    pub applied: u64,
+    pub loaded: bool,
 }
 
 impl ShardPlacement {
@@ -74,4 +89,8 @@ pub struct KeyspaceRecord {
     pub id: KeyspaceId,
     pub policy: KeyspacePolicy,
     pub shards: Vec<ShardPlacement>,
+    /// Bumped by every promotion; the shards' groups are of this epoch (see
+    /// `ids::sync_group_id`).
+    #[serde(default)]
+    pub epoch: u64,
 }

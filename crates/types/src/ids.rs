@@ -25,9 +25,32 @@ pub fn keyspace_id(name: &str) -> KeyspaceId {
     }
 }
 
-/// The group that replicates `shard` of keyspace `id`.
+/// The group that replicates `shard` of sync keyspace `id` at its first epoch.
 pub fn group_id(id: KeyspaceId, shard: u16) -> GroupId {
-    (id << SHARD_BITS) | u64::from(shard)
+    sync_group_id(id, shard, 0)
+}
+
+/// Promotions a sync keyspace may go through: its epoch is in bits 8..15 of its groups' ids.
+pub const EPOCH_MAX: u64 = 127;
+
+/// The group that replicates `shard` of sync keyspace `id` at epoch `epoch`: a promotion starts
+/// a new group per shard, so every message, forwarded request and stored key of a group names
+/// its epoch, and nothing of an older epoch can reach a newer epoch's group (fencing).
+pub fn sync_group_id(id: KeyspaceId, shard: u16, epoch: u64) -> GroupId {
+    assert!(shard < 256, "a keyspace has at most 256 shards");
+    assert!(
+        epoch <= EPOCH_MAX,
+        "a keyspace is promoted at most {EPOCH_MAX} times"
+    );
+    (id << SHARD_BITS) | (epoch << 8) | u64::from(shard)
+}
+
+/// The epoch of a sync group (0 for the metadata group and async groups).
+pub fn group_epoch(group: GroupId) -> u64 {
+    if group == META_GROUP || is_async_group(group) {
+        return 0;
+    }
+    (group >> 8) & 0x7f
 }
 
 /// Marks the group of an async keyspace: one group per (region, shard), the region's index
@@ -66,11 +89,8 @@ pub fn group_keyspace(group: GroupId) -> KeyspaceId {
 
 /// The shard of a group.
 pub fn group_shard(group: GroupId) -> u16 {
-    if is_async_group(group) {
-        (group & 0xff) as u16
-    } else {
-        (group & 0xffff) as u16
-    }
+    // Async groups keep the region in bits 8..15, sync groups the epoch.
+    (group & 0xff) as u16
 }
 
 /// The shard a key lives in: a stable 64-bit hash of the key modulo the shard count.
@@ -92,6 +112,13 @@ mod tests {
             let g = group_id(id, shard);
             assert_ne!(g, META_GROUP);
             assert_eq!(group_shard(g), shard);
+            for epoch in [1, 2, EPOCH_MAX] {
+                let e = sync_group_id(id, shard, epoch);
+                assert!(!is_async_group(e));
+                assert_eq!((group_shard(e), group_epoch(e)), (shard, epoch));
+                assert_eq!(group_keyspace(e), id);
+                assert_ne!(e, g);
+            }
         }
     }
 

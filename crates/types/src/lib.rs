@@ -17,4 +17,6 @@ pub use clock::Clock;
 pub use error::KvError;
 pub use ids::{shard_for_key, GroupId, KeyspaceId, NodeId, META_GROUP};
 pub use limits::Limits;
-pub use policy::{Conflict, KeyspacePolicy, OnLagBudget, ReadConsistency, Replication, Survive};
+pub use policy::{
+    Conflict, KeyspacePolicy, OnLagBudget, Promotion, ReadConsistency, Replication, Survive,
+};

@@ -31,6 +31,20 @@ pub enum Survive {
     Zone,
 }
 
+/// How a `survive = "zone"` keyspace is promoted when its home region is lost.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Promotion {
+    /// A pending decision an operator approves (`meridian failover approve ID`).
+    #[default]
+    Manual,
+    /// Once the home region has been down for `promotion_after_ms`.
+    Auto,
+}
+
+/// `promotion_after_ms` when `promotion = "auto"` does not say.
+pub const PROMOTION_AFTER_MS_DEFAULT: u64 = 30_000;
+
 /// How concurrent writes to one key of an async keyspace are merged.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -186,6 +200,13 @@ pub struct KeyspacePolicy {
     pub lag_budget_ms: Option<i64>,
     #[serde(default)]
     pub on_lag_budget: OnLagBudget,
+    /// `survive = "zone"` only: how the keyspace is promoted when its home region is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
+    /// `promotion = "auto"` only: how long (ms) the home region must be down first. Signed, so
+    /// a negative number is refused with a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_after_ms: Option<i64>,
 }
 
 impl KeyspacePolicy {
@@ -225,6 +246,18 @@ impl KeyspacePolicy {
         }
     }
 
+    /// For a `survive = "zone"` sync keyspace: `Some(ms)` when promotion is automatic after
+    /// the home region has been down that long, `None` when an operator approves it.
+    pub fn promotion_after(&self) -> Option<u64> {
+        match self.promotion.unwrap_or_default() {
+            Promotion::Manual => None,
+            Promotion::Auto => Some(
+                self.promotion_after_ms
+                    .map_or(PROMOTION_AFTER_MS_DEFAULT, |ms| ms.max(0) as u64),
+            ),
+        }
+    }
+
     /// The read consistency a request without one gets.
     pub fn default_read(&self) -> ReadConsistency {
         match (self.read, self.replication) {
@@ -256,6 +289,11 @@ impl KeyspacePolicy {
 
     fn validate_async(&self) -> Result<(), KvError> {
         let invalid = |m: String| Err(KvError::InvalidArgument(m));
+        if self.promotion.is_some() || self.promotion_after_ms.is_some() {
+            return invalid(
+                "`promotion` applies to sync keyspaces with survive = \"zone\"; an async keyspace accepts writes in every region and needs no promotion".into(),
+            );
+        }
         if self.home_region.is_some() {
             return invalid(
                 "`home_region` has no meaning for an async keyspace: every region in `regions` accepts writes; remove it, or use replication = \"sync\" to keep writes in one region".into(),
@@ -309,6 +347,23 @@ impl KeyspacePolicy {
                 "`home_region` {home:?} is not in `regions` {:?}; the home region must be one of them",
                 self.regions
             ));
+        }
+        if self.survive != Survive::Zone && self.promotion.is_some() {
+            return invalid(
+                "`promotion` applies to survive = \"zone\" keyspaces only (a survive = \"region\" keyspace keeps a quorum through a region's loss and needs none); remove it".into(),
+            );
+        }
+        if let Some(ms) = self.promotion_after_ms {
+            if self.promotion != Some(Promotion::Auto) {
+                return invalid(
+                    "`promotion_after_ms` applies to promotion = \"auto\" only; set promotion = \"auto\" or remove it".into(),
+                );
+            }
+            if ms < 1000 {
+                return invalid(format!(
+                    "`promotion_after_ms` is {ms}; it must be at least 1000 ms (a promotion may lose the unshipped tail, so it must not follow a blip)"
+                ));
+            }
         }
         if self.survive == Survive::Region && self.regions.len() < 3 {
             return invalid(format!(

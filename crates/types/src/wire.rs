@@ -68,6 +68,11 @@ pub enum Command {
         sources: Vec<GroupId>,
         tombstones: Vec<(Vec<u8>, Hlc)>,
     },
+    /// Rows (key, stored value) of a sync group's state carried into the group of a new epoch
+    /// by a promotion (see `server/src/promotion.rs`): each is written as it is, in order.
+    Load {
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+    },
 }
 
 /// One write as shipped: the source log index that committed it, and the write.
@@ -174,7 +179,10 @@ impl Command {
             | Command::Write { key, .. }
             | Command::Update { key, .. } => key,
             Command::Idempotent { cmd, .. } => cmd.key(),
-            Command::Ship(_) | Command::Repair { .. } | Command::Purge { .. } => &[],
+            Command::Ship(_)
+            | Command::Repair { .. }
+            | Command::Purge { .. }
+            | Command::Load { .. } => &[],
         }
     }
 }
@@ -258,6 +266,7 @@ impl std::fmt::Display for Command {
             Command::Purge { tombstones, .. } => {
                 write!(f, "purge {} tombstones", tombstones.len())
             }
+            Command::Load { rows } => write!(f, "load {} rows", rows.len()),
         }
     }
 }
