@@ -220,6 +220,8 @@ mod tests {
             conflict: Default::default(),
             lag_budget_ms: None,
             on_lag_budget: Default::default(),
+            promotion: None,
+            promotion_after_ms: None,
         }
     }
 
