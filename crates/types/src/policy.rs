@@ -500,4 +500,36 @@ mod tests {
         assert!(!b.allows("bounded:100".parse().unwrap()));
         assert!("fresh".parse::<ReadConsistency>().is_err());
     }
+
+    // Goal: promotion settings belong to survive = "zone" keyspaces only, with a sane delay.
+    #[test]
+    fn promotion_policies_validate() {
+        let zone = r#""name":"z","home_region":"us-east-1","regions":["us-east-1","us-west-2"],"survive":"zone""#;
+        let manual = parse(&format!("{{{zone}}}")).unwrap();
+        manual.validate(&regions()).unwrap();
+        assert_eq!(manual.promotion_after(), None);
+        let auto = parse(&format!(r#"{{{zone},"promotion":"auto"}}"#)).unwrap();
+        auto.validate(&regions()).unwrap();
+        assert_eq!(auto.promotion_after(), Some(PROMOTION_AFTER_MS_DEFAULT));
+        let soon = parse(&format!(
+            r#"{{{zone},"promotion":"auto","promotion_after_ms":5000}}"#
+        ))
+        .unwrap();
+        assert_eq!(soon.promotion_after(), Some(5000));
+        for (bad, says) in [
+            (format!(r#"{{{zone},"promotion":"auto","promotion_after_ms":10}}"#), "at least 1000"),
+            (format!(r#"{{{zone},"promotion_after_ms":5000}}"#), "promotion = \"auto\" only"),
+            (
+                r#"{"name":"r","home_region":"us-east-1","regions":["us-east-1","us-west-2","eu-west-1"],"promotion":"manual"}"#.to_string(),
+                "survive = \"zone\" keyspaces only",
+            ),
+            (
+                r#"{"name":"a","replication":"async","regions":["us-east-1","eu-west-1"],"promotion":"auto"}"#.to_string(),
+                "needs no promotion",
+            ),
+        ] {
+            let e = parse(&bad).unwrap().validate(&regions()).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 }

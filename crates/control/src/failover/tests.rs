@@ -46,6 +46,7 @@ struct Harness {
     state: FailoverState,
     log: Vec<Entry>,
     now_ms: u64,
+    zoned: Vec<ZoneKeyspace>,
 }
 
 impl Harness {
@@ -56,6 +57,7 @@ impl Harness {
             state: FailoverState::default(),
             log: Vec::new(),
             now_ms: 0,
+            zoned: Vec::new(),
         }
     }
 
@@ -81,7 +83,14 @@ impl Harness {
         self.now_ms += TICK_MS;
         self.judge.observe(&self.cfg, self.now_ms, samples);
         let views = self.judge.views();
-        let decided = Controller::decide(&self.cfg, &self.state, &views, self.now_ms, self.now_ms);
+        let decided = Controller::decide_with(
+            &self.cfg,
+            &self.state,
+            &views,
+            &self.zoned,
+            self.now_ms,
+            self.now_ms,
+        );
         let mut out = Vec::new();
         for p in decided {
             out.push(p.action.clone());
@@ -469,4 +478,108 @@ fn a_region_whose_writes_fail_is_degraded() {
     assert_eq!(failovers(&d), 1, "{d:?}");
     assert!(h.log.last().unwrap().reason.contains("degraded"));
     assert_eq!(h.judge.views()[HOME].error_rate, Some(0.1));
+}
+
+fn zoned(after_ms: Option<u64>, to: Option<&str>) -> ZoneKeyspace {
+    ZoneKeyspace {
+        name: "ledger".into(),
+        home: HOME.into(),
+        epoch: 0,
+        after_ms,
+        to: to.map(str::to_string),
+    }
+}
+
+fn promotions(actions: &[Action]) -> Vec<&Action> {
+    actions
+        .iter()
+        .filter(|a| match a {
+            Action::Pending { decision, .. } => matches!(**decision, Action::Promote { .. }),
+            a => matches!(a, Action::Promote { .. }),
+        })
+        .collect()
+}
+
+// Goal: a manual zone keyspace whose home is down gets one pending promotion (never executed
+// by the controller itself); once approved it is not proposed again for that epoch.
+#[test]
+fn manual_promotion_waits_for_approval_once() {
+    let cfg = FailoverConfig::default().calibrated(150.0, 1_000);
+    let mut h = Harness::new(cfg);
+    h.zoned = vec![zoned(None, Some("us-west-2"))];
+    assert!(h.run(3_000, &tick_samples(true, 8.0)).is_empty());
+    let decided = h.run(10_000, &tick_samples(false, 0.0));
+    let p = promotions(&decided);
+    assert_eq!(p.len(), 1, "{decided:?}");
+    let Action::Pending { id, decision } = p[0].clone() else {
+        panic!("manual promotions wait: {p:?}")
+    };
+    assert_eq!(
+        *decision,
+        Action::Promote {
+            keyspace: "ledger".into(),
+            from: HOME.into(),
+            to: "us-west-2".into(),
+            epoch: 1
+        }
+    );
+    assert!(
+        h.state.promoted.is_empty(),
+        "nothing promoted before approval"
+    );
+    h.commit(
+        Action::Approve { id, decision },
+        "approved",
+        "operator:alice",
+    );
+    assert_eq!(h.state.promoted.get("ledger"), Some(&1));
+    assert!(!h.state.applies(&Action::Promote {
+        keyspace: "ledger".into(),
+        from: HOME.into(),
+        to: "us-west-2".into(),
+        epoch: 1
+    }));
+    let later = h.run(10_000, &tick_samples(false, 0.0));
+    assert!(promotions(&later).is_empty(), "{later:?}");
+}
+
+// Goal: an auto zone keyspace is promoted once its home has been down for its
+// promotion_after_ms, not before, and never without a region to promote to.
+#[test]
+fn auto_promotion_follows_the_configured_down_time() {
+    let cfg = FailoverConfig::default().calibrated(150.0, 1_000);
+    let mut h = Harness::new(cfg.clone());
+    h.zoned = vec![zoned(Some(5_000), Some("us-west-2"))];
+    h.run(3_000, &tick_samples(true, 8.0));
+    let mut down_at = None;
+    let mut promoted_at = None;
+    for _ in 0..100 {
+        let d = h.tick(&tick_samples(false, 0.0));
+        if down_at.is_none() && h.health(HOME) == Health::Down {
+            down_at = Some(h.now_ms);
+        }
+        if !promotions(&d).is_empty() {
+            assert!(matches!(
+                promotions(&d)[0],
+                Action::Promote { epoch: 1, .. }
+            ));
+            promoted_at = Some(h.now_ms);
+            break;
+        }
+    }
+    let (down, promoted) = (down_at.unwrap(), promoted_at.expect("promoted"));
+    assert!(
+        promoted - down >= 5_000,
+        "down at {down}, promoted at {promoted}"
+    );
+    assert!(
+        promoted - down <= 5_000 + TICK_MS,
+        "down at {down}, promoted at {promoted}"
+    );
+
+    let mut nowhere = Harness::new(cfg);
+    nowhere.zoned = vec![zoned(Some(1_000), None)];
+    nowhere.run(3_000, &tick_samples(true, 8.0));
+    let d = nowhere.run(20_000, &tick_samples(false, 0.0));
+    assert!(promotions(&d).is_empty(), "{d:?}");
 }
