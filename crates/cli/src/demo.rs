@@ -384,7 +384,8 @@ pub fn run(duration_s: u64, report: Option<PathBuf>, scenario: &str) -> Result<(
     match scenario {
         "sync" => rt.block_on(demo(duration_s, report)),
         "async" => rt.block_on(crate::demo_async::demo(duration_s, report)),
-        other => bail!("unknown --scenario {other:?}; use sync (a region failure) or async (a cut between regions)"),
+        "zone-promotion" => rt.block_on(crate::demo_zone::demo(duration_s, report)),
+        other => bail!("unknown --scenario {other:?}; use sync (a region failure), async (a cut between regions) or zone-promotion (a survive = \"zone\" keyspace promoted out of its lost home region)"),
     }
 }
 

@@ -4,6 +4,7 @@ mod bench;
 mod client;
 mod demo;
 mod demo_async;
+mod demo_zone;
 mod local;
 mod sim;
 
@@ -43,7 +44,9 @@ enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
         /// sync: a sync keyspace through the loss of its home region; async: an async
-        /// keyspace through a cut between regions.
+        /// keyspace through a cut between regions; zone-promotion: a survive = "zone" keyspace
+        /// promoted out of its lost home region, the old home returning fenced, and a
+        /// switchover back.
         #[arg(long, default_value = "sync")]
         scenario: String,
     },
