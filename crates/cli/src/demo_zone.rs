@@ -197,7 +197,9 @@ async fn scenario(
     for n in nodes.iter_mut().filter(|n| n.region == HOME) {
         n.kill();
     }
-    let pending: Arc<Mutex<Option<(Option<u64>, Value)>>> = Default::default();
+    // (decision id, the decision) once seen.
+    type Seen = Option<(Option<u64>, Value)>;
+    let pending: Arc<Mutex<Seen>> = Default::default();
     let waited = wait_for("a pending promotion", SETTLE_TIMEOUT, || {
         let (o, found) = (observer.clone(), pending.clone());
         async move {

@@ -137,6 +137,12 @@ enum Command {
         /// voters, again and again: that side must decide nothing (the meta-minority checker).
         #[arg(long, conflicts_with_all = ["region_loss", "flapping", "gray"])]
         meta_minority: bool,
+        /// Instead of random faults, the sync keyspace is survive = "zone" (promotion = "auto")
+        /// and its home region is lost for the last two thirds of the safety phase: it must be
+        /// promoted, acknowledge no write at a stale epoch, and report every acknowledged write
+        /// it lost in its lost tail once the old home returns.
+        #[arg(long, conflicts_with_all = ["region_loss", "flapping", "gray", "meta_minority"])]
+        promotion: bool,
     },
     /// Create, list and describe keyspaces.
     Keyspace {
@@ -486,6 +492,7 @@ fn main() -> Result<()> {
             flapping,
             gray,
             meta_minority,
+            promotion,
         } => sim::run_cli(sim::Args {
             seed,
             seeds,
@@ -498,6 +505,7 @@ fn main() -> Result<()> {
             flapping,
             gray,
             meta_minority,
+            promotion,
         }),
         Command::Bench {
             target,

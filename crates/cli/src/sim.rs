@@ -19,6 +19,7 @@ pub struct Args {
     pub flapping: bool,
     pub gray: bool,
     pub meta_minority: bool,
+    pub promotion: bool,
 }
 
 fn replay_flags(args: &Args) -> String {
@@ -29,12 +30,13 @@ fn replay_flags(args: &Args) -> String {
     };
     let flag = |on: bool, name: &'static str| if on { name } else { "" };
     format!(
-        "{workload}{}{}{}{}{}",
+        "{workload}{}{}{}{}{}{}",
         flag(args.inject_shipping_loss, " --inject-shipping-loss"),
         flag(args.region_loss, " --region-loss"),
         flag(args.flapping, " --flapping"),
         flag(args.gray, " --gray"),
         flag(args.meta_minority, " --meta-minority"),
+        flag(args.promotion, " --promotion"),
     )
 }
 
@@ -83,6 +85,12 @@ fn print_outcome(o: &Outcome, verbose: bool, flags: &str) {
             .map_or("never".to_string(), |l| format!("{l} ms"));
         println!("    gray home region: failover decided {d} ms after the stall, leaders out after {left}");
     }
+    if o.promotion_epoch > 0 {
+        println!(
+            "    promoted to epoch {}: {} writes in the reported lost tail, {} of them acknowledged",
+            o.promotion_epoch, o.lost_reported, o.lost_acked
+        );
+    }
     for v in &o.violations {
         println!("    violation: {v}");
     }
@@ -107,6 +115,7 @@ pub fn run_cli(args: Args) -> Result<()> {
         flapping: args.flapping,
         gray: args.gray,
         meta_minority: args.meta_minority,
+        promotion: args.promotion,
         ..Options::default()
     };
     let flags = replay_flags(&args);

@@ -40,6 +40,15 @@ impl Default for GroupOptions {
     }
 }
 
+/// What this node's replica of a group keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplicaOptions {
+    /// Conflict ledger entries kept (async groups).
+    pub ledger_max: u64,
+    /// A witness's replica: the log, no key-value state.
+    pub witness: bool,
+}
+
 /// The openraft configuration every group uses.
 pub fn raft_config(opts: &GroupOptions) -> Arc<openraft::Config> {
     let config = openraft::Config {
@@ -87,7 +96,7 @@ impl Group {
         committer: GroupCommitter,
         rpc: Arc<dyn RaftRpc>,
         clock: Arc<FreshnessClock>,
-        ledger_max: u64,
+        replica: ReplicaOptions,
     ) -> Result<Group, String> {
         let stamper = Arc::new(Stamper::default());
         let network = NetworkFactory {
@@ -97,7 +106,9 @@ impl Group {
             stamper: stamper.clone(),
         };
         let log = LogStore::new(id, committer.clone());
-        let sm = StateMachine::new(id, committer).with_ledger_max(ledger_max);
+        let sm = StateMachine::new(id, committer)
+            .with_ledger_max(replica.ledger_max)
+            .witness(replica.witness);
         let config = raft_config(&timing.options());
         let raft = MRaft::new(node_id, config, network, log.clone(), sm)
             .await

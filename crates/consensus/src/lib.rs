@@ -23,7 +23,7 @@ pub mod typ;
 
 pub use election::{ElectionTiming, LeaderContact};
 pub use freshness::{ClockOffset, Freshness, FreshnessClock, Stamp};
-pub use group::{raft_config, Group, GroupOptions};
+pub use group::{raft_config, Group, GroupOptions, ReplicaOptions};
 pub use network::{
     handle_raft_request, PendingReply, RaftRequest, RaftResponse, RaftRpc, RpcFailure,
 };

@@ -118,6 +118,9 @@ pub struct StateMachine {
     committer: GroupCommitter,
     /// Conflict ledger entries kept per group (the oldest beyond are dropped and counted).
     ledger_max: u64,
+    /// A witness's replica: entries advance the applied index and membership, but no data,
+    /// ledger or request record is kept (see `NodeRole::Witness`).
+    witness: bool,
 }
 
 /// Conflict ledger entries kept per group unless configured (`conflict_ledger_max`).
@@ -129,7 +132,14 @@ impl StateMachine {
             group,
             committer,
             ledger_max: LEDGER_MAX_DEFAULT,
+            witness: false,
         }
+    }
+
+    /// A witness's replica: holds no key-value state.
+    pub fn witness(mut self, witness: bool) -> StateMachine {
+        self.witness = witness;
+        self
     }
 
     /// Keeps at most `max` (at least 1) conflict ledger entries.
@@ -1028,6 +1038,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let (entry, responder) = item?;
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::default(),
+                // A witness votes on the log; it applies nothing of it (and answers no one: it
+                // never leads).
+                EntryPayload::Normal(_) if self.witness => CommandResult::default(),
                 EntryPayload::Normal(cmd) => {
                     if matches!(cmd.inner(), Command::Write { .. } | Command::Update { .. }) {
                         geo.last_write = Some(entry.log_id.index);
@@ -1118,6 +1131,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             geo.clone(),
             prefix_end(&geo).expect("meta keys end below 0xff"),
         );
+        let content = if self.witness {
+            SnapshotContent {
+                data: Vec::new(),
+                meta: Vec::new(),
+            }
+        } else {
+            content
+        };
         for (k, v) in content.data {
             batch.put(Table::Data, keys::data_key(self.group, &k), v);
         }
@@ -1139,7 +1160,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         );
         let stored = StoredSnapshot {
             meta: meta.clone(),
-            data: snapshot,
+            // A witness keeps no copy of the data, not even inside a snapshot.
+            data: if self.witness {
+                encode(&SnapshotContent {
+                    data: Vec::new(),
+                    meta: Vec::new(),
+                })
+            } else {
+                snapshot
+            },
         };
         batch.put(
             Table::Meta,

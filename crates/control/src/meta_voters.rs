@@ -42,6 +42,7 @@ mod tests {
             peer_addr: String::new(),
             http_addr: String::new(),
             grpc_addr: String::new(),
+            role: Default::default(),
         }
     }
 

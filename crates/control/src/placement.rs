@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use meridian_types::catalog::{NodeRecord, ShardPlacement};
+use meridian_types::catalog::{NodeRecord, NodeRole, ShardPlacement};
 use meridian_types::ids::{async_group_id, group_id, keyspace_id};
 use meridian_types::wan::LatencyMatrix;
 use meridian_types::{KeyspacePolicy, KvError, NodeId, Replication, Survive};
@@ -30,8 +30,17 @@ pub fn place_keyspace(
         .home_region
         .as_deref()
         .ok_or_else(|| KvError::InvalidArgument("home_region is required".into()))?;
+    let witness = policy.witness_region.as_deref();
+    // Data replicas on data nodes only; in the witness region, its witness nodes only.
+    let eligible = |n: &&NodeRecord| {
+        policy.regions.contains(&n.region)
+            && match witness {
+                Some(w) if n.region == w => n.role == NodeRole::Witness,
+                _ => n.role == NodeRole::Data,
+            }
+    };
     let mut by_region: BTreeMap<&str, Vec<&NodeRecord>> = BTreeMap::new();
-    for n in nodes.iter().filter(|n| policy.regions.contains(&n.region)) {
+    for n in nodes.iter().filter(eligible) {
         by_region.entry(n.region.as_str()).or_default().push(n);
     }
     for list in by_region.values_mut() {
@@ -48,6 +57,17 @@ pub fn place_keyspace(
         };
         key(a).cmp(&key(b))
     });
+    if let Some(w) = witness {
+        // Voters: the home region, the nearest other data region, then the witness region.
+        let at = regions.iter().position(|r| *r == w).expect("validated: in regions");
+        let wr = regions.remove(at);
+        regions.insert(2.min(regions.len()), wr);
+        if by_region.get(w).is_none_or(|l| l.is_empty()) {
+            return Err(KvError::FailedPrecondition(format!(
+                "`witness_region` {w:?} has no node with role = \"witness\"; start one there (role = \"witness\" in its config) or remove `witness_region`"
+            )));
+        }
+    }
     let voter_regions = match policy.survive {
         Survive::Region => 3,
         Survive::Zone => 1,
@@ -78,7 +98,8 @@ pub fn place_keyspace(
                 for (j, n) in ordered.iter().enumerate() {
                     if j < want {
                         voters.push(n.id);
-                    } else {
+                    } else if n.role == NodeRole::Data {
+                        // A witness holds no data: never a learner.
                         learners.push(n.id);
                     }
                 }
@@ -141,7 +162,10 @@ fn place_async(
     let id = keyspace_id(&policy.name);
     let mut out = Vec::new();
     for (ri, region) in policy.regions.iter().enumerate() {
-        let mut list: Vec<&NodeRecord> = nodes.iter().filter(|n| &n.region == region).collect();
+        let mut list: Vec<&NodeRecord> = nodes
+            .iter()
+            .filter(|n| &n.region == region && n.role == NodeRole::Data)
+            .collect();
         if list.is_empty() {
             return Err(KvError::FailedPrecondition(format!(
                 "region {region:?} has no live node to hold the keyspace's replicas there; start a node there or choose other `regions`"
@@ -202,6 +226,7 @@ mod tests {
                     peer_addr: String::new(),
                     http_addr: String::new(),
                     grpc_addr: String::new(),
+                    role: Default::default(),
                 });
             }
         }
@@ -222,6 +247,7 @@ mod tests {
             on_lag_budget: Default::default(),
             promotion: None,
             promotion_after_ms: None,
+            witness_region: None,
         }
     }
 

@@ -111,6 +111,10 @@ fn turn(node: &Node, g: &Group, s: &mut Seen) -> Turn {
     if state == openraft::ServerState::Leader {
         return Turn::Wait;
     }
+    // A witness never stands (its tick elections stay off too): it holds no data to lead with.
+    if node.is_witness() {
+        return Turn::Wait;
+    }
     let Some(leader) = s.leader.filter(|l| *l != node.id()) else {
         // No leader seen here since this process started (a group that never elected, or a
         // restart), or this node led last: no lease holds the voters back in step, so
@@ -134,8 +138,11 @@ fn turn(node: &Node, g: &Group, s: &mut Seen) -> Turn {
             .map(|n| n.region.clone())
             .unwrap_or_default()
     };
+    // Witnesses never stand, so no one waits for their turn.
+    let witnesses = node.witness_ids();
     let voters: Vec<Voter> = membership
         .voter_ids()
+        .filter(|id| !witnesses.contains(id))
         .map(|id| Voter {
             id,
             region: region_of(&id),

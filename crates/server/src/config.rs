@@ -67,6 +67,10 @@ pub struct NodeConfig {
     /// Region health and failover decisions (see `meridian_control::failover`).
     #[serde(default)]
     pub failover: meridian_control::failover::FailoverConfig,
+    /// `data` (the default) or `witness`: a witness votes and keeps logs but holds no
+    /// key-value state and never leads (see a policy's `witness_region`).
+    #[serde(default)]
+    pub role: meridian_types::catalog::NodeRole,
 }
 
 fn default_request_id_window() -> u64 {

@@ -560,12 +560,14 @@ async fn describe_keyspace(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let record = node.keyspace(&name).await?;
+    let witness_ids = node.witness_ids();
     let leaders: Vec<_> = record
         .shards
         .iter()
         .map(|s| {
             let leader = node.group(s.group).and_then(|g| g.raft.metrics().borrow_watched().current_leader);
-            json!({"shard": s.shard, "group": s.group, "leader": leader, "voters": s.voters, "learners": s.learners})
+            let witnesses: Vec<_> = s.voters.iter().filter(|v| witness_ids.contains(v)).collect();
+            json!({"shard": s.shard, "group": s.group, "leader": leader, "voters": s.voters, "learners": s.learners, "witnesses": witnesses})
         })
         .collect();
     Ok(Json(json!({"keyspace": &*record, "shards": leaders})).into_response())
@@ -583,7 +585,7 @@ pub fn cluster_state(node: &Node) -> serde_json::Value {
                     .transport
                     .last_heard(n.id)
                     .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(3));
-            json!({"id": n.id, "region": n.region, "zone": n.zone, "http_addr": n.http_addr,
+            json!({"id": n.id, "region": n.region, "zone": n.zone, "role": n.role, "http_addr": n.http_addr,
                    "grpc_addr": n.grpc_addr, "peer_addr": n.peer_addr, "healthy": healthy})
         })
         .collect();

@@ -203,7 +203,22 @@ impl Node {
             peer_addr: self.cfg.listen_peer.clone(),
             http_addr: self.cfg.listen_http.clone(),
             grpc_addr: self.cfg.listen_grpc.clone(),
+            role: self.cfg.role,
         }
+    }
+
+    /// This node is a witness: votes, keeps logs, holds no key-value state, never leads.
+    pub fn is_witness(&self) -> bool {
+        self.cfg.role == meridian_types::catalog::NodeRole::Witness
+    }
+
+    /// The witness nodes of the catalogue.
+    pub fn witness_ids(&self) -> BTreeSet<NodeId> {
+        self.catalog_nodes()
+            .into_iter()
+            .filter(|n| n.role == meridian_types::catalog::NodeRole::Witness)
+            .map(|n| n.id)
+            .collect()
     }
 
     pub fn group(&self, id: GroupId) -> Option<Group> {
@@ -240,7 +255,12 @@ impl Node {
             self.committer.clone(),
             rpc,
             self.fresh_clock.clone(),
-            self.cfg.conflict_ledger_max,
+            meridian_consensus::ReplicaOptions {
+                ledger_max: self.cfg.conflict_ledger_max,
+                // A witness keeps the log of the groups it votes in, but no data (the metadata
+                // group's catalogue it holds like any node).
+                witness: self.is_witness() && id != META_GROUP,
+            },
         )
         .await?;
         let mut groups = self.groups.write().unwrap();
@@ -587,6 +607,18 @@ impl Node {
             .flat_map(|k| k.shards.into_iter())
             .find(|s| s.group == group);
         let Some(shard) = shard else {
+            // A group of an epoch a promotion has left behind: say which epoch is current,
+            // so the sender can route there.
+            let epoch = meridian_types::ids::group_epoch(group);
+            if let Some(ks) = self
+                .keyspace_by_id(group_keyspace(group))
+                .filter(|k| !k.is_async() && k.epoch > epoch)
+            {
+                return Attempt::Done(Err(KvError::Unavailable(format!(
+                    "group {group} belongs to epoch {epoch}, but the keyspace is at epoch {} since a promotion: the old epoch is fenced; retry (requests route to the new epoch's groups)",
+                    ks.epoch
+                ))));
+            }
             return Attempt::Done(Err(KvError::Unavailable(format!(
                 "group {group} is not in this node's catalogue yet"
             ))));
@@ -606,6 +638,17 @@ impl Node {
         let Some(g) = self.group(group) else {
             return self.remote_guess(group);
         };
+        if self.is_witness() && group != META_GROUP {
+            // A witness holds no data: it neither serves nor proposes; the leader does.
+            let leader = g.raft.metrics().borrow_watched().current_leader;
+            return match leader.filter(|l| *l != self.id()) {
+                Some(l) => Attempt::Forward(self.node_addr(l).map(|(a, r)| (l, a, r))),
+                None => Attempt::Done(Err(KvError::Unavailable(format!(
+                    "node {} is a witness of group {group} and serves nothing itself; its leader is being elected (or handed over): retry",
+                    self.id()
+                )))),
+            };
+        }
         match op {
             Op::Write(cmd) => {
                 // A zone keyspace's leader writes only under its epoch lease (fencing).

@@ -97,7 +97,9 @@ pub async fn tick(node: &Arc<Node>) {
             {
                 initialise(node, &g, shard).await;
             }
-            if g.raft.is_leader() {
+            if g.raft.is_leader() && node.is_witness() {
+                hand_away(node, &g).await;
+            } else if g.raft.is_leader() {
                 add_missing_learners(node, &g, shard).await;
                 keep_leader_home(node, &g, &ks).await;
                 if ks.is_async() {
@@ -111,6 +113,28 @@ pub async fn tick(node: &Arc<Node>) {
     update_leader_gauges(node);
     crate::observe::measure_lag(node);
     crate::failover::tick(node).await;
+}
+
+/// A witness that finds itself leading (a vote it could not refuse, a transfer) hands the
+/// leadership at once to the most caught-up voter that is not a witness.
+async fn hand_away(node: &Node, g: &Group) {
+    let witnesses = node.witness_ids();
+    let m = g.raft.metrics().borrow_watched().clone();
+    let target = m
+        .membership_config
+        .membership()
+        .voter_ids()
+        .filter(|id| !witnesses.contains(id) && *id != node.id())
+        .max_by_key(|id| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .map_or(0, |l| l.index())
+        });
+    if let Some(t) = target {
+        tracing::warn!(group = g.id, to = t, "a witness leads: handing leadership away");
+        let _ = g.raft.trigger().transfer_leader(t).await;
+    }
 }
 
 fn peer_nodes(
@@ -223,7 +247,14 @@ async fn keep_leader_home(node: &Node, g: &Group, ks: &KeyspaceRecord) {
     if !failover.may_move_leaders() {
         return;
     }
-    let mut nearest = ks.policy.regions.clone();
+    // Leaders never go to the witness region (its voter holds no data).
+    let mut nearest: Vec<String> = ks
+        .policy
+        .regions
+        .iter()
+        .filter(|r| ks.policy.witness_region.as_ref() != Some(*r))
+        .cloned()
+        .collect();
     nearest.sort_by_key(|r| ((node.matrix.rtt_ms(&home, r) * 1000.0) as u64, r.clone()));
     let Some(home) = failover
         .preferred_region(&home, &nearest)

@@ -163,6 +163,11 @@ async fn planned(
             record.policy.regions
         )));
     }
+    if record.policy.witness_region.as_deref() == Some(to) {
+        return Err(KvError::InvalidArgument(format!(
+            "--to {to:?} is keyspace {name:?}'s witness region: its voter holds no data and never leads; choose a data region"
+        )));
+    }
     let mut target = record.clone();
     target.policy.home_region = Some(to.to_string());
     let regions = node.regions_by_node();

@@ -107,6 +107,16 @@ impl Op {
     }
 
     /// The operation certainly took effect: an acknowledged put or a successful CAS.
+    /// The value a read returned (`None` for writes, and reads of an absent key).
+    pub fn read_value(&self) -> Option<&str> {
+        match &self.returned {
+            Some((_, Ret::Get(Some(v))))
+            | Some((_, Ret::StaleGet { value: Some(v), .. }))
+            | Some((_, Ret::Read { value: Some(v), .. })) => Some(v),
+            _ => None,
+        }
+    }
+
     pub fn acknowledged_write(&self) -> bool {
         matches!(
             (&self.call, &self.returned),

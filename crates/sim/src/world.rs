@@ -25,7 +25,8 @@ use meridian_server::NodeConfig;
 use meridian_storage::Table;
 use meridian_storage::{GroupCommitter, MemEngine, SharedEngine};
 use meridian_types::ids::{
-    async_group_id, group_id, group_keyspace, group_shard, is_async_group, keyspace_id,
+    async_group_id, group_epoch, group_id, group_keyspace, group_shard, is_async_group,
+    keyspace_id, sync_group_id,
 };
 use meridian_types::wan::LatencyMatrix;
 use meridian_types::wire::Command;
@@ -37,7 +38,7 @@ use crate::checker::{
     antientropy, async_bounded, async_convergence, async_lost_writes, bounded_staleness,
     committed_stable, convergence, counter_sum, election_safety, failover_chain, failover_holddown,
     failover_paused, gray_failover, ledger_precision, ledger_recall, linearizable, lost_writes,
-    lww_final, meta_minority, mv_siblings, residency, session, set_members,
+    lww_final, meta_minority, mv_siblings, promotion, residency, session, set_members,
 };
 use crate::history::{Call, Op as HistoryOp, Ret};
 use crate::nemesis::{self, Fault, Scheduled};
@@ -132,7 +133,15 @@ pub struct Options {
     /// Instead of the random nemesis: again and again, the metadata group's leader is cut off
     /// with a minority of its voters; nothing may be decided on that side.
     pub meta_minority: bool,
+    /// The sync keyspace is `survive = "zone"` (voters in its home region, learners in the
+    /// next), `promotion = "auto"`; its home region is lost from a third of the safety phase to
+    /// its end, so it is promoted, and returns for the liveness phase. Checked: no write
+    /// acknowledged at a stale epoch, every lost acknowledged write in the reported tail.
+    pub promotion: bool,
 }
+
+/// `promotion_after_ms` of the simulation's zone keyspace.
+const SIM_PROMOTION_AFTER_MS: u64 = 2_000;
 
 /// The gray failure's stall per durable commit: ten times and more a simulated write's usual
 /// latency (one round trip to the nearest other region, ~65 ms).
@@ -150,6 +159,7 @@ impl Default for Options {
             flapping: false,
             gray: false,
             meta_minority: false,
+            promotion: false,
         }
     }
 }
@@ -199,6 +209,11 @@ pub struct Outcome {
     /// every shard's leader being outside the gray region.
     pub gray_decision_ms: Option<u64>,
     pub gray_left_ms: Option<u64>,
+    /// With `Options::promotion`: the sync keyspace's epoch at the end, the writes its lost
+    /// tails reported, and of those the ones clients had been told succeeded.
+    pub promotion_epoch: u64,
+    pub lost_reported: usize,
+    pub lost_acked: usize,
 }
 
 struct SimNode {
@@ -266,7 +281,16 @@ fn async_policy(name: &str, conflict: &str, shards: u16, regions: &[String]) -> 
     serde_json::from_str(&json).expect("the simulation's async policy is valid")
 }
 
-fn policy(shards: u16) -> KeyspacePolicy {
+fn policy(shards: u16, zone: bool) -> KeyspacePolicy {
+    if zone {
+        let json = format!(
+            r#"{{"name": "{KEYSPACE}", "replication": "sync", "survive": "zone", "home_region": "{}",
+                 "regions": ["{}", "{}"], "shards": {shards}, "promotion": "auto",
+                 "promotion_after_ms": {SIM_PROMOTION_AFTER_MS}}}"#,
+            REGIONS[0], REGIONS[0], REGIONS[1]
+        );
+        return serde_json::from_str(&json).expect("the simulation's zone policy is valid");
+    }
     let json = format!(
         r#"{{"name": "{KEYSPACE}", "replication": "sync", "survive": "region", "home_region": "{}",
              "regions": ["{}", "{}", "{}"], "shards": {shards}}}"#,
@@ -318,6 +342,19 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
             });
             at += down + rng.gen_range(1_000..=10_000);
         }
+    }
+    if opts.promotion {
+        // The home region is lost from a third of the safety phase to its end: long enough to
+        // be judged down, promoted, and to take writes at the new epoch.
+        let safety_ms = opts.safety.as_millis() as u64;
+        schedule = vec![Scheduled {
+            start_ms: safety_ms / 3,
+            end_ms: safety_ms,
+            fault: Fault::Crash {
+                nodes: (0..regions.len()).filter(|i| regions[*i] == 0).collect(),
+                what: "the home region",
+            },
+        }];
     }
     if opts.region_loss {
         // The home region (`policy`: the first) is lost halfway, and stays lost until the
@@ -396,6 +433,9 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
         rto_ms: Vec::new(),
         gray_decision_ms: None,
         gray_left_ms: None,
+        promotion_epoch: 0,
+        lost_reported: 0,
+        lost_acked: 0,
         async_regions: async_regions.clone(),
         antientropy_repairs: 0,
     };
@@ -441,7 +481,7 @@ fn simulate(
     let sync_on = opts.workload != Workload::Async;
     let mut keyspaces = Vec::new();
     if sync_on {
-        keyspaces.push(policy(shards));
+        keyspaces.push(policy(shards, opts.promotion));
     }
     if !async_regions.is_empty() {
         keyspaces.push(async_policy(ASYNC_KEYSPACE, "lww", shards, async_regions));
@@ -473,7 +513,7 @@ fn simulate(
         let operator_seed = seed;
         // The drill's node is in the home region, which a region-loss run loses; its pauses
         // would also hold leaders where Raft elected them.
-        let drill = !opts.region_loss && !opts.flapping && !opts.gray;
+        let drill = !opts.region_loss && !opts.flapping && !opts.gray && !opts.promotion;
         let drill_until = opts.safety;
         sim.host(n.host.as_str(), move || {
             let (cfg, engine, clock, slots, keyspaces) = (
@@ -513,6 +553,7 @@ fn simulate(
     let history: Arc<Mutex<Vec<HistoryOp>>> = Arc::default();
     let async_history: Arc<Mutex<Vec<HistoryOp>>> = Arc::default();
     let typed_history: Arc<Mutex<Vec<HistoryOp>>> = Arc::default();
+    let write_epochs: Arc<Mutex<BTreeMap<(String, String), u64>>> = Arc::default();
     let stop_issuing = opts.safety.as_micros() as u64;
     // Which of a region's processes use the async keyspace.
     let async_workers: u64 = match opts.workload {
@@ -539,6 +580,8 @@ fn simulate(
             history: history.clone(),
             async_history: async_history.clone(),
             typed_history: typed_history.clone(),
+            epoch: Arc::default(),
+            write_epochs: write_epochs.clone(),
             async_regions: async_regions.to_vec(),
             async_workers,
             ops_per_worker: opts.ops.div_ceil(3 * WORKERS as usize),
@@ -648,7 +691,8 @@ fn simulate(
         }
         if clients_done && now - last_convergence_check >= Duration::from_secs(1) {
             last_convergence_check = now;
-            let (problems, finals) = converge_check(&slots, nodes, shards, sync_on, async_regions);
+            let (problems, finals) =
+                converge_check(&slots, nodes, shards, sync_on, opts.promotion, async_regions);
             if problems.is_empty() {
                 converged = Some(finals);
                 break;
@@ -874,16 +918,47 @@ fn simulate(
             }
         }
     }
+    // A promotion may lose what the old home had not shipped: such writes must be in the
+    // reported tail (and are then taken out, with reads that saw them, before the ordinary
+    // checkers judge what remains), and none may be acknowledged at a stale epoch.
+    let judged = if opts.promotion {
+        outcome.promotion_epoch = sync_epoch(&slots.lock().unwrap());
+        let tails = lost_tails(&nodes[0].engine);
+        let reported: std::collections::BTreeSet<(String, String)> = tails
+            .iter()
+            .flat_map(|t| t.recovered.iter().flat_map(|r| r.entries.iter()))
+            .filter_map(|e| Some((e.key.clone(), e.value.clone()?)))
+            .collect();
+        outcome.lost_reported = tails
+            .iter()
+            .filter_map(|t| t.recovered.as_ref().map(|r| r.writes as usize))
+            .sum();
+        outcome.lost_acked = history
+            .iter()
+            .filter(|o| o.acknowledged_write())
+            .filter(|o| {
+                o.written()
+                    .is_some_and(|v| reported.contains(&(o.key.clone(), v.to_string())))
+            })
+            .count();
+        let epochs = write_epochs.lock().unwrap().clone();
+        outcome
+            .violations
+            .extend(promotion::stale_epoch(&history, &epochs));
+        promotion::without_reported(&history, &reported)
+    } else {
+        history.clone()
+    };
     outcome
         .violations
-        .extend(bounded_staleness::check(&history));
-    let lin = linearizable::check(&history);
+        .extend(bounded_staleness::check(&judged));
+    let lin = linearizable::check(&judged);
     outcome.violations.extend(lin.violations);
     outcome.inconclusive_keys = lin.inconclusive_keys.len();
     if let Some(finals) = converged.filter(|_| sync_on) {
         outcome
             .violations
-            .extend(lost_writes::check(&history, &finals.sync_finals));
+            .extend(lost_writes::check(&judged, &finals.sync_finals));
     }
     outcome.history = history;
     outcome.async_history = async_history;
@@ -1199,6 +1274,7 @@ fn converge_check(
     nodes: &[SimNode],
     shards: u16,
     sync_on: bool,
+    promotion: bool,
     async_regions: &[String],
 ) -> (Vec<String>, Finals) {
     let mut finals = Finals {
@@ -1266,9 +1342,22 @@ fn converge_check(
         }
     }
     let ks = keyspace_id(KEYSPACE);
+    let epoch = sync_epoch(&slots);
     let mut problems = Vec::new();
+    if promotion {
+        if epoch == 0 {
+            problems.push("the zone keyspace was not promoted".to_string());
+        }
+        let tails = lost_tails(&nodes[0].engine);
+        if tails.len() < usize::from(shards) || tails.iter().any(|t| t.recovered.is_none()) {
+            problems.push(format!(
+                "the returned home region has not reported the exact lost tail yet ({} of {shards} shards)",
+                tails.iter().filter(|t| t.recovered.is_some()).count()
+            ));
+        }
+    }
     for shard in 0..shards {
-        if sync_on && !groups.contains_key(&group_id(ks, shard)) {
+        if sync_on && !groups.contains_key(&sync_group_id(ks, shard, epoch)) {
             problems.push(format!("no node runs shard {shard} of the keyspace"));
         }
         for (ri, _) in async_regions.iter().enumerate() {
@@ -1311,7 +1400,7 @@ fn converge_check(
             let key = key_name(k);
             let shard = shard_for_key(key.as_bytes(), shards);
             if sync_on {
-                let value = groups[&group_id(ks, shard)][0]
+                let value = groups[&sync_group_id(ks, shard, epoch)][0]
                     .data
                     .iter()
                     .find(|(kk, _)| kk == key.as_bytes())
@@ -1327,6 +1416,34 @@ fn converge_check(
         }
     }
     (problems, finals)
+}
+
+/// The sync keyspace's epoch: the newest any running node's catalogue has.
+fn sync_epoch(slots: &[Option<Arc<Node>>]) -> u64 {
+    slots
+        .iter()
+        .flatten()
+        .filter_map(|n| {
+            n.catalog_keyspaces()
+                .into_iter()
+                .find(|k| k.policy.name == KEYSPACE)
+                .map(|k| k.epoch)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The sync keyspace's lost tails of its latest promotion, from a node's metadata replica.
+fn lost_tails(engine: &SharedEngine) -> Vec<meridian_server::promotion::LostTail> {
+    let prefix = format!("{}{KEYSPACE}/", meridian_server::promotion::LOST_TAIL_PREFIX);
+    let tails: Vec<meridian_server::promotion::LostTail> =
+        state_machine::scan(engine, meridian_types::META_GROUP, prefix.as_bytes(), usize::MAX)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+            .collect();
+    let latest = tails.iter().map(|t| t.epoch).max().unwrap_or(0);
+    tails.into_iter().filter(|t| t.epoch == latest).collect()
 }
 
 /// Every row of a typed keyspace's replicas, decoded, per region (each region's replicas agree
@@ -1359,6 +1476,11 @@ struct Client {
     history: Arc<Mutex<Vec<HistoryOp>>>,
     async_history: Arc<Mutex<Vec<HistoryOp>>>,
     typed_history: Arc<Mutex<Vec<HistoryOp>>>,
+    /// The sync keyspace's epoch as this client last learned it (a promotion's fencing error
+    /// names the new one).
+    epoch: Arc<std::sync::atomic::AtomicU64>,
+    /// Acknowledged sync writes (key, value) and the epoch of the group that acknowledged each.
+    write_epochs: Arc<Mutex<BTreeMap<(String, String), u64>>>,
     async_regions: Vec<String>,
     /// The first `async_workers` processes of the region use the async keyspace.
     async_workers: u64,
@@ -1491,10 +1613,12 @@ impl Client {
         key: &str,
         call: &Call,
     ) -> Reply {
-        let group = group_id(
+        let group = sync_group_id(
             keyspace_id(KEYSPACE),
             shard_for_key(key.as_bytes(), self.shards),
+            self.epoch.load(Ordering::Relaxed),
         );
+        let key_name = key.to_string();
         let key = key.as_bytes().to_vec();
         let op = match call {
             Call::Put(v) => Op::Write(Command::Put {
@@ -1524,7 +1648,29 @@ impl Client {
         };
         let addr = format!("{host}:{PEER_PORT}");
         let req = PeerRequest::Op { group, op, hops: 0 };
-        match transport.call(&to, &addr, req, OP_TIMEOUT).await {
+        let reply = transport.call(&to, &addr, req, OP_TIMEOUT).await;
+        match &reply {
+            Ok(PeerResponse::Op(Ok(r))) => {
+                let written = match call {
+                    Call::Put(v) => Some(v.clone()),
+                    Call::Cas { value, .. } if r.result.succeeded => Some(value.clone()),
+                    _ => None,
+                };
+                if let (Some(v), Some((g, _))) = (written, r.positions.first()) {
+                    self.write_epochs
+                        .lock()
+                        .unwrap()
+                        .insert((key_name, v), group_epoch(*g));
+                }
+            }
+            Ok(PeerResponse::Op(Err(e))) => {
+                if let Some(e) = fenced_epoch(&e.to_string()) {
+                    self.epoch.fetch_max(e, Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
+        match reply {
             Err(CallError::NotSent(..)) => Reply::NotSent,
             Err(_) => Reply::Unknown,
             Ok(PeerResponse::Op(Ok(r))) => Reply::Done(match call {
@@ -1938,6 +2084,12 @@ impl Client {
             Ok(_) => Reply::Unknown,
         }
     }
+}
+
+/// The epoch a fencing error names (`... the keyspace is at epoch N ...`).
+fn fenced_epoch(message: &str) -> Option<u64> {
+    let rest = message.split("is at epoch ").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 enum Reply {

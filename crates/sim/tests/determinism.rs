@@ -18,6 +18,7 @@ fn short() -> Options {
         flapping: false,
         gray: false,
         meta_minority: false,
+        promotion: false,
     }
 }
 

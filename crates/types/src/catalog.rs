@@ -19,6 +19,18 @@ pub fn keyspace_key(name: &str) -> String {
     format!("{KEYSPACE_PREFIX}{name}")
 }
 
+/// What a node is for.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// Holds replicas of keyspaces' data.
+    #[default]
+    Data,
+    /// Votes (in the metadata group, and in sync groups whose policy names its region as
+    /// `witness_region`) and keeps the log, but holds no key-value state and never leads.
+    Witness,
+}
+
 /// A node as the cluster knows it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NodeRecord {
@@ -29,6 +41,8 @@ pub struct NodeRecord {
     pub peer_addr: String,
     pub http_addr: String,
     pub grpc_addr: String,
+    #[serde(default)]
+    pub role: NodeRole,
 }
 
 /// Where one shard's replicas live.

@@ -200,6 +200,11 @@ pub struct KeyspacePolicy {
     pub lag_budget_ms: Option<i64>,
     #[serde(default)]
     pub on_lag_budget: OnLagBudget,
+    /// `survive = "region"` only: a region (one of `regions`, not the home) whose voter is a
+    /// witness node: it votes and keeps the log but holds no data, so two regions pay for the
+    /// data and the third only for a vote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_region: Option<String>,
     /// `survive = "zone"` only: how the keyspace is promoted when its home region is lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<Promotion>,
@@ -289,9 +294,9 @@ impl KeyspacePolicy {
 
     fn validate_async(&self) -> Result<(), KvError> {
         let invalid = |m: String| Err(KvError::InvalidArgument(m));
-        if self.promotion.is_some() || self.promotion_after_ms.is_some() {
+        if self.promotion.is_some() || self.promotion_after_ms.is_some() || self.witness_region.is_some() {
             return invalid(
-                "`promotion` applies to sync keyspaces with survive = \"zone\"; an async keyspace accepts writes in every region and needs no promotion".into(),
+                "`promotion` and `witness_region` apply to sync keyspaces; an async keyspace accepts writes in every region and needs no promotion or witness".into(),
             );
         }
         if self.home_region.is_some() {
@@ -347,6 +352,24 @@ impl KeyspacePolicy {
                 "`home_region` {home:?} is not in `regions` {:?}; the home region must be one of them",
                 self.regions
             ));
+        }
+        if let Some(w) = &self.witness_region {
+            if self.survive != Survive::Region {
+                return invalid(
+                    "`witness_region` applies to survive = \"region\" keyspaces (a witness lets a third region vote without holding data); remove it or use survive = \"region\"".into(),
+                );
+            }
+            if !self.regions.contains(w) {
+                return invalid(format!(
+                    "`witness_region` {w:?} is not in `regions` {:?}: a witness stores log entries, so residency applies to it; add it to `regions`",
+                    self.regions
+                ));
+            }
+            if Some(w) == self.home_region.as_ref() {
+                return invalid(format!(
+                    "`witness_region` {w:?} is the home region; leaders live in the home region and a witness never leads: choose another region"
+                ));
+            }
         }
         if self.survive != Survive::Zone && self.promotion.is_some() {
             return invalid(
