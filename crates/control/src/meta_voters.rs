@@ -27,6 +27,12 @@ pub fn meta_voters_to_add(voters: &BTreeSet<NodeId>, nodes: &[NodeRecord]) -> Ve
         taken.insert(n.id);
         chosen.push(n.id);
     }
+    // An odd number of voters: a fourth voter tolerates no more failures than three, and with
+    // nodes spread 2/1/1 it would put half the voters in one region, whose loss would then
+    // take the quorum (and with it every failover decision and promotion) along.
+    if taken.len() % 2 == 0 {
+        chosen.pop();
+    }
     chosen
 }
 
@@ -67,6 +73,27 @@ mod tests {
         let mut counts: Vec<i32> = per.values().copied().collect();
         counts.sort();
         assert_eq!(counts, vec![1, 2, 2]);
+    }
+
+    // Goal: an odd number of voters, so four nodes spread 2/1/1 give three voters, one per
+    // region, and the loss of any region leaves a quorum.
+    #[test]
+    fn voters_stay_odd() {
+        let nodes = vec![
+            node(1, "us-east-1"),
+            node(2, "us-east-1"),
+            node(3, "us-west-2"),
+            node(4, "eu-west-1"),
+        ];
+        let add = meta_voters_to_add(&BTreeSet::from([1]), &nodes);
+        assert_eq!(add.len(), 2, "{add:?}");
+        let regions: BTreeSet<&str> = add
+            .iter()
+            .chain([1].iter())
+            .map(|id| nodes[(*id - 1) as usize].region.as_str())
+            .collect();
+        assert_eq!(regions.len(), 3);
+        assert!(meta_voters_to_add(&BTreeSet::from([1]), &nodes[..2]).is_empty());
     }
 
     // Goal: nothing is added when the group already has five voters.

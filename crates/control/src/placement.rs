@@ -59,7 +59,10 @@ pub fn place_keyspace(
     });
     if let Some(w) = witness {
         // Voters: the home region, the nearest other data region, then the witness region.
-        let at = regions.iter().position(|r| *r == w).expect("validated: in regions");
+        let at = regions
+            .iter()
+            .position(|r| *r == w)
+            .expect("validated: in regions");
         let wr = regions.remove(at);
         regions.insert(2.min(regions.len()), wr);
         if by_region.get(w).is_none_or(|l| l.is_empty()) {

@@ -185,9 +185,6 @@ fn check(node: &Node, group: GroupId, access: Access) -> Result<(), KvError> {
             EPOCH_LEASE.as_millis()
         )));
     }
-    if access == Access::Read {
-        return Ok(());
-    }
     if epoch > 0 && access == Access::Write && lease.first_seen.elapsed() < EPOCH_FENCE {
         return Err(KvError::Unavailable(format!(
             "the keyspace was promoted to epoch {epoch}; writes open once every lease of the old epoch has run out ({} ms); retry",
@@ -195,7 +192,8 @@ fn check(node: &Node, group: GroupId, access: Access) -> Result<(), KvError> {
         )));
     }
     let placement = lease.record.shards.iter().find(|s| s.group == group);
-    if access == Access::Write
+    // Reads too: until loaded, the group holds part of the promoted state.
+    if access != Access::Load
         && placement.is_some_and(|s| s.seed.as_ref().is_some_and(|d| !d.loaded))
     {
         return Err(KvError::Unavailable(format!(

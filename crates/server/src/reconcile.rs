@@ -132,7 +132,11 @@ async fn hand_away(node: &Node, g: &Group) {
                 .map_or(0, |l| l.index())
         });
     if let Some(t) = target {
-        tracing::warn!(group = g.id, to = t, "a witness leads: handing leadership away");
+        tracing::warn!(
+            group = g.id,
+            to = t,
+            "a witness leads: handing leadership away"
+        );
         let _ = g.raft.trigger().transfer_leader(t).await;
     }
 }

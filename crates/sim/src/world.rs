@@ -345,16 +345,43 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
     }
     if opts.promotion {
         // The home region is lost from a third of the safety phase to its end: long enough to
-        // be judged down, promoted, and to take writes at the new epoch.
+        // be judged down, promoted, and to take writes at the new epoch. Lost is crashed, or
+        // cut off while its own clients still reach it (then only fencing keeps it from
+        // accepting writes). Before that, the learners stop hearing it for a while, so the
+        // promotion loses acknowledged writes that its lost tail must report.
         let safety_ms = opts.safety.as_millis() as u64;
-        schedule = vec![Scheduled {
-            start_ms: safety_ms / 3,
-            end_ms: safety_ms,
-            fault: Fault::Crash {
-                nodes: (0..regions.len()).filter(|i| regions[*i] == 0).collect(),
+        let home: Vec<usize> = (0..regions.len()).filter(|i| regions[*i] == 0).collect();
+        let learners: Vec<usize> = (0..regions.len()).filter(|i| regions[*i] == 1).collect();
+        let lose_at = safety_ms / 3;
+        let lag = rng.gen_range(200..2_000);
+        let lost = if rng.gen_bool(0.5) {
+            Fault::Crash {
+                nodes: home.clone(),
                 what: "the home region",
+            }
+        } else {
+            Fault::Partition {
+                side: home.clone(),
+                what: "the home region (its clients still reach it)",
+            }
+        };
+        schedule = vec![
+            Scheduled {
+                start_ms: lose_at - lag,
+                end_ms: lose_at,
+                fault: Fault::OneWay {
+                    from: home,
+                    to: learners,
+                },
             },
-        }];
+            // A millisecond later: ending the one-way cut repairs its links, which must not
+            // undo part of the partition.
+            Scheduled {
+                start_ms: lose_at + 1,
+                end_ms: safety_ms,
+                fault: lost,
+            },
+        ];
     }
     if opts.region_loss {
         // The home region (`policy`: the first) is lost halfway, and stays lost until the
@@ -691,8 +718,14 @@ fn simulate(
         }
         if clients_done && now - last_convergence_check >= Duration::from_secs(1) {
             last_convergence_check = now;
-            let (problems, finals) =
-                converge_check(&slots, nodes, shards, sync_on, opts.promotion, async_regions);
+            let (problems, finals) = converge_check(
+                &slots,
+                nodes,
+                shards,
+                sync_on,
+                opts.promotion,
+                async_regions,
+            );
             if problems.is_empty() {
                 converged = Some(finals);
                 break;
@@ -949,9 +982,7 @@ fn simulate(
     } else {
         history.clone()
     };
-    outcome
-        .violations
-        .extend(bounded_staleness::check(&judged));
+    outcome.violations.extend(bounded_staleness::check(&judged));
     let lin = linearizable::check(&judged);
     outcome.violations.extend(lin.violations);
     outcome.inconclusive_keys = lin.inconclusive_keys.len();
@@ -1435,13 +1466,20 @@ fn sync_epoch(slots: &[Option<Arc<Node>>]) -> u64 {
 
 /// The sync keyspace's lost tails of its latest promotion, from a node's metadata replica.
 fn lost_tails(engine: &SharedEngine) -> Vec<meridian_server::promotion::LostTail> {
-    let prefix = format!("{}{KEYSPACE}/", meridian_server::promotion::LOST_TAIL_PREFIX);
-    let tails: Vec<meridian_server::promotion::LostTail> =
-        state_machine::scan(engine, meridian_types::META_GROUP, prefix.as_bytes(), usize::MAX)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
-            .collect();
+    let prefix = format!(
+        "{}{KEYSPACE}/",
+        meridian_server::promotion::LOST_TAIL_PREFIX
+    );
+    let tails: Vec<meridian_server::promotion::LostTail> = state_machine::scan(
+        engine,
+        meridian_types::META_GROUP,
+        prefix.as_bytes(),
+        usize::MAX,
+    )
+    .unwrap_or_default()
+    .iter()
+    .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+    .collect();
     let latest = tails.iter().map(|t| t.epoch).max().unwrap_or(0);
     tails.into_iter().filter(|t| t.epoch == latest).collect()
 }
@@ -2089,7 +2127,10 @@ impl Client {
 /// The epoch a fencing error names (`... the keyspace is at epoch N ...`).
 fn fenced_epoch(message: &str) -> Option<u64> {
     let rest = message.split("is at epoch ").nth(1)?;
-    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 enum Reply {

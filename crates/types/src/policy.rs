@@ -294,7 +294,10 @@ impl KeyspacePolicy {
 
     fn validate_async(&self) -> Result<(), KvError> {
         let invalid = |m: String| Err(KvError::InvalidArgument(m));
-        if self.promotion.is_some() || self.promotion_after_ms.is_some() || self.witness_region.is_some() {
+        if self.promotion.is_some()
+            || self.promotion_after_ms.is_some()
+            || self.witness_region.is_some()
+        {
             return invalid(
                 "`promotion` and `witness_region` apply to sync keyspaces; an async keyspace accepts writes in every region and needs no promotion or witness".into(),
             );
