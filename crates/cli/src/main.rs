@@ -143,6 +143,10 @@ enum Command {
         /// it lost in its lost tail once the old home returns.
         #[arg(long, conflicts_with_all = ["region_loss", "flapping", "gray", "meta_minority"])]
         promotion: bool,
+        /// The sync keyspace's third region holds only witness voters (no async keyspace);
+        /// with the random nemesis: witnesses must never lead and never hold data.
+        #[arg(long, conflicts_with = "promotion")]
+        witness: bool,
     },
     /// Create, list and describe keyspaces.
     Keyspace {
@@ -493,6 +497,7 @@ fn main() -> Result<()> {
             gray,
             meta_minority,
             promotion,
+            witness,
         } => sim::run_cli(sim::Args {
             seed,
             seeds,
@@ -506,6 +511,7 @@ fn main() -> Result<()> {
             gray,
             meta_minority,
             promotion,
+            witness,
         }),
         Command::Bench {
             target,

@@ -20,6 +20,7 @@ pub struct Args {
     pub gray: bool,
     pub meta_minority: bool,
     pub promotion: bool,
+    pub witness: bool,
 }
 
 fn replay_flags(args: &Args) -> String {
@@ -30,13 +31,14 @@ fn replay_flags(args: &Args) -> String {
     };
     let flag = |on: bool, name: &'static str| if on { name } else { "" };
     format!(
-        "{workload}{}{}{}{}{}{}",
+        "{workload}{}{}{}{}{}{}{}",
         flag(args.inject_shipping_loss, " --inject-shipping-loss"),
         flag(args.region_loss, " --region-loss"),
         flag(args.flapping, " --flapping"),
         flag(args.gray, " --gray"),
         flag(args.meta_minority, " --meta-minority"),
         flag(args.promotion, " --promotion"),
+        flag(args.witness, " --witness"),
     )
 }
 
@@ -116,6 +118,7 @@ pub fn run_cli(args: Args) -> Result<()> {
         gray: args.gray,
         meta_minority: args.meta_minority,
         promotion: args.promotion,
+        witness: args.witness,
         ..Options::default()
     };
     let flags = replay_flags(&args);
@@ -139,11 +142,17 @@ pub fn run_cli(args: Args) -> Result<()> {
     let mut rtos: Vec<u64> = Vec::new();
     let mut gray_decisions: Vec<u64> = Vec::new();
     let mut gray_left: Vec<u64> = Vec::new();
+    let (mut promoted, mut lost_reported, mut lost_acked) = (0usize, 0usize, 0usize);
     let (mut simulated, mut wall) = (Duration::ZERO, Duration::ZERO);
     for seed in &seeds {
         let o = run(*seed, &opts);
         print_outcome(&o, args.seed.is_some(), &flags);
         repairs += o.antientropy_repairs;
+        if o.promotion_epoch > 0 {
+            promoted += 1;
+            lost_reported += o.lost_reported;
+            lost_acked += o.lost_acked;
+        }
         counter_ops += o.typed_history.len();
         conflicts += o.conflicts_recorded;
         recall_expected += o.recall_expected;
@@ -188,6 +197,12 @@ pub fn run_cli(args: Args) -> Result<()> {
     );
     if args.region_loss {
         println!("{}", rto_summary(&mut rtos));
+    }
+    if args.promotion {
+        println!(
+            "promotions: {promoted} of {} seeds promoted; lost tails reported {lost_reported} writes, {lost_acked} of them acknowledged (every lost acknowledged write is in a reported tail, or the seed fails)",
+            seeds.len()
+        );
     }
     if args.gray {
         let (mut d, mut l) = (gray_decisions, gray_left);

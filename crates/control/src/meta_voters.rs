@@ -30,7 +30,7 @@ pub fn meta_voters_to_add(voters: &BTreeSet<NodeId>, nodes: &[NodeRecord]) -> Ve
     // An odd number of voters: a fourth voter tolerates no more failures than three, and with
     // nodes spread 2/1/1 it would put half the voters in one region, whose loss would then
     // take the quorum (and with it every failover decision and promotion) along.
-    if taken.len() % 2 == 0 {
+    if taken.len().is_multiple_of(2) {
         chosen.pop();
     }
     chosen

@@ -304,6 +304,43 @@ mod tests {
             .all(|s| s.replicas().all(|n| regions[&n] != "us-west-2")));
     }
 
+    // Goal: with a witness region, the third voter is a witness node there, no data replica is
+    // placed in that region, and without one no witness node gets anything.
+    #[test]
+    fn witness_region_gets_one_witness_voter_and_no_data() {
+        let mut all = nodes(&["us-east-1", "us-west-2", "eu-west-1"], 3);
+        // Node 21 (eu-west-1) is a witness; 22 and 23 hold data.
+        all.iter_mut().find(|n| n.id == 21).unwrap().role = NodeRole::Witness;
+        let mut p = policy(Survive::Region, &["us-east-1", "us-west-2", "eu-west-1"]);
+        p.witness_region = Some("eu-west-1".into());
+        let regions = regions_of(&all);
+        for s in place_keyspace(&p, &all, &LatencyMatrix::aws_default()).unwrap() {
+            let count = |r: &str| s.voters.iter().filter(|v| regions[v] == r).count();
+            assert_eq!(
+                (count("us-east-1"), count("us-west-2"), count("eu-west-1")),
+                (2, 2, 1)
+            );
+            assert!(s.voters.contains(&21), "{s:?}");
+            assert!(
+                s.learners.iter().all(|l| regions[l] != "eu-west-1"),
+                "{s:?}"
+            );
+            assert_eq!(regions[&s.voters[0]], "us-east-1");
+        }
+        p.witness_region = None;
+        for s in place_keyspace(&p, &all, &LatencyMatrix::aws_default()).unwrap() {
+            assert!(
+                !s.replicas().any(|n| n == 21),
+                "a witness holds no data: {s:?}"
+            );
+        }
+        // A witness region without a witness node is refused, naming the fix.
+        all.iter_mut().find(|n| n.id == 21).unwrap().role = NodeRole::Data;
+        p.witness_region = Some("eu-west-1".into());
+        let e = place_keyspace(&p, &all, &LatencyMatrix::aws_default()).unwrap_err();
+        assert!(e.to_string().contains("role = \"witness\""), "{e}");
+    }
+
     // Goal: survive=region puts 2/2/1 voters in home, nearest and next region, learners on the
     // rest of the allowed nodes, and nothing outside `regions`.
     #[test]

@@ -111,16 +111,17 @@ fn turn(node: &Node, g: &Group, s: &mut Seen) -> Turn {
     if state == openraft::ServerState::Leader {
         return Turn::Wait;
     }
-    // A witness never stands (its tick elections stay off too): it holds no data to lead with.
-    if node.is_witness() {
-        return Turn::Wait;
-    }
     let Some(leader) = s.leader.filter(|l| *l != node.id()) else {
         // No leader seen here since this process started (a group that never elected, or a
         // restart), or this node led last: no lease holds the voters back in step, so
         // openraft's own randomised timeouts decide (gating them on the silence as below
         // would start every such node at the same instant, and split the vote every round).
-        return Turn::Openraft;
+        // A witness leaves a first election to the data voters.
+        return if node.is_witness() {
+            Turn::Wait
+        } else {
+            Turn::Openraft
+        };
     };
     let silence = g.contact.silence_ms();
     let t = g.timing;
@@ -156,9 +157,16 @@ fn turn(node: &Node, g: &Group, s: &mut Seen) -> Turn {
         })
         .collect();
     let leader_region = region_of(&leader);
-    let r = rank(node.id(), leader, &leader_region, &voters, |a, b| {
-        node.matrix.rtt_ms(a, b)
-    });
+    // A witness stands last, after every data voter's turn: only when none of them can win
+    // (their logs are behind the witness's, whose vote they need), so that it can bring them
+    // up to date and hand leadership over at once (`reconcile::hand_away`).
+    let r = if witnesses.contains(&node.id()) {
+        Some(voters.len() + 1)
+    } else {
+        rank(node.id(), leader, &leader_region, &voters, |a, b| {
+            node.matrix.rtt_ms(a, b)
+        })
+    };
     // After a round that elected nobody (the term moved on without a leader), voters whose
     // views of who is alive differ could stand together again and again: each waits a little
     // more, different per node and per term.

@@ -21,7 +21,7 @@
 //!
 //! Fencing. A group's id carries its epoch, so every replication message and forwarded request
 //! names it, and a node whose catalogue has moved on runs no group of an older epoch (it
-//! retires it: [`retire_stale_groups`]). A returning region whose catalogue has not caught up
+//! retires it: [`reconcile`]). A returning region whose catalogue has not caught up
 //! yet could still elect a leader of the old group among its own voters, so a zone keyspace's
 //! group serves writes and reads (other than eventual ones) only under an epoch lease: a
 //! linearizable read of the catalogue, sent less than `EPOCH_LEASE` ago, that named the

@@ -38,7 +38,7 @@ use crate::checker::{
     antientropy, async_bounded, async_convergence, async_lost_writes, bounded_staleness,
     committed_stable, convergence, counter_sum, election_safety, failover_chain, failover_holddown,
     failover_paused, gray_failover, ledger_precision, ledger_recall, linearizable, lost_writes,
-    lww_final, meta_minority, mv_siblings, promotion, residency, session, set_members,
+    lww_final, meta_minority, mv_siblings, promotion, residency, session, set_members, witness,
 };
 use crate::history::{Call, Op as HistoryOp, Ret};
 use crate::nemesis::{self, Fault, Scheduled};
@@ -138,6 +138,10 @@ pub struct Options {
     /// its end, so it is promoted, and returns for the liveness phase. Checked: no write
     /// acknowledged at a stale epoch, every lost acknowledged write in the reported tail.
     pub promotion: bool,
+    /// The sync keyspace's third region (eu-west-1) holds only witnesses (`role = "witness"`,
+    /// `witness_region`), with the random nemesis; no async keyspace. Checked: witnesses never
+    /// lead and hold no data.
+    pub witness: bool,
 }
 
 /// `promotion_after_ms` of the simulation's zone keyspace.
@@ -160,6 +164,7 @@ impl Default for Options {
             gray: false,
             meta_minority: false,
             promotion: false,
+            witness: false,
         }
     }
 }
@@ -226,6 +231,8 @@ struct SimNode {
     /// Anti-entropy repairs of this node's earlier incarnations.
     repairs_before: Arc<std::sync::atomic::AtomicU64>,
     clock: Arc<SimClock>,
+    /// `role = "witness"` (`Options::witness`: every node of the third region).
+    witness: bool,
 }
 
 type Slots = Arc<Mutex<Vec<Option<Arc<Node>>>>>;
@@ -257,6 +264,7 @@ listen_http = "{host}:8000"
 listen_grpc = "{host}:9000"
 seeds = ["{bootstrap_host}:{PEER_PORT}"]
 bootstrap = {bootstrap}
+role = "{role}"
 antientropy_interval_ms = 2000
 antientropy_settle_ms = 1000
 [wan]
@@ -269,6 +277,7 @@ degraded_for_ms = {SIM_DEGRADED_FOR_MS}
         region = REGIONS[node.region],
         host = node.host,
         bootstrap = node.host == bootstrap_host,
+        role = if node.witness { "witness" } else { "data" },
     );
     // Not `validated()`: that insists on IP addresses, and simulated hosts have names.
     Ok(toml::from_str(&text)?)
@@ -281,7 +290,15 @@ fn async_policy(name: &str, conflict: &str, shards: u16, regions: &[String]) -> 
     serde_json::from_str(&json).expect("the simulation's async policy is valid")
 }
 
-fn policy(shards: u16, zone: bool) -> KeyspacePolicy {
+fn policy(shards: u16, zone: bool, witness: bool) -> KeyspacePolicy {
+    if witness {
+        let json = format!(
+            r#"{{"name": "{KEYSPACE}", "replication": "sync", "survive": "region", "home_region": "{}",
+                 "regions": ["{}", "{}", "{}"], "shards": {shards}, "witness_region": "{}"}}"#,
+            REGIONS[0], REGIONS[0], REGIONS[1], REGIONS[2], REGIONS[2]
+        );
+        return serde_json::from_str(&json).expect("the simulation's witness policy is valid");
+    }
     if zone {
         let json = format!(
             r#"{{"name": "{KEYSPACE}", "replication": "sync", "survive": "zone", "home_region": "{}",
@@ -316,6 +333,7 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
             SimNode {
                 id: i as u64 + 1,
                 region: *r,
+                witness: opts.witness && *r == 2,
                 host: format!("node-{}", i + 1),
                 engine: mem.clone(),
                 mem,
@@ -421,7 +439,7 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
             at += len + rng.gen_range(1_000..=3_000);
         }
     }
-    let async_regions: Vec<String> = if opts.workload == Workload::Sync {
+    let async_regions: Vec<String> = if opts.workload == Workload::Sync || opts.witness {
         Vec::new()
     } else if rng.gen_bool(0.5) {
         REGIONS.iter().map(|r| r.to_string()).collect()
@@ -508,7 +526,7 @@ fn simulate(
     let sync_on = opts.workload != Workload::Async;
     let mut keyspaces = Vec::new();
     if sync_on {
-        keyspaces.push(policy(shards, opts.promotion));
+        keyspaces.push(policy(shards, opts.promotion, opts.witness));
     }
     if !async_regions.is_empty() {
         keyspaces.push(async_policy(ASYNC_KEYSPACE, "lww", shards, async_regions));
@@ -619,6 +637,7 @@ fn simulate(
     set_latencies(&sim, nodes, 1);
 
     let mut election = election_safety::ElectionSafety::default();
+    let mut leaders_seen: BTreeMap<(GroupId, u64, u64), (u64, u64)> = BTreeMap::new();
     let mut committed = committed_stable::CommittedStable::default();
     let mut active: Vec<(usize, Scheduled)> = Vec::new();
     let mut next_fault = 0;
@@ -649,6 +668,17 @@ fn simulate(
         if now - last_sample >= SAMPLE_EVERY {
             last_sample = now;
             sample(&slots, &mut election, &mut committed);
+            if opts.witness {
+                let at = now.as_micros() as u64;
+                for node in slots.lock().unwrap().iter().flatten() {
+                    for st in node.group_status().into_iter().filter(|st| st.is_leader) {
+                        leaders_seen
+                            .entry((st.group, st.term, node.id()))
+                            .and_modify(|(_, last)| *last = at)
+                            .or_insert((at, at));
+                    }
+                }
+            }
             if let (Some(_), false, true) = (gray_at, healed, sync_on) {
                 let outside = (0..shards).all(|shard| {
                     leader_region(&slots, nodes, group_id(keyspace_id(KEYSPACE), shard))
@@ -838,6 +868,19 @@ fn simulate(
     outcome
         .violations
         .extend(committed.violations().iter().cloned());
+    if opts.witness {
+        let witnesses: std::collections::BTreeSet<u64> =
+            nodes.iter().filter(|n| n.witness).map(|n| n.id).collect();
+        let rows: Vec<(u64, usize)> = nodes
+            .iter()
+            .map(|n| (n.id, data_rows(&n.engine, keyspace_id(KEYSPACE))))
+            .collect();
+        outcome.violations.extend(witness::check(&witness::Seen {
+            witnesses: &witnesses,
+            leaders: &leaders_seen,
+            rows: &rows,
+        }));
+    }
     let history = history.lock().unwrap().clone();
     let async_history = async_history.lock().unwrap().clone();
     let typed_history = typed_history.lock().unwrap().clone();
@@ -1025,6 +1068,15 @@ async fn operator_drill(node: Arc<Node>, seed: u64, until: Duration) {
 }
 
 /// Rows of any group of keyspace `id` in an engine (data, log and group meta).
+/// Rows of keyspace `id`'s data (every epoch's groups) in one node's engine.
+fn data_rows(engine: &SharedEngine, id: u64) -> usize {
+    let start = (id << 16).to_be_bytes().to_vec();
+    let end = ((id + 1) << 16).to_be_bytes().to_vec();
+    engine
+        .scan(Table::Data, &start, &end, usize::MAX)
+        .map_or(0, |r| r.len())
+}
+
 fn keyspace_rows(engine: &SharedEngine, id: u64) -> usize {
     let start = (id << 16).to_be_bytes().to_vec();
     let end = ((id + 1) << 16).to_be_bytes().to_vec();
@@ -1330,6 +1382,10 @@ fn converge_check(
     let mut set_shards: BTreeMap<u16, Vec<async_convergence::RegionReplica>> = BTreeMap::new();
     for (node, sim_node) in slots.iter().flatten().zip(nodes) {
         for s in node.group_status() {
+            // A witness's replica of a keyspace's group holds no data by design.
+            if sim_node.witness && s.group != meridian_types::META_GROUP {
+                continue;
+            }
             let data =
                 state_machine::scan(&sim_node.engine, s.group, b"", usize::MAX).unwrap_or_default();
             groups

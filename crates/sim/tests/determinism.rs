@@ -19,6 +19,7 @@ fn short() -> Options {
         gray: false,
         meta_minority: false,
         promotion: false,
+        witness: false,
     }
 }
 

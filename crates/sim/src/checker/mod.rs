@@ -25,3 +25,4 @@ pub mod promotion;
 pub mod residency;
 pub mod session;
 pub mod set_members;
+pub mod witness;
