@@ -29,6 +29,9 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 <p id="failover-mode"></p>
 <table id="health"><thead><tr><th>region</th><th>health</th><th>for</th><th>write p99 (ms)</th><th>fsync p99 (ms)</th><th>write errors</th><th>heard by</th><th>unheard by</th><th>leaders</th></tr></thead><tbody></tbody></table>
 <table id="pending"><thead><tr><th>pending decision</th><th>what</th><th>approve with</th></tr></thead><tbody></tbody></table>
+<h2>Promotions</h2>
+<p><small>survive = "zone" keyspaces promoted out of a lost home region: what each promotion lost (at least what was known then; exactly once the old region returned). <code>GET /v1/failover/lost-tail/{keyspace}</code> lists the writes.</small></p>
+<table id="promotions"><thead><tr><th>keyspace</th><th>epoch</th><th>from</th><th>to</th><th>decision</th><th>lost entries (at least)</th><th>lost writes (exact)</th></tr></thead><tbody></tbody></table>
 <h2>Shard leaders</h2><table id="shards"><thead><tr><th>keyspace</th><th>shard</th><th>home region (async: the group's region)</th><th>leader</th><th>leader region</th></tr></thead><tbody></tbody></table>
 <h2>Replication lag between regions</h2>
 <p><small>Rows: the leader's region; columns: the replica's region. Each cell: worst staleness of applied state (ms) / worst entries behind.</small></p>
@@ -52,14 +55,16 @@ async function refresh(){
     const leaders={};for(const s of c.shards){if(s.leader!=null)leaders[s.leader]=(leaders[s.leader]||0)+1}
     document.getElementById('regions').innerHTML=Object.keys(byRegion).sort().map(r=>
       '<div class="region" data-region="'+esc(r)+'"><b>'+esc(r)+'</b><br>'+byRegion[r].map(n=>
-        '<span class="'+(n.healthy?'up':'down')+'">● node '+n.id+'</span> '+esc(n.zone)+' — leads '+(leaders[n.id]||0)+' shard(s)'+(c.meta_leader===n.id?' · catalogue leader':'')).join('<br>')+'</div>').join('');
+        '<span class="'+(n.healthy?'up':'down')+'">● node '+n.id+'</span> '+esc(n.zone)+(n.role==='witness'?' · <i>witness</i>':'')+' — leads '+(leaders[n.id]||0)+' shard(s)'+(c.meta_leader===n.id?' · catalogue leader':'')).join('<br>')+'</div>').join('');
     const f=c.failover||{};const ev=f.evacuated||{};
     document.getElementById('failover-mode').innerHTML=(f.paused?'<b class="down">PAUSED</b>: automatic decisions wait for an operator (<code>meridian failover approve ID</code>)':'automatic')+
       ' · decision log head: '+esc(f.head?('#'+f.head.seq):'empty')+' (<code>meridian failover log --verify</code>)';
     document.querySelector('#health tbody').innerHTML=Object.entries(f.health||{}).map(([r,v])=>
       '<tr data-health="'+esc(r)+'"><td>'+esc(r)+'</td><td class="'+(v.health==='healthy'?'up':'down')+'">'+esc(v.health)+'</td><td>'+((f.health_clock_ms-v.since_ms)/1000).toFixed(0)+' s'+'</td><td class="num">'+esc(v.write_p99_ms!=null?v.write_p99_ms.toFixed(1):'–')+'</td><td class="num">'+esc(v.fsync_p99_ms!=null?v.fsync_p99_ms.toFixed(1):'–')+'</td><td class="num">'+esc(v.error_rate!=null?(v.error_rate*100).toFixed(1)+'%':'–')+'</td><td>'+esc((v.heard_by||[]).join(', '))+'</td><td>'+esc((v.unheard_by||[]).join(', '))+'</td><td>'+(ev[r]?'evacuated by decision #'+ev[r].decision+' (hold-down '+ev[r].holddown_ms+' ms)':'may hold leaders')+'</td></tr>').join('');
     document.querySelector('#pending tbody').innerHTML=(f.pending||[]).map(p=>
-      '<tr><td>#'+p.id+'</td><td>'+esc(p.decision.action+' '+(p.decision.region||''))+'</td><td><code>meridian failover approve '+p.id+'</code></td></tr>').join('')||'<tr><td colspan="3">none</td></tr>';
+      '<tr><td>#'+p.id+'</td><td>'+esc(p.decision.action==='promote'?'promote '+p.decision.keyspace+' from '+p.decision.from+' to '+p.decision.to+' (epoch '+p.decision.epoch+')':p.decision.action+' '+(p.decision.region||''))+'</td><td><code>meridian failover approve '+p.id+'</code></td></tr>').join('')||'<tr><td colspan="3">none</td></tr>';
+    document.querySelector('#promotions tbody').innerHTML=(c.lost_tails||[]).map(t=>
+      '<tr data-promotion="'+esc(t.keyspace+'|'+t.epoch)+'"><td>'+esc(t.keyspace)+'</td><td>'+t.epoch+'</td><td>'+esc(t.from_region)+'</td><td>'+esc(t.to_region)+'</td><td>#'+t.decision+'</td><td class="num">'+t.lost_entries_at_least+'</td><td class="num">'+(t.recovered?t.lost_writes:'when '+esc(t.from_region)+' returns')+'</td></tr>').join('')||'<tr><td colspan="7">none</td></tr>';
     document.querySelector('#shards tbody').innerHTML=c.shards.map(s=>
       '<tr class="'+(s.leader_region&&s.leader_region!==(s.home_region??s.region)?'away':'')+'"><td>'+esc(s.keyspace)+'</td><td>'+s.shard+'</td><td>'+esc(s.home_region??s.region)+'</td><td>'+esc(s.leader??'none')+'</td><td>'+esc(s.leader_region??'none')+'</td></tr>').join('');
     const rs=c.regions.slice().sort(),cell={};for(const l of c.lag){cell[l.source_region+'|'+l.dest_region]=l}

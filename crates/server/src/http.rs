@@ -620,6 +620,7 @@ pub fn cluster_state(node: &Node) -> serde_json::Value {
         "meta_leader": meta_leader,
         "shards": shards,
         "events": node.events(),
+        "lost_tails": crate::promotion::local_summary(node),
         "lag": crate::observe::lag_matrix(node),
         "async_lag": crate::observe::async_lag_matrix(node),
         "async_lag_local": crate::observe::async_lag_own(node),

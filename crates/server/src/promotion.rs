@@ -659,6 +659,39 @@ pub async fn lost_tails(node: &Arc<Node>, keyspace: &str) -> Result<Vec<LostTail
         .collect())
 }
 
+/// Every promotion's lost tail in this node's replica of the catalogue, summed per keyspace
+/// and epoch (for the console and `/v1/cluster`; the endpoint below reads linearizably).
+pub fn local_summary(node: &Node) -> Vec<serde_json::Value> {
+    let rows = state_machine::scan(
+        node.committer.engine(),
+        META_GROUP,
+        LOST_TAIL_PREFIX.as_bytes(),
+        usize::MAX,
+    )
+    .unwrap_or_default();
+    let mut by: BTreeMap<(String, u64), Vec<LostTail>> = BTreeMap::new();
+    for (_, v) in rows {
+        if let Ok(t) = serde_json::from_slice::<LostTail>(&v) {
+            by.entry((t.keyspace.clone(), t.epoch)).or_default().push(t);
+        }
+    }
+    by.into_iter()
+        .map(|((keyspace, epoch), shards)| {
+            let recovered = shards.iter().all(|t| t.recovered.is_some());
+            serde_json::json!({
+                "keyspace": keyspace,
+                "epoch": epoch,
+                "from_region": shards[0].from_region,
+                "to_region": shards[0].to_region,
+                "decision": shards[0].decision,
+                "lost_entries_at_least": shards.iter().map(|t| t.lost_entries_at_least).sum::<u64>(),
+                "recovered": recovered,
+                "lost_writes": recovered.then(|| shards.iter().filter_map(|t| t.recovered.as_ref().map(|r| r.writes)).sum::<u64>()),
+            })
+        })
+        .collect()
+}
+
 /// `GET /v1/failover/lost-tail/{keyspace}`: per promotion, what it lost.
 pub async fn lost_tail_report(
     node: &Arc<Node>,
@@ -847,6 +880,8 @@ async fn retire(
         let better = tail.recovered.as_ref().is_none_or(|r| r.last_index < last);
         if better && last > tail.applied_at_promotion {
             let recovered = read_tail(node, g, tail.applied_at_promotion, last).await?;
+            metrics::gauge!("meridian_promotion_lost_writes", "keyspace" => ks.policy.name.clone(), "epoch" => next_epoch.to_string(), "shard" => shard.to_string())
+                .set(recovered.writes as f64);
             let mut updated = tail.clone();
             updated.recovered = Some(recovered);
             put_tail(node, &updated).await?;
