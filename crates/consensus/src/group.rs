@@ -109,7 +109,15 @@ impl Group {
         let sm = StateMachine::new(id, committer)
             .with_ledger_max(replica.ledger_max)
             .witness(replica.witness);
-        let config = raft_config(&timing.options());
+        let mut config = raft_config(&timing.options());
+        if replica.witness {
+            // A witness never builds a snapshot, so it never purges its log: a snapshot of its
+            // (empty) state sent to a lagging data voter would replace that voter's data with
+            // nothing. Its log is therefore not compacted (a known gap).
+            let mut c = (*config).clone();
+            c.snapshot_policy = openraft::SnapshotPolicy::Never;
+            config = Arc::new(c);
+        }
         let raft = MRaft::new(node_id, config, network, log.clone(), sm)
             .await
             .map_err(|e| e.to_string())?;

@@ -114,6 +114,7 @@ pub fn place_keyspace(
                 voters,
                 learners,
                 seed: None,
+                initialiser: None,
             }
         })
         .collect();
@@ -185,6 +186,7 @@ fn place_async(
                 voters: voters.iter().map(|n| n.id).collect(),
                 learners: learners.iter().map(|n| n.id).collect(),
                 seed: None,
+                initialiser: None,
             });
         }
     }

@@ -651,14 +651,14 @@ impl Node {
         }
         match op {
             Op::Write(cmd) => {
-                // A zone keyspace's leader writes only under its epoch lease (fencing).
-                let load = matches!(cmd.inner(), Command::Load { .. });
+                // A zone keyspace's leader writes only under its epoch lease (fencing); checked
+                // again when the write is acknowledged.
+                let access = if matches!(cmd.inner(), Command::Load { .. }) {
+                    crate::promotion::Access::Load
+                } else {
+                    crate::promotion::Access::Write
+                };
                 if g.raft.is_leader() {
-                    let access = if load {
-                        crate::promotion::Access::Load
-                    } else {
-                        crate::promotion::Access::Write
-                    };
                     if let Err(e) = crate::promotion::admit(self, group, access).await {
                         return Attempt::Done(Err(e));
                     }
@@ -678,11 +678,12 @@ impl Node {
                 };
                 let started = Instant::now();
                 match g.raft.client_write(cmd).await {
-                    Ok(_) if crate::promotion::still_admitted(self, group).is_err() => {
-                        // Committed, but the epoch lease ran out meanwhile: a promotion may
-                        // have opened a newer epoch, so this is not acknowledged (and, if
-                        // lost, is in the promotion's reported tail).
-                        let why = crate::promotion::still_admitted(self, group).unwrap_err();
+                    Ok(_) if crate::promotion::still_admitted(self, group, access).is_err() => {
+                        // Committed, but the epoch lease ran out meanwhile (a promotion may
+                        // have opened a newer epoch), or this node was not checked before it
+                        // proposed: not acknowledged (and, if lost, in the reported tail).
+                        let why =
+                            crate::promotion::still_admitted(self, group, access).unwrap_err();
                         Attempt::Done(Err(KvError::Unavailable(format!(
                             "{why}; the write may or may not have been applied"
                         ))))

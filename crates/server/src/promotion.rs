@@ -90,8 +90,9 @@ pub struct Promotions {
     renewed: tokio::sync::watch::Sender<u64>,
     /// Asks the lease loop to renew now.
     wake: tokio::sync::Notify,
-    /// Old groups frozen for a promotion: never reopened here.
-    frozen: Mutex<BTreeSet<GroupId>>,
+    /// Old groups frozen for a promotion, with the state they stopped at: never reopened here,
+    /// and a repeated question gets the same answer (a retried promotion picks the same seed).
+    frozen: Mutex<BTreeMap<GroupId, ReplicaState>>,
     loading: Mutex<BTreeSet<GroupId>>,
     executing: Mutex<BTreeSet<String>>,
 }
@@ -111,7 +112,7 @@ impl Default for Promotions {
 
 impl Promotions {
     pub fn is_frozen(&self, group: GroupId) -> bool {
-        self.frozen.lock().unwrap().contains(&group)
+        self.frozen.lock().unwrap().contains_key(&group)
     }
 }
 
@@ -154,10 +155,11 @@ pub async fn admit(node: &Arc<Node>, group: GroupId, access: Access) -> Result<(
     }
 }
 
-/// [`admit`] without renewing: for an acknowledgement, whose lease must still hold.
-pub fn still_admitted(node: &Node, group: GroupId) -> Result<(), KvError> {
+/// [`admit`] without renewing: for an acknowledgement, which must pass the same check (a
+/// node may have become leader between the check before proposing and the proposal).
+pub fn still_admitted(node: &Node, group: GroupId, access: Access) -> Result<(), KvError> {
     match node.keyspace_by_id(group_keyspace(group)) {
-        Some(ks) if is_zoned(&ks) => check(node, group, Access::Load),
+        Some(ks) if is_zoned(&ks) => check(node, group, access),
         _ => Ok(()),
     }
 }
@@ -192,12 +194,17 @@ fn check(node: &Node, group: GroupId, access: Access) -> Result<(), KvError> {
         )));
     }
     let placement = lease.record.shards.iter().find(|s| s.group == group);
+    let loading = placement.is_some_and(|s| s.seed.as_ref().is_some_and(|d| !d.loaded));
     // Reads too: until loaded, the group holds part of the promoted state.
-    if access != Access::Load
-        && placement.is_some_and(|s| s.seed.as_ref().is_some_and(|d| !d.loaded))
-    {
+    if access != Access::Load && loading {
         return Err(KvError::Unavailable(format!(
             "the keyspace was promoted to epoch {epoch} and its promoted state is still being loaded; retry"
+        )));
+    }
+    // Once loaded, a load again would overwrite writes acknowledged since.
+    if access == Access::Load && !loading {
+        return Err(KvError::FailedPrecondition(format!(
+            "group {group} is loaded already: a promotion's copy is applied once"
         )));
     }
     Ok(())
@@ -297,6 +304,10 @@ fn replica_state(node: &Node, group: GroupId) -> Result<ReplicaState, KvError> {
             node.id()
         ))
     })?;
+    Ok(state_of(node, &g))
+}
+
+fn state_of(node: &Node, g: &meridian_consensus::Group) -> ReplicaState {
     let m = g.raft.metrics().borrow_watched().clone();
     let latest = g.freshness.latest();
     let wall_of = |fresh_ms: u64| {
@@ -304,12 +315,12 @@ fn replica_state(node: &Node, group: GroupId) -> Result<ReplicaState, KvError> {
             .now_ms()
             .saturating_sub(node.fresh_clock.now_ms().saturating_sub(fresh_ms))
     };
-    Ok(ReplicaState {
+    ReplicaState {
         applied: m.last_applied.as_ref().map_or(0, |l| l.index()),
         last_log: m.last_log_index.unwrap_or(0),
         commit_known: latest.map(|(c, _)| c),
         commit_known_at_ms: latest.map(|(_, t)| wall_of(t)),
-    })
+    }
 }
 
 /// `PeerRequest::ReplicaState`: this node's replica of `group`, frozen first when asked.
@@ -318,14 +329,34 @@ pub async fn serve_replica_state(
     group: GroupId,
     freeze: bool,
 ) -> Result<ReplicaState, KvError> {
+    if let Some(state) = node.promotions.frozen.lock().unwrap().get(&group) {
+        return Ok(*state);
+    }
     if !freeze {
         return replica_state(node, group);
     }
-    node.promotions.frozen.lock().unwrap().insert(group);
-    let state = replica_state(node, group)?;
-    if let Some(g) = node.remove_group(group) {
-        let _ = g.raft.shutdown().await;
-    }
+    let g = node.group(group).ok_or_else(|| {
+        KvError::Unavailable(format!(
+            "node {} runs no replica of group {group}",
+            node.id()
+        ))
+    })?;
+    // Marked first, so the reconcile loop does not reopen it meanwhile.
+    node.promotions
+        .frozen
+        .lock()
+        .unwrap()
+        .insert(group, ReplicaState::default());
+    node.remove_group(group);
+    let _ = g.raft.shutdown().await;
+    // Applies are deferred commits: make the state the promotion copies durable before it is
+    // reported, so a crash cannot take it back below the index reported.
+    node.committer
+        .commit(meridian_storage::WriteBatch::default())
+        .await
+        .map_err(|e| KvError::Internal(format!("making the frozen replica durable: {e}")))?;
+    let state = state_of(node, &g);
+    node.promotions.frozen.lock().unwrap().insert(group, state);
     tracing::warn!(group, ?state, "replica frozen for a promotion");
     Ok(state)
 }
@@ -421,8 +452,9 @@ async fn execute(
         .iter()
         .map(|n| (n.id, (n.region.clone(), n.zone.clone())))
         .collect();
-    let mut shards = Vec::new();
-    let mut tails = Vec::new();
+    // Every shard's seed is chosen before any replica is frozen: a shard with no answering
+    // replica in `to` fails the attempt with nothing frozen.
+    let mut seeds = Vec::new();
     for s in &record.shards {
         let in_to: Vec<NodeId> = s
             .replicas()
@@ -443,6 +475,11 @@ async fn execute(
                 s.shard
             )));
         };
+        seeds.push((s, seed, in_to));
+    }
+    let mut shards = Vec::new();
+    let mut tails = Vec::new();
+    for (s, seed, in_to) in seeds {
         let frozen = ask_state(node, seed, s.group, true).await?;
         // Voters: the seed first (it initialises the group), then distinct zones, up to 3.
         let mut voters = vec![seed];
@@ -478,6 +515,7 @@ async fn execute(
                 applied: frozen.applied,
                 loaded: false,
             }),
+            initialiser: None,
         });
         let at_least = frozen
             .commit_known
@@ -503,6 +541,14 @@ async fn execute(
     next.epoch = epoch;
     next.policy.home_region = Some(to.to_string());
     next.shards = shards;
+    // The tails first: once the catalogue has moved, old replicas retire and record what they
+    // have into these records (a tail written after the move could be missing for good if this
+    // attempt failed in between).
+    let mut lost = 0;
+    for t in &tails {
+        lost += t.lost_entries_at_least;
+        put_tail(node, t).await?;
+    }
     let cas = Command::Cas {
         key,
         expected: Some(bytes),
@@ -517,11 +563,6 @@ async fn execute(
         return Err(KvError::Unavailable(format!(
             "keyspace {name:?} changed during its promotion"
         )));
-    }
-    let mut lost = 0;
-    for t in &tails {
-        lost += t.lost_entries_at_least;
-        put_tail(node, t).await?;
     }
     let reason = format!(
         "{name} promoted to epoch {epoch} in {to}: at least {lost} committed entries of {from} never reached the promoted replicas ({}); the exact tail is known when {from} returns (GET /v1/failover/lost-tail/{name})",
@@ -620,6 +661,10 @@ pub struct RecoveredTail {
     /// The writes, oldest first (at most `TAIL_ENTRIES_MAX`).
     pub entries: Vec<LostEntry>,
     pub truncated: bool,
+    /// Part of the range was purged from this replica's log: the writes counted and listed are
+    /// fewer than were lost.
+    #[serde(default)]
+    pub incomplete: bool,
 }
 
 /// One lost write, for reconciliation.
@@ -789,6 +834,18 @@ async fn load(
     shard: &ShardPlacement,
     seed: &Seed,
 ) -> Result<u64, KvError> {
+    // This node's catalogue may lag: a shard already marked loaded is never loaded again (its
+    // clients are writing).
+    let key = catalog::keyspace_key(name).into_bytes();
+    let op = Op::get(key.clone(), meridian_types::ReadConsistency::Linearizable);
+    if let Some(bytes) = node.execute(META_GROUP, op, 0).await?.value {
+        let record: KeyspaceRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| KvError::Internal(format!("catalogue record of {name:?}: {e}")))?;
+        let current = record.shards.iter().find(|s| s.group == shard.group);
+        if current.is_none_or(|s| s.seed.as_ref().is_none_or(|d| d.loaded)) {
+            return Ok(0);
+        }
+    }
     let engine = node.committer.engine();
     let mut after: Option<Vec<u8>> = None;
     let mut total = 0u64;
@@ -813,7 +870,6 @@ async fn load(
         }
     }
     // Mark the shard loaded (other shards may be marking theirs: compare-and-swap, retried).
-    let key = catalog::keyspace_key(name).into_bytes();
     loop {
         let op = Op::get(key.clone(), meridian_types::ReadConsistency::Linearizable);
         let bytes = node
@@ -866,37 +922,51 @@ async fn retire(
 ) -> Result<(), KvError> {
     let shard = meridian_types::ids::group_shard(g.id);
     let next_epoch = group_epoch(g.id) + 1;
-    let tails = lost_tails(node, &ks.policy.name).await?;
-    if let Some(tail) = tails
-        .iter()
-        .find(|t| t.epoch == next_epoch && t.shard == shard && t.from_group == g.id)
-    {
+    let key = lost_tail_key(&ks.policy.name, next_epoch, shard).into_bytes();
+    // Every returning old-home replica offers its log; the longest wins, by compare-and-swap
+    // (they retire at about the same time, and a plain write would let the last one win).
+    loop {
+        let op = Op::get(key.clone(), meridian_types::ReadConsistency::Linearizable);
+        let Some(bytes) = node.execute(META_GROUP, op, 0).await?.value else {
+            break;
+        };
+        let tail: LostTail = serde_json::from_slice(&bytes)
+            .map_err(|e| KvError::Internal(format!("a lost tail record: {e}")))?;
+        if tail.from_group != g.id || node.cfg.region != tail.from_region {
+            break;
+        }
         let last = g
             .raft
             .metrics()
             .borrow_watched()
             .last_log_index
             .unwrap_or(0);
-        let better = tail.recovered.as_ref().is_none_or(|r| r.last_index < last);
-        if better && last > tail.applied_at_promotion {
-            let recovered = read_tail(node, g, tail.applied_at_promotion, last).await?;
+        if tail
+            .recovered
+            .as_ref()
+            .is_some_and(|r| r.last_index >= last)
+        {
+            break;
+        }
+        let recovered = read_tail(node, g, tail.applied_at_promotion, last).await?;
+        let writes = recovered.writes;
+        let mut updated = tail.clone();
+        updated.recovered = Some(recovered);
+        let cas = Command::Cas {
+            key: key.clone(),
+            expected: Some(bytes),
+            value: Some(serde_json::to_vec(&updated).expect("tails encode")),
+        };
+        if node
+            .execute(META_GROUP, Op::Write(cas), 0)
+            .await?
+            .result
+            .succeeded
+        {
             metrics::gauge!("meridian_promotion_lost_writes", "keyspace" => ks.policy.name.clone(), "epoch" => next_epoch.to_string(), "shard" => shard.to_string())
-                .set(recovered.writes as f64);
-            let mut updated = tail.clone();
-            updated.recovered = Some(recovered);
-            put_tail(node, &updated).await?;
-            tracing::warn!(keyspace = %ks.policy.name, group = g.id, from = tail.applied_at_promotion, to = last, "lost tail recovered from the returning old home");
-        } else if tail.recovered.is_none() && node.cfg.region == tail.from_region {
-            let mut updated = tail.clone();
-            updated.recovered = Some(RecoveredTail {
-                by_node: node.id(),
-                last_index: last,
-                writes: 0,
-                entries_total: 0,
-                entries: Vec::new(),
-                truncated: false,
-            });
-            put_tail(node, &updated).await?;
+                .set(writes as f64);
+            tracing::warn!(keyspace = %ks.policy.name, group = g.id, from = tail.applied_at_promotion, to = last, writes, "lost tail recovered from the returning old home");
+            break;
         }
     }
     if let Some(g) = node.remove_group(g.id) {
@@ -915,11 +985,20 @@ async fn read_tail(
     after: u64,
     last: u64,
 ) -> Result<RecoveredTail, KvError> {
-    let mut log = g.log.clone();
-    let entries = log
-        .try_get_log_entries(after + 1..=last)
-        .await
-        .map_err(|e| KvError::Internal(format!("reading the old log: {e}")))?;
+    let entries = if last > after {
+        let mut log = g.log.clone();
+        log.try_get_log_entries(after + 1..=last)
+            .await
+            .map_err(|e| KvError::Internal(format!("reading the old log: {e}")))?
+    } else {
+        Vec::new()
+    };
+    // Entries purged from this log (a promoted replica that lagged more than the retained
+    // log) cannot be listed: the tail says so rather than pass for exact.
+    let complete = entries.len() as u64 == last.saturating_sub(after)
+        && entries
+            .first()
+            .is_none_or(|e| e.log_id.index() == after + 1);
     let mut out = RecoveredTail {
         by_node: node.id(),
         last_index: last,
@@ -927,6 +1006,7 @@ async fn read_tail(
         entries_total: entries.len() as u64,
         entries: Vec::new(),
         truncated: false,
+        incomplete: !complete,
     };
     for e in entries {
         let EntryPayload::Normal(cmd) = &e.payload else {

@@ -92,7 +92,7 @@ pub async fn tick(node: &Arc<Node>) {
                     continue;
                 }
             };
-            if shard.voters.first() == Some(&node.id())
+            if shard.initialiser() == Some(node.id())
                 && !g.raft.is_initialized().await.unwrap_or(true)
             {
                 initialise(node, &g, shard).await;

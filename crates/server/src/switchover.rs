@@ -202,6 +202,7 @@ async fn planned(
                 // The group of the current epoch (placement names epoch 0's).
                 new.group = old.group;
                 new.seed = old.seed.clone();
+                new.initialiser = old.initialiser();
                 debug_assert_eq!(
                     new.replicas().collect::<BTreeSet<_>>(),
                     old.replicas().collect::<BTreeSet<_>>(),

@@ -1021,6 +1021,11 @@ fn simulate(
         outcome
             .violations
             .extend(promotion::stale_epoch(&history, &epochs));
+        if let Some(f) = &converged {
+            outcome
+                .violations
+                .extend(promotion::not_merged_back(&f.sync_finals, &reported));
+        }
         promotion::without_reported(&history, &reported)
     } else {
         history.clone()

@@ -60,6 +60,11 @@ pub struct ShardPlacement {
     /// For the group of a promoted epoch: where its first state comes from, until loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<Seed>,
+    /// The node that initialises the group, when not the first voter: a switchover reorders the
+    /// voters, and a new first voter that never heard of the group must not initialise a second
+    /// one beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initialiser: Option<NodeId>,
 }
 
 /// How a promotion fills the new epoch's group of a shard: node `node` copies its replica of
@@ -77,6 +82,12 @@ pub struct Seed {
 impl ShardPlacement {
     pub fn replicas(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.voters.iter().chain(self.learners.iter()).copied()
+    }
+
+    /// The node that initialises the group: the first voter as placed at creation (or at a
+    /// promotion), whatever a switchover did to the voters since.
+    pub fn initialiser(&self) -> Option<NodeId> {
+        self.initialiser.or_else(|| self.voters.first().copied())
     }
 }
 

@@ -59,6 +59,25 @@ pub fn stale_epoch(history: &[Op], epochs: &BTreeMap<Write, u64>) -> Vec<String>
     violations
 }
 
+/// A reported lost write must stay lost: a key that ends with its value was merged back (or
+/// the tail reported a write the new epoch has).
+pub fn not_merged_back(
+    finals: &BTreeMap<String, Option<String>>,
+    reported: &BTreeSet<Write>,
+) -> Vec<String> {
+    reported
+        .iter()
+        .filter(|(k, v)| {
+            finals
+                .get(k)
+                .is_some_and(|f| f.as_deref() == Some(v.as_str()))
+        })
+        .map(|(k, v)| {
+            format!("key {k:?} ends with {v:?}, a write the promotion's lost tail reported lost")
+        })
+        .collect()
+}
+
 /// The history without the writes a promotion reported lost, and without reads that returned
 /// one of them (a lost write that was read before the promotion leaves the read behind it
 /// unexplainable; it is part of the reported loss).
@@ -114,6 +133,16 @@ mod tests {
             (("c".into(), "z".into()), 1),
         ]);
         assert!(stale_epoch(&h, &fine).is_empty());
+    }
+
+    // Goal: a reported write found in the final state is reported as merged back.
+    #[test]
+    fn catches_a_reported_write_that_survived() {
+        let reported = BTreeSet::from([("a".to_string(), "lost".to_string())]);
+        let finals = BTreeMap::from([("a".to_string(), Some("lost".to_string()))]);
+        assert_eq!(not_merged_back(&finals, &reported).len(), 1);
+        let finals = BTreeMap::from([("a".to_string(), Some("x".to_string()))]);
+        assert!(not_merged_back(&finals, &reported).is_empty());
     }
 
     // Goal: reported writes, and reads that saw them, leave the history; nothing else does.
