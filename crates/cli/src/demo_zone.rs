@@ -295,6 +295,22 @@ async fn scenario(
     );
     tokio::time::sleep(Duration::from_secs_f64(duration_s as f64 * 0.15)).await;
 
+    // A region failover evacuated must be failed back (healthy for its hold-down) before a
+    // switchover may take a keyspace there.
+    let t = wait_for("the old home is failed back", SETTLE_TIMEOUT, || {
+        let o = observer.clone();
+        async move {
+            o.get_json("/v1/failover")
+                .await
+                .is_ok_and(|s| s["evacuated"].get(REGIONS[HOME]).is_none())
+        }
+    })
+    .await?;
+    println!(
+        "{} failed back ({:.1} s after its lost tail was in)",
+        REGIONS[HOME],
+        t.as_secs_f64()
+    );
     println!(
         ">>> planned switchover of {KEYSPACE} back to {}",
         REGIONS[HOME]
