@@ -32,7 +32,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 <h2>Promotions</h2>
 <p><small>survive = "zone" keyspaces promoted out of a lost home region: what each promotion lost (at least what was known then; exactly once the old region returned). <code>GET /v1/failover/lost-tail/{keyspace}</code> lists the writes.</small></p>
 <table id="promotions"><thead><tr><th>keyspace</th><th>epoch</th><th>from</th><th>to</th><th>decision</th><th>lost entries (at least)</th><th>lost writes (exact)</th></tr></thead><tbody></tbody></table>
-<h2>Shard leaders</h2><table id="shards"><thead><tr><th>keyspace</th><th>shard</th><th>home region (async: the group's region)</th><th>leader</th><th>leader region</th></tr></thead><tbody></tbody></table>
+<h2>Shard leaders</h2><table id="shards"><thead><tr><th>keyspace</th><th>shard</th><th>home region (async: the group's region)</th><th>leader</th><th>leader region</th><th>voters (w: witness)</th></tr></thead><tbody></tbody></table>
 <h2>Replication lag between regions</h2>
 <p><small>Rows: the leader's region; columns: the replica's region. Each cell: worst staleness of applied state (ms) / worst entries behind.</small></p>
 <table id="lag"><thead></thead><tbody></tbody></table>
@@ -53,6 +53,7 @@ async function refresh(){
     document.getElementById('observer').textContent='(as seen by node '+c.observed_by.node+' in '+c.observed_by.region+')';
     const byRegion={};for(const n of c.nodes){(byRegion[n.region]=byRegion[n.region]||[]).push(n)}
     const leaders={};for(const s of c.shards){if(s.leader!=null)leaders[s.leader]=(leaders[s.leader]||0)+1}
+    const witness={};for(const n of c.nodes){if(n.role==='witness')witness[n.id]=true}
     document.getElementById('regions').innerHTML=Object.keys(byRegion).sort().map(r=>
       '<div class="region" data-region="'+esc(r)+'"><b>'+esc(r)+'</b><br>'+byRegion[r].map(n=>
         '<span class="'+(n.healthy?'up':'down')+'">● node '+n.id+'</span> '+esc(n.zone)+(n.role==='witness'?' · <i>witness</i>':'')+' — leads '+(leaders[n.id]||0)+' shard(s)'+(c.meta_leader===n.id?' · catalogue leader':'')).join('<br>')+'</div>').join('');
@@ -66,7 +67,7 @@ async function refresh(){
     document.querySelector('#promotions tbody').innerHTML=(c.lost_tails||[]).map(t=>
       '<tr data-promotion="'+esc(t.keyspace+'|'+t.epoch)+'"><td>'+esc(t.keyspace)+'</td><td>'+t.epoch+'</td><td>'+esc(t.from_region)+'</td><td>'+esc(t.to_region)+'</td><td>#'+t.decision+'</td><td class="num">'+t.lost_entries_at_least+'</td><td class="num">'+(t.recovered?t.lost_writes:'when '+esc(t.from_region)+' returns')+'</td></tr>').join('')||'<tr><td colspan="7">none</td></tr>';
     document.querySelector('#shards tbody').innerHTML=c.shards.map(s=>
-      '<tr class="'+(s.leader_region&&s.leader_region!==(s.home_region??s.region)?'away':'')+'"><td>'+esc(s.keyspace)+'</td><td>'+s.shard+'</td><td>'+esc(s.home_region??s.region)+'</td><td>'+esc(s.leader??'none')+'</td><td>'+esc(s.leader_region??'none')+'</td></tr>').join('');
+      '<tr class="'+(s.leader_region&&s.leader_region!==(s.home_region??s.region)?'away':'')+'"><td>'+esc(s.keyspace)+'</td><td>'+s.shard+'</td><td>'+esc(s.home_region??s.region)+'</td><td>'+esc(s.leader??'none')+'</td><td>'+esc(s.leader_region??'none')+'</td><td>'+(s.voters||[]).map(v=>esc(v)+(witness[v]?' (w)':'')).join(', ')+'</td></tr>').join('');
     const rs=c.regions.slice().sort(),cell={};for(const l of c.lag){cell[l.source_region+'|'+l.dest_region]=l}
     document.querySelector('#lag thead').innerHTML='<tr><th>leader \\ replica</th>'+rs.map(r=>'<th>'+esc(r)+'</th>').join('')+'</tr>';
     document.querySelector('#lag tbody').innerHTML=rs.map(src=>'<tr><th>'+esc(src)+'</th>'+rs.map(dst=>{const l=cell[src+'|'+dst];
