@@ -534,6 +534,7 @@ async fn execute(
             commit_known: frozen.commit_known,
             commit_known_at_ms: frozen.commit_known_at_ms,
             lost_entries_at_least: at_least,
+            old_voters: s.voters.clone(),
             recovered: None,
         });
     }
@@ -644,16 +645,40 @@ pub struct LostTail {
     /// Entries committed in the old group that the promoted replica never applied, as far as
     /// it knew (`commit_known - applied_at_promotion`).
     pub lost_entries_at_least: u64,
-    /// The exact tail, from the old region's replicas once they returned.
+    /// The old group's voters: the tail is exact once a majority of them has reported.
+    #[serde(default)]
+    pub old_voters: Vec<NodeId>,
+    /// The tail from the most up-to-date log among the old voters that have reported.
     pub recovered: Option<RecoveredTail>,
+}
+
+impl LostTail {
+    /// Exact: a majority of the old voters reported, so the most up-to-date of their logs (by
+    /// last term, then index, as Raft's elections compare them) holds every committed entry.
+    pub fn is_exact(&self) -> bool {
+        self.recovered.as_ref().is_some_and(|r| {
+            self.old_voters.is_empty()
+                || 2 * r
+                    .reported_by
+                    .iter()
+                    .filter(|n| self.old_voters.contains(n))
+                    .count()
+                    > self.old_voters.len()
+        })
+    }
 }
 
 /// The old group's entries after the promotion point, as a returning replica had them.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RecoveredTail {
     pub by_node: NodeId,
-    /// The last index in that replica's log.
+    /// The last entry in that replica's log: its term and index.
+    #[serde(default)]
+    pub last_term: u64,
     pub last_index: u64,
+    /// Every old replica that has reported its log so far.
+    #[serde(default)]
+    pub reported_by: BTreeSet<NodeId>,
     /// Entries after `applied_at_promotion` that carry a client write.
     pub writes: u64,
     /// Every entry after the promotion point (blank and membership entries included).
@@ -722,7 +747,7 @@ pub fn local_summary(node: &Node) -> Vec<serde_json::Value> {
     }
     by.into_iter()
         .map(|((keyspace, epoch), shards)| {
-            let recovered = shards.iter().all(|t| t.recovered.is_some());
+            let recovered = shards.iter().all(LostTail::is_exact);
             serde_json::json!({
                 "keyspace": keyspace,
                 "epoch": epoch,
@@ -751,7 +776,7 @@ pub async fn lost_tail_report(
     let promotions: Vec<serde_json::Value> = by_epoch
         .iter()
         .map(|(epoch, shards)| {
-            let recovered = shards.iter().all(|t| t.recovered.is_some());
+            let recovered = shards.iter().all(|t| t.is_exact());
             let writes: u64 = shards
                 .iter()
                 .filter_map(|t| t.recovered.as_ref().map(|r| r.writes))
@@ -944,11 +969,26 @@ async fn retire(
         if tail
             .recovered
             .as_ref()
-            .is_some_and(|r| r.last_index >= last)
+            .is_some_and(|r| r.reported_by.contains(&node.id()))
         {
             break;
         }
-        let recovered = read_tail(node, g, tail.applied_at_promotion, last).await?;
+        let mine = read_tail(node, g, tail.applied_at_promotion, last).await?;
+        // The most up-to-date log wins (it holds every entry committed on a majority of the
+        // voters that reported); every reporter is counted.
+        let recovered = match &tail.recovered {
+            Some(r) if (r.last_term, r.last_index) >= (mine.last_term, mine.last_index) => {
+                let mut r = r.clone();
+                r.reported_by.insert(node.id());
+                r
+            }
+            Some(r) => {
+                let mut mine = mine;
+                mine.reported_by.extend(r.reported_by.iter().copied());
+                mine
+            }
+            None => mine,
+        };
         let writes = recovered.writes;
         let mut updated = tail.clone();
         updated.recovered = Some(recovered);
@@ -985,6 +1025,14 @@ async fn read_tail(
     after: u64,
     last: u64,
 ) -> Result<RecoveredTail, KvError> {
+    let last_term = {
+        let mut log = g.log.clone();
+        log.try_get_log_entries(last..=last)
+            .await
+            .map_err(|e| KvError::Internal(format!("reading the old log: {e}")))?
+            .first()
+            .map_or(0, |e| e.log_id.leader_id.term)
+    };
     let entries = if last > after {
         let mut log = g.log.clone();
         log.try_get_log_entries(after + 1..=last)
@@ -1001,6 +1049,8 @@ async fn read_tail(
             .is_none_or(|e| e.log_id.index() == after + 1);
     let mut out = RecoveredTail {
         by_node: node.id(),
+        last_term,
+        reported_by: BTreeSet::from([node.id()]),
         last_index: last,
         writes: 0,
         entries_total: entries.len() as u64,

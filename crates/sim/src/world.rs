@@ -1441,10 +1441,10 @@ fn converge_check(
             problems.push("the zone keyspace was not promoted".to_string());
         }
         let tails = lost_tails(&nodes[0].engine);
-        if tails.len() < usize::from(shards) || tails.iter().any(|t| t.recovered.is_none()) {
+        if tails.len() < usize::from(shards) || tails.iter().any(|t| !t.is_exact()) {
             problems.push(format!(
                 "the returned home region has not reported the exact lost tail yet ({} of {shards} shards)",
-                tails.iter().filter(|t| t.recovered.is_some()).count()
+                tails.iter().filter(|t| t.is_exact()).count()
             ));
         }
     }
