@@ -663,6 +663,21 @@ impl Node {
                         return Attempt::Done(Err(e));
                     }
                 }
+                // Only an async group's leader stamps its writes: a follower forwards them
+                // before preparing anything, since a command prepared here unstamped would
+                // reach the log as is if this node became leader in between (the conflict-type
+                // test saw exactly that: an unstamped update refused by every replica).
+                if is_async_group(group)
+                    && matches!(cmd.inner(), Command::Write { .. } | Command::Update { .. })
+                    && !g.raft.is_leader()
+                {
+                    let leader = g.raft.metrics().borrow_watched().current_leader;
+                    return Attempt::Forward(
+                        leader
+                            .filter(|l| *l != self.id())
+                            .and_then(|l| self.node_addr(l).map(|(a, r)| (l, a, r))),
+                    );
+                }
                 let cmd = match self.prepare_write(&g, cmd).await {
                     Ok(c) => c,
                     Err(e) => return Attempt::Done(Err(e)),
@@ -841,6 +856,13 @@ impl Node {
                     },
                     _ => unreachable!("matched above"),
                 })
+            }
+            // Leadership moved since the caller checked: never propose it unstamped.
+            Command::Write { .. } | Command::Update { .. } if is_async_group(g.id) => {
+                Err(KvError::Unavailable(
+                    "the region's leadership moved while the write was being prepared; retry"
+                        .into(),
+                ))
             }
             Command::Ship(b) if g.raft.is_leader() => {
                 let wall = self.clock.now_ms();
