@@ -733,8 +733,16 @@ fn operator_body(body: axum::body::Bytes) -> Result<(String, String), ApiError> 
             )
         })?
     };
-    let by = b.by.unwrap_or_else(|| "unnamed".into());
-    let reason = b.reason.unwrap_or_default();
+    operator_fields(b.by, b.reason)
+}
+
+/// Who asks and why, defaulted and bounded.
+fn operator_fields(
+    by: Option<String>,
+    reason: Option<String>,
+) -> Result<(String, String), ApiError> {
+    let by = by.unwrap_or_else(|| "unnamed".into());
+    let reason = reason.unwrap_or_default();
     if by.is_empty() || by.len() > 128 || reason.len() > 1024 {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
@@ -826,15 +834,7 @@ async fn failover_switchover(
             format!("{e}; expected {{\"to\": \"us-west-2\", \"by\": \"alice\", \"reason\": \"maintenance\"}} (by and reason optional)"),
         )
     })?;
-    let by = b.by.unwrap_or_else(|| "unnamed".into());
-    let reason = b.reason.unwrap_or_default();
-    if by.is_empty() || by.len() > 128 || reason.len() > 1024 {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "invalid_argument",
-            "\"by\" must be 1 to 128 bytes and \"reason\" at most 1024".into(),
-        ));
-    }
+    let (by, reason) = operator_fields(b.by, b.reason)?;
     let report = crate::switchover::switchover(&node, &by, &reason, &keyspace, &b.to).await?;
     Ok(Json(report).into_response())
 }

@@ -463,6 +463,26 @@ impl Node {
         Ok(record)
     }
 
+    /// Compare-and-swap of one metadata-group key (`expected` the bytes read before): whether
+    /// it swapped.
+    pub async fn meta_cas(
+        self: &Arc<Self>,
+        key: Vec<u8>,
+        expected: Vec<u8>,
+        value: Vec<u8>,
+    ) -> Result<bool, KvError> {
+        let cmd = Command::Cas {
+            key,
+            expected: Some(expected),
+            value: Some(value),
+        };
+        Ok(self
+            .execute(META_GROUP, Op::Write(cmd), 0)
+            .await?
+            .result
+            .succeeded)
+    }
+
     /// Every node of the catalogue, read linearizably from the metadata group.
     pub async fn catalog_nodes_linearizable(self: &Arc<Self>) -> Result<Vec<NodeRecord>, KvError> {
         let op = Op::Scan {

@@ -433,15 +433,7 @@ async fn execute(
     epoch: u64,
     seq: u64,
 ) -> Result<u64, KvError> {
-    let key = catalog::keyspace_key(name).into_bytes();
-    let op = Op::get(key.clone(), meridian_types::ReadConsistency::Linearizable);
-    let bytes = node
-        .execute(META_GROUP, op, 0)
-        .await?
-        .value
-        .ok_or_else(|| KvError::NotFound(format!("keyspace {name:?} is gone")))?;
-    let record: KeyspaceRecord = serde_json::from_slice(&bytes)
-        .map_err(|e| KvError::Internal(format!("catalogue record of {name:?}: {e}")))?;
+    let (record, bytes) = crate::switchover::read_record(node, name).await?;
     if record.epoch >= epoch {
         return Ok(0);
     }
@@ -550,17 +542,9 @@ async fn execute(
         lost += t.lost_entries_at_least;
         put_tail(node, t).await?;
     }
-    let cas = Command::Cas {
-        key,
-        expected: Some(bytes),
-        value: Some(serde_json::to_vec(&next).expect("records encode")),
-    };
-    if !node
-        .execute(META_GROUP, Op::Write(cas), 0)
-        .await?
-        .result
-        .succeeded
-    {
+    let key = catalog::keyspace_key(name).into_bytes();
+    let value = serde_json::to_vec(&next).expect("records encode");
+    if !node.meta_cas(key, bytes, value).await? {
         return Err(KvError::Unavailable(format!(
             "keyspace {name:?} changed during its promotion"
         )));
@@ -861,15 +845,10 @@ async fn load(
 ) -> Result<u64, KvError> {
     // This node's catalogue may lag: a shard already marked loaded is never loaded again (its
     // clients are writing).
-    let key = catalog::keyspace_key(name).into_bytes();
-    let op = Op::get(key.clone(), meridian_types::ReadConsistency::Linearizable);
-    if let Some(bytes) = node.execute(META_GROUP, op, 0).await?.value {
-        let record: KeyspaceRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| KvError::Internal(format!("catalogue record of {name:?}: {e}")))?;
-        let current = record.shards.iter().find(|s| s.group == shard.group);
-        if current.is_none_or(|s| s.seed.as_ref().is_none_or(|d| d.loaded)) {
-            return Ok(0);
-        }
+    let (record, _) = crate::switchover::read_record(node, name).await?;
+    let current = record.shards.iter().find(|s| s.group == shard.group);
+    if current.is_none_or(|s| s.seed.as_ref().is_none_or(|d| d.loaded)) {
+        return Ok(0);
     }
     let engine = node.committer.engine();
     let mut after: Option<Vec<u8>> = None;
@@ -896,14 +875,7 @@ async fn load(
     }
     // Mark the shard loaded (other shards may be marking theirs: compare-and-swap, retried).
     loop {
-        let op = Op::get(key.clone(), meridian_types::ReadConsistency::Linearizable);
-        let bytes = node
-            .execute(META_GROUP, op, 0)
-            .await?
-            .value
-            .ok_or_else(|| KvError::NotFound(format!("keyspace {name:?} is gone")))?;
-        let mut record: KeyspaceRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| KvError::Internal(format!("catalogue record of {name:?}: {e}")))?;
+        let (mut record, bytes) = crate::switchover::read_record(node, name).await?;
         let Some(s) = record.shards.iter_mut().find(|s| s.group == shard.group) else {
             return Err(KvError::FailedPrecondition("the shard moved on".into()));
         };
@@ -911,17 +883,9 @@ async fn load(
             Some(d) if !d.loaded => d.loaded = true,
             _ => return Ok(total),
         }
-        let cas = Command::Cas {
-            key: key.clone(),
-            expected: Some(bytes),
-            value: Some(serde_json::to_vec(&record).expect("records encode")),
-        };
-        if node
-            .execute(META_GROUP, Op::Write(cas), 0)
-            .await?
-            .result
-            .succeeded
-        {
+        let key = catalog::keyspace_key(name).into_bytes();
+        let value = serde_json::to_vec(&record).expect("records encode");
+        if node.meta_cas(key, bytes, value).await? {
             return Ok(total);
         }
     }
@@ -992,17 +956,8 @@ async fn retire(
         let writes = recovered.writes;
         let mut updated = tail.clone();
         updated.recovered = Some(recovered);
-        let cas = Command::Cas {
-            key: key.clone(),
-            expected: Some(bytes),
-            value: Some(serde_json::to_vec(&updated).expect("tails encode")),
-        };
-        if node
-            .execute(META_GROUP, Op::Write(cas), 0)
-            .await?
-            .result
-            .succeeded
-        {
+        let value = serde_json::to_vec(&updated).expect("tails encode");
+        if node.meta_cas(key.clone(), bytes, value).await? {
             metrics::gauge!("meridian_promotion_lost_writes", "keyspace" => ks.policy.name.clone(), "epoch" => next_epoch.to_string(), "shard" => shard.to_string())
                 .set(writes as f64);
             tracing::warn!(keyspace = %ks.policy.name, group = g.id, from = tail.applied_at_promotion, to = last, writes, "lost tail recovered from the returning old home");

@@ -29,7 +29,6 @@ use serde::{Deserialize, Serialize};
 
 use meridian_control::failover::Action;
 use meridian_types::catalog::{self, KeyspaceRecord, ShardPlacement};
-use meridian_types::wire::Command;
 use meridian_types::{GroupId, KvError, NodeId, ReadConsistency, Replication, Survive, META_GROUP};
 
 use crate::node::{Node, REQUEST_TIMEOUT};
@@ -131,7 +130,11 @@ pub async fn switchover(
     })
 }
 
-async fn read_record(node: &Arc<Node>, name: &str) -> Result<(KeyspaceRecord, Vec<u8>), KvError> {
+/// Keyspace `name`'s catalogue record, read linearizably, with its bytes (for a CAS).
+pub(crate) async fn read_record(
+    node: &Arc<Node>,
+    name: &str,
+) -> Result<(KeyspaceRecord, Vec<u8>), KvError> {
     let key = catalog::keyspace_key(name).into_bytes();
     let op = Op::get(key, ReadConsistency::Linearizable);
     let Some(bytes) = node.execute(META_GROUP, op, 0).await?.value else {
@@ -220,13 +223,9 @@ async fn commit_record(
     expected: &[u8],
     target: &KeyspaceRecord,
 ) -> Result<(), KvError> {
-    let cmd = Command::Cas {
-        key: catalog::keyspace_key(&target.policy.name).into_bytes(),
-        expected: Some(expected.to_vec()),
-        value: Some(serde_json::to_vec(target).expect("records encode")),
-    };
-    let reply = node.execute(META_GROUP, Op::Write(cmd), 0).await?;
-    if !reply.result.succeeded {
+    let key = catalog::keyspace_key(&target.policy.name).into_bytes();
+    let value = serde_json::to_vec(target).expect("records encode");
+    if !node.meta_cas(key, expected.to_vec(), value).await? {
         return Err(KvError::FailedPrecondition(format!(
             "keyspace {:?} changed while the switchover was being planned; run the switchover again",
             target.policy.name
