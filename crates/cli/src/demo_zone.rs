@@ -365,15 +365,19 @@ async fn scenario(
         .collect();
     let acked: Vec<&Written> = writes.iter().filter(|w| w.acked).collect();
     let missing = |w: &&&Written| present.get(&w.key) != Some(&w.value);
+    // No new epoch exists before the approval: a write acknowledged (as its client saw it) by
+    // then and missing now was lost by the promotion (the old home acknowledged it while dying;
+    // the client's clock may read just after the kill); one acknowledged after it and missing
+    // was accepted at a stale epoch.
     let acked_lost: Vec<&Written> = acked
         .iter()
-        .filter(|w| w.at < lost_at)
+        .filter(|w| w.at < approved_at)
         .filter(missing)
         .copied()
         .collect();
     let stale: Vec<&Written> = acked
         .iter()
-        .filter(|w| w.at >= lost_at)
+        .filter(|w| w.at >= approved_at)
         .filter(missing)
         .copied()
         .collect();
