@@ -8,6 +8,8 @@
 #
 # Usage: bench/compare-etcd.sh [OUT.md]          (default OUT: bench/results.md)
 # Knobs (environment): DURATION=10 CLIENTS_HIGH=64 KEYS=1000 VALUE_SIZE=256 WORKLOADS="write a b c"
+#   HTTP=1: also the write workload at CLIENTS_HIGH through each system's JSON/HTTP API
+#   (Meridian's /v1/kv, etcd's grpc-gateway), rows "write/http" (HTTP=0 leaves them out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,7 @@ CLIENTS_HIGH=${CLIENTS_HIGH:-64}
 KEYS=${KEYS:-1000}
 VALUE_SIZE=${VALUE_SIZE:-256}
 WORKLOADS=${WORKLOADS:-write a b c}
+HTTP=${HTTP:-1}
 
 if ! command -v etcd >/dev/null; then
     echo "etcd is not installed; install Debian's etcd-server (apt-get install etcd-server etcd-client)" >&2
@@ -102,6 +105,15 @@ for wl in $WORKLOADS; do
                 --keyspace "bench_$wl" --json "$WORK/$t-$wl-$c.json" 2>/dev/null | tail -n 6
         done
     done
+    if [ "$wl" = write ] && [ "$HTTP" = 1 ]; then
+        for t in meridian etcd; do
+            ep=$M_EP; [ "$t" = etcd ] && ep=$E_EP
+            echo "== $t, workload write over HTTP, $CLIENTS_HIGH clients"
+            "$BIN" bench --target "$t" --protocol http --endpoints "$ep" --workload write \
+                --clients "$CLIENTS_HIGH" --keys "$KEYS" --value-size "$VALUE_SIZE" --duration "$DURATION" \
+                --keyspace "bench_$wl" --json "$WORK/$t-write_http-$CLIENTS_HIGH.json" 2>/dev/null | tail -n 6
+        done
+    fi
 done
 
 python3 - "$WORK" "$OUT" "$FSYNCS" "$CLIENTS_HIGH" "$WORKLOADS" <<'EOF'
@@ -111,10 +123,13 @@ def load(t, wl, c):
     return json.load(open(os.path.join(work, f"{t}-{wl}-{c}.json")))
 rows = []
 for wl in workloads:
-    for c in ["1", high]:
-        m, e = load("meridian", wl, c), load("etcd", wl, c)
+    cells = [(wl, "1"), (wl, high)]
+    if wl == "write" and os.path.exists(os.path.join(work, f"meridian-write_http-{high}.json")):
+        cells.append(("write_http", high))
+    for w, c in cells:
+        m, e = load("meridian", w, c), load("etcd", w, c)
         ratio = m["throughput_ops_s"] / e["throughput_ops_s"] if e["throughput_ops_s"] else float("inf")
-        rows.append((wl, c, m, e, ratio))
+        rows.append((w.replace("_", "/"), c, m, e, ratio))
 lines = [
     "# Meridian vs etcd, side by side",
     "",
@@ -123,7 +138,8 @@ lines = [
     f"3 etcd 3.4 members on loopback, data on the same disk; `meridian bench` drives both over gRPC "
     f"with the same seeded zipfian generator, {load('meridian', workloads[0], '1')['keys']} keys, "
     f"{load('meridian', workloads[0], '1')['value_size']}-byte values, "
-    f"{load('meridian', workloads[0], '1')['duration_s']:.0f} s per cell. Reads are linearizable on both.",
+    f"{load('meridian', workloads[0], '1')['duration_s']:.0f} s per cell. Reads are linearizable on both. "
+    f"Rows write/http: the same writes through each system's JSON/HTTP API (Meridian's /v1/kv, etcd's grpc-gateway).",
     "",
     f"Disk: {fsyncs} fsyncs/s (4 KiB write + fsync, one at a time).",
     "",
@@ -140,6 +156,10 @@ if ("write", high) in by:
     goals.append(f"- write throughput at {high} clients >= 1.5 x etcd: {r:.2f} x ({'met' if r >= 1.5 else 'missed'})")
     x = m["throughput_ops_s"] / fsyncs
     goals.append(f"- sustained writes >= 10 x the disk's fsyncs/s: {m['throughput_ops_s']:.0f} ops/s = {x:.1f} x ({'met' if x >= 10 else 'missed'})")
+if ("write/http", high) in by and ("write", high) in by:
+    mh, mg = by[("write/http", high)][0], by[("write", high)][0]
+    x = mh["throughput_ops_s"] / mg["throughput_ops_s"]
+    goals.append(f"- Meridian's HTTP API within 20% of its gRPC API (writes, {high} clients): {x:.2f} x ({'met' if x >= 0.8 else 'missed'})")
 if ("write", "1") in by:
     m, e, _ = by[("write", "1")]
     goals.append(f"- single-client put p50 no worse than etcd: {m['update']['p50_ms']} ms vs {e['update']['p50_ms']} ms "

@@ -56,6 +56,10 @@ enum Command {
         /// meridian or etcd.
         #[arg(long, default_value = "meridian")]
         target: bench::target::Target,
+        /// grpc (one HTTP/2 connection per client) or http (the JSON/HTTP API: Meridian's
+        /// /v1/kv, etcd's /v3 gateway; one HTTP/1.1 keep-alive connection per client).
+        #[arg(long, default_value = "grpc")]
+        protocol: bench::target::Protocol,
         /// Nodes to drive, comma-separated: HTTP addresses of Meridian nodes, or client
         /// addresses of etcd members.
         #[arg(long, value_delimiter = ',')]
@@ -515,6 +519,7 @@ fn main() -> Result<()> {
         }),
         Command::Bench {
             target,
+            protocol,
             endpoints,
             wan,
             workload,
@@ -529,6 +534,7 @@ fn main() -> Result<()> {
             json,
         } => bench::run(bench::Options {
             target,
+            protocol,
             endpoints,
             wan,
             workload,

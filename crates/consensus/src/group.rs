@@ -85,6 +85,8 @@ pub struct Group {
     /// Its election timing, and when this replica last heard a leader (see `election`).
     pub timing: ElectionTiming,
     pub contact: Arc<LeaderContact>,
+    /// Batches client writes into raft proposals (see `proposer`).
+    pub proposer: crate::Proposer,
 }
 
 impl Group {
@@ -125,7 +127,9 @@ impl Group {
         // enables them.
         raft.runtime_config().elect(false);
         tokio::spawn(stamp_loop(raft.clone(), stamper.clone(), clock));
+        let proposer = crate::Proposer::start(raft.clone(), log.appends());
         Ok(Group {
+            proposer,
             id,
             raft,
             freshness: Arc::new(Freshness::default()),

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod ledger;
 pub mod log_store;
 pub mod network;
+pub mod proposer;
 pub mod runtime;
 pub mod ship;
 pub mod state_machine;
@@ -27,4 +28,5 @@ pub use group::{raft_config, Group, GroupOptions, ReplicaOptions};
 pub use network::{
     handle_raft_request, PendingReply, RaftRequest, RaftResponse, RaftRpc, RpcFailure,
 };
+pub use proposer::Proposer;
 pub use typ::{MRaft, PeerNode, TypeConfig};

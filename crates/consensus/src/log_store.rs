@@ -43,6 +43,43 @@ pub struct LogStore {
     group: GroupId,
     committer: GroupCommitter,
     unflushed: Arc<Mutex<BTreeMap<u64, Entry>>>,
+    appends: Arc<AppendProgress>,
+}
+
+/// Appends of a group's log in flight and completed, for the proposer's batching: it gathers
+/// the next batch while the log is busy writing (see `proposer`).
+#[derive(Debug, Default)]
+pub struct AppendProgress {
+    in_flight: std::sync::atomic::AtomicUsize,
+    completed: std::sync::atomic::AtomicU64,
+    pub changed: tokio::sync::Notify,
+}
+
+impl AppendProgress {
+    /// Appends completed so far (a counter that only grows).
+    pub fn completed(&self) -> u64 {
+        self.completed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether no append is being written.
+    pub fn idle(&self) -> bool {
+        self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0
+    }
+
+    fn begin(&self) {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn end(&self) {
+        let before = self
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        assert!(before > 0, "an append ended that never began");
+        self.completed
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.changed.notify_waiters();
+    }
 }
 
 impl LogStore {
@@ -51,7 +88,13 @@ impl LogStore {
             group,
             committer,
             unflushed: Arc::new(Mutex::new(BTreeMap::new())),
+            appends: Arc::new(AppendProgress::default()),
         }
+    }
+
+    /// The progress of this log's appends.
+    pub fn appends(&self) -> Arc<AppendProgress> {
+        self.appends.clone()
     }
 
     fn read_meta<T: DeserializeOwned>(&self, tag: &[u8]) -> io::Result<Option<T>> {
@@ -211,7 +254,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         let unflushed = self.unflushed.clone();
+        let appends = self.appends.clone();
+        appends.begin();
         let done = Box::new(move |r: meridian_storage::Result<()>| {
+            appends.end();
             if r.is_ok() {
                 // Now readable from the engine. An entry truncated and re-appended meanwhile
                 // has another log id and stays.
@@ -224,7 +270,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             callback.io_completed(r.map_err(io_err))
         });
-        self.committer.submit(batch, done).await.map_err(io_err)
+        let submitted = self.committer.submit(batch, done).await.map_err(io_err);
+        if submitted.is_err() {
+            // Never queued: `done` was dropped without running.
+            self.appends.end();
+        }
+        submitted
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {

@@ -712,7 +712,7 @@ impl Node {
                     _ => None,
                 };
                 let started = Instant::now();
-                match g.raft.client_write(cmd).await {
+                match g.proposer.propose(cmd).await {
                     Ok(_) if crate::promotion::still_admitted(self, group, access).is_err() => {
                         // Committed, but the epoch lease ran out meanwhile (a promotion may
                         // have opened a newer epoch), or this node was not checked before it

@@ -429,7 +429,7 @@ impl Transport {
         tokio::spawn(write_loop(write, out_rx));
         let reader_conn = conn.clone();
         let reader = tokio::spawn(async move {
-            let mut read = read;
+            let mut read = tokio::io::BufReader::with_capacity(READ_BUFFER_BYTES, read);
             while let Ok(frame) = read_frame(&mut read).await {
                 if let Body::Response(resp) = frame.body {
                     if let Some(tx) = reader_conn.pending.lock().unwrap().remove(&frame.id) {
@@ -469,7 +469,8 @@ impl Transport {
     }
 
     async fn serve_conn<H: Handler>(self: Arc<Self>, stream: BoxStream, handler: Arc<H>) {
-        let (mut read, write) = tokio::io::split(stream);
+        let (read, write) = tokio::io::split(stream);
+        let mut read = tokio::io::BufReader::with_capacity(READ_BUFFER_BYTES, read);
         let (out, out_rx) = mpsc::channel::<(Instant, Vec<u8>)>(PEER_QUEUE_MAX);
         tokio::spawn(write_loop(write, out_rx));
         let inflight = Arc::new(Semaphore::new(PEER_INFLIGHT_MAX));
@@ -558,20 +559,53 @@ async fn read_frame<R: AsyncReadExt + Unpin>(read: &mut R) -> io::Result<Frame> 
     bincode::deserialize(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// Bytes of already-due frames written with one system call.
+const WRITE_COALESCE_BYTES: usize = 256 * 1024;
+/// Read buffer of a peer connection: one read system call takes many small frames.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Writes frames in order, each no earlier than its due time (the simulated one-way delay).
+/// Frames already queued and already due go out together in one write (one system call, and
+/// on loopback one wake-up of the reader, for many small frames).
 async fn write_loop<W: AsyncWriteExt + Unpin>(
     mut write: W,
     mut rx: mpsc::Receiver<(Instant, Vec<u8>)>,
 ) {
-    while let Some((due, bytes)) = rx.recv().await {
+    let mut held: Option<(Instant, Vec<u8>)> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let (due, bytes) = match held.take() {
+            Some(f) => f,
+            None => match rx.recv().await {
+                Some(f) => f,
+                None => return,
+            },
+        };
         // Tokio's timer rounds up to its next millisecond tick, which would make a 0.5 ms
         // intra-region hop cost 1 to 2 ms: waits go to the precise timer. The WAN model runs on
         // real time only (the simulator models latency in turmoil and disables it).
         if due > Instant::now() {
             crate::precise::sleep_until(due).await;
         }
-        if write.write_all(&bytes).await.is_err() {
+        buf.clear();
+        buf.extend_from_slice(&bytes);
+        let now = Instant::now();
+        while buf.len() < WRITE_COALESCE_BYTES {
+            match rx.try_recv() {
+                // Frames stay in order: one not yet due waits, and so does all behind it.
+                Ok((due, next)) if due > now => {
+                    held = Some((due, next));
+                    break;
+                }
+                Ok((_, next)) => buf.extend_from_slice(&next),
+                Err(_) => break,
+            }
+        }
+        if write.write_all(&buf).await.is_err() {
             return;
+        }
+        if buf.capacity() > 4 * WRITE_COALESCE_BYTES {
+            buf = Vec::new();
         }
     }
 }

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use crate::client::Client;
 use crate::local::{node_configs, LocalNode};
-use target::{Conn, Target};
+use target::{Conn, Protocol, Target};
 use workload::{key_name, Distribution, Generator, Operation, Workload};
 
 /// Most concurrent clients one bench process runs.
@@ -36,6 +36,7 @@ const LOCAL_REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
 
 pub struct Options {
     pub target: Target,
+    pub protocol: Protocol,
     pub endpoints: Vec<String>,
     pub wan: bool,
     pub workload: Workload,
@@ -130,6 +131,12 @@ async fn bench(opts: Options) -> Result<()> {
                 opts.endpoints.clone()
             };
             let grpc = prepare_meridian(&http, &opts).await?;
+            // The HTTP API is served on the nodes' HTTP addresses.
+            let grpc = if opts.protocol == Protocol::Http {
+                http.clone()
+            } else {
+                grpc
+            };
             let how = if !local.is_empty() {
                 if opts.wan {
                     "in this process, 3 regions under the WAN model"
@@ -145,7 +152,7 @@ async fn bench(opts: Options) -> Result<()> {
     let mut conns = Vec::with_capacity(opts.clients);
     for c in 0..opts.clients {
         let addr = &addrs[c % addrs.len()];
-        conns.push(Conn::connect(opts.target, addr, &opts.keyspace).await?);
+        conns.push(Conn::connect(opts.target, opts.protocol, addr, &opts.keyspace).await?);
     }
     println!(
         "meridian bench: {description}; workload {} ({}% reads), {} clients, {} keys ({:?}), {}-byte values, {} s, seed {}",
@@ -398,6 +405,7 @@ fn report(opts: &Options, description: &str, tally: &Tally, elapsed: Duration) -
     let summary = op_summary(&all, elapsed);
     json!({
         "target": opts.target.name(),
+        "protocol": opts.protocol.name(),
         "cluster": description,
         "workload": opts.workload.name(),
         "read_pct": opts.workload.read_pct(),

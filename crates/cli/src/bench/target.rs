@@ -44,8 +44,48 @@ impl FromStr for Target {
     }
 }
 
+/// How the bench talks to the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// gRPC over one HTTP/2 connection per client.
+    Grpc,
+    /// JSON/HTTP over one HTTP/1.1 keep-alive connection per client: Meridian's `/v1/kv` API,
+    /// etcd's grpc-gateway (`/v3/kv/put`, `/v3/kv/range`).
+    Http,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::Http => "http",
+        }
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "grpc" => Ok(Protocol::Grpc),
+            "http" => Ok(Protocol::Http),
+            other => Err(format!("unknown protocol {other:?}; use grpc or http")),
+        }
+    }
+}
+
 /// One client's connection to one node of the target.
 pub enum Conn {
+    /// Meridian's HTTP API; `base` is `http://addr/v1/kv/KEYSPACE/`.
+    MeridianHttp {
+        client: reqwest::Client,
+        base: String,
+    },
+    /// etcd's grpc-gateway; `base` is `http://addr/v3/kv/`.
+    EtcdHttp {
+        client: reqwest::Client,
+        base: String,
+    },
     Meridian {
         client: KvClient<Channel>,
         keyspace: String,
@@ -54,8 +94,33 @@ pub enum Conn {
 }
 
 impl Conn {
-    /// Connects to the gRPC address `addr` (host:port) of a node of `target`.
-    pub async fn connect(target: Target, addr: &str, keyspace: &str) -> Result<Conn> {
+    /// Connects to `addr` (host:port: a node's gRPC address, or for HTTP its HTTP address) of a
+    /// node of `target`.
+    pub async fn connect(
+        target: Target,
+        protocol: Protocol,
+        addr: &str,
+        keyspace: &str,
+    ) -> Result<Conn> {
+        if protocol == Protocol::Http {
+            // One connection per client, kept alive, as the gRPC clients have.
+            let client = reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .connect_timeout(Duration::from_secs(5))
+                .pool_max_idle_per_host(1)
+                .tcp_nodelay(true)
+                .build()?;
+            return Ok(match target {
+                Target::Meridian => Conn::MeridianHttp {
+                    client,
+                    base: format!("http://{addr}/v1/kv/{keyspace}/"),
+                },
+                Target::Etcd => Conn::EtcdHttp {
+                    client,
+                    base: format!("http://{addr}/v3/kv/"),
+                },
+            });
+        }
         let channel = Endpoint::from_shared(format!("http://{addr}"))?
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
@@ -74,6 +139,14 @@ impl Conn {
 
     pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
         match self {
+            Conn::MeridianHttp { client, base } => {
+                let url = format!("{base}{}", String::from_utf8_lossy(key));
+                http_outcome(client.put(url).body(value.to_vec()).send().await).await
+            }
+            Conn::EtcdHttp { client, base } => {
+                let body = format!(r#"{{"key":"{}","value":"{}"}}"#, base64(key), base64(value));
+                http_outcome(client.post(format!("{base}put")).body(body).send().await).await
+            }
             Conn::Meridian { client, keyspace } => client
                 .put(pb::PutRequest {
                     keyspace: keyspace.clone(),
@@ -102,6 +175,17 @@ impl Conn {
     /// default, `serializable = false`).
     pub async fn get(&mut self, key: &[u8]) -> Result<(), String> {
         match self {
+            Conn::MeridianHttp { client, base } => {
+                let url = format!(
+                    "{base}{}?consistency=linearizable",
+                    String::from_utf8_lossy(key)
+                );
+                http_outcome(client.get(url).send().await).await
+            }
+            Conn::EtcdHttp { client, base } => {
+                let body = format!(r#"{{"key":"{}"}}"#, base64(key));
+                http_outcome(client.post(format!("{base}range")).body(body).send().await).await
+            }
             Conn::Meridian { client, keyspace } => client
                 .get(pb::GetRequest {
                     keyspace: keyspace.clone(),
@@ -121,5 +205,53 @@ impl Conn {
                 .map(|_| ())
                 .map_err(|s| s.message().to_string()),
         }
+    }
+}
+
+/// A 2xx answer (its body read, so the connection is reused) is a success; anything else is
+/// an error with the status and what the server said.
+async fn http_outcome(sent: reqwest::Result<reqwest::Response>) -> Result<(), String> {
+    let resp = sent.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
+    }
+}
+
+/// Standard base64 with padding (etcd's gateway takes keys and values so).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet_and_padding() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(&[0xff, 0xfe, 0x00]), "//4A");
     }
 }
