@@ -423,15 +423,21 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
 
     let first = clients[0].clone();
     let total = nodes.len();
-    let t = wait_for("every node has joined", SETTLE_TIMEOUT, || {
-        let first = first.clone();
-        async move {
-            first
-                .get_json("/v1/cluster")
-                .await
-                .is_ok_and(|c| c["nodes"].as_array().is_some_and(|n| n.len() == total))
-        }
-    })
+    let t = wait_for(
+        "every node has joined and the metadata voters span the regions",
+        SETTLE_TIMEOUT,
+        || {
+            let first = first.clone();
+            async move {
+                first.get_json("/v1/cluster").await.is_ok_and(|c| {
+                    // Every node, and metadata voters no one region can take down with it
+                    // (the failover decisions the demo shows need the metadata quorum).
+                    c["nodes"].as_array().is_some_and(|n| n.len() == total)
+                        && c["meta_spread"] == true
+                })
+            }
+        },
+    )
     .await?;
     println!(
         "cluster formed: {total} nodes joined in {:.1} s",

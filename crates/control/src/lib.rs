@@ -9,5 +9,5 @@ pub mod meta_voters;
 pub mod placement;
 
 pub use leadership::{LeaderObservation, LeaderPlacement};
-pub use meta_voters::meta_voters_to_add;
+pub use meta_voters::{meta_voters_to_add, spread_ok as meta_voters_spread_ok};
 pub use placement::place_keyspace;

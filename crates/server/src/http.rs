@@ -610,14 +610,27 @@ pub fn cluster_state(node: &Node) -> serde_json::Value {
             }));
         }
     }
-    let meta_leader = node
+    let (meta_leader, meta_voters) = node
         .group(META_GROUP)
-        .and_then(|g| g.raft.metrics().borrow_watched().current_leader);
+        .map(|g| {
+            let m = g.raft.metrics().borrow_watched().clone();
+            let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+            (m.current_leader, voters)
+        })
+        .unwrap_or_default();
+    // Whether the catalogue survives the loss of any one region (see
+    // `meridian_control::meta_voters`): the demos wait for it before they take a region down.
+    let meta_spread = {
+        let set: std::collections::BTreeSet<NodeId> = meta_voters.iter().copied().collect();
+        set.len() > 1 && meridian_control::meta_voters_spread_ok(&set, &node.catalog_nodes())
+    };
     json!({
         "observed_by": {"node": node.id(), "region": node.cfg.region},
         "regions": node.cluster_regions(),
         "nodes": nodes,
         "meta_leader": meta_leader,
+        "meta_voters": meta_voters,
+        "meta_spread": meta_spread,
         "shards": shards,
         "events": node.events(),
         "lost_tails": crate::promotion::local_summary(node),

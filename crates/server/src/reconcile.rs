@@ -219,11 +219,7 @@ async fn grow_meta_group(node: &Node, meta: &Group) {
                 m.index() + meridian_control::leadership::CAUGHT_UP_ENTRIES_MAX >= last
             })
     };
-    let candidates: Vec<NodeRecord> = nodes
-        .into_iter()
-        .filter(|n| voters.contains(&n.id) || matched(&n.id))
-        .collect();
-    let add: BTreeSet<NodeId> = meta_voters_to_add(&voters, &candidates)
+    let add: BTreeSet<NodeId> = meta_voters_to_add(&voters, &nodes, |id| matched(&id))
         .into_iter()
         .collect();
     if add.is_empty() {

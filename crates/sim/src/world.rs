@@ -38,7 +38,8 @@ use crate::checker::{
     antientropy, async_bounded, async_convergence, async_lost_writes, bounded_staleness,
     committed_stable, convergence, counter_sum, election_safety, failover_chain, failover_holddown,
     failover_paused, gray_failover, ledger_precision, ledger_recall, linearizable, lost_writes,
-    lww_final, meta_minority, mv_siblings, promotion, residency, session, set_members, witness,
+    lww_final, meta_minority, meta_spread, mv_siblings, promotion, residency, session, set_members,
+    witness,
 };
 use crate::history::{Call, Op as HistoryOp, Ret};
 use crate::nemesis::{self, Fault, Scheduled};
@@ -638,6 +639,8 @@ fn simulate(
 
     let mut election = election_safety::ElectionSafety::default();
     let mut leaders_seen: BTreeMap<(GroupId, u64, u64), (u64, u64)> = BTreeMap::new();
+    // Each voter set a metadata leader held, first sampled at (µs).
+    let mut meta_voter_sets: BTreeMap<std::collections::BTreeSet<u64>, u64> = BTreeMap::new();
     let mut committed = committed_stable::CommittedStable::default();
     let mut active: Vec<(usize, Scheduled)> = Vec::new();
     let mut next_fault = 0;
@@ -668,6 +671,18 @@ fn simulate(
         if now - last_sample >= SAMPLE_EVERY {
             last_sample = now;
             sample(&slots, &mut election, &mut committed);
+            for node in slots.lock().unwrap().iter().flatten() {
+                if let Some(g) = node.group(meridian_types::META_GROUP) {
+                    let m = g.raft.metrics();
+                    let m = openraft::async_runtime::WatchReceiver::borrow_watched(&m).clone();
+                    if m.current_leader == Some(node.id()) {
+                        let voters = m.membership_config.membership().voter_ids().collect();
+                        meta_voter_sets
+                            .entry(voters)
+                            .or_insert(now.as_micros() as u64);
+                    }
+                }
+            }
             if opts.witness {
                 let at = now.as_micros() as u64;
                 for node in slots.lock().unwrap().iter().flatten() {
@@ -862,6 +877,13 @@ fn simulate(
     outcome
         .violations
         .extend(meta_minority::check(&meta_cuts, &chain, &decided_us));
+    let node_regions: BTreeMap<u64, String> = nodes
+        .iter()
+        .map(|n| (n.id, REGIONS[n.region].to_string()))
+        .collect();
+    outcome
+        .violations
+        .extend(meta_spread::check(&node_regions, &meta_voter_sets));
     outcome
         .violations
         .extend(election.violations().iter().cloned());

@@ -20,6 +20,7 @@ pub mod linearizable;
 pub mod lost_writes;
 pub mod lww_final;
 pub mod meta_minority;
+pub mod meta_spread;
 pub mod mv_siblings;
 pub mod promotion;
 pub mod residency;
