@@ -13,6 +13,24 @@ pub struct Client {
     /// A session token sent with every request (`meridian-session`) and replaced by every
     /// response's, when the client keeps a session.
     session: Option<Arc<Mutex<String>>>,
+    /// Sent as `Authorization: Bearer <token>`: `--token`, else `MERIDIAN_TOKEN`.
+    token: Option<String>,
+}
+
+/// The token given with `--token`, which wins over `MERIDIAN_TOKEN`.
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub fn set_token(token: String) {
+    let _ = TOKEN.set(token);
+}
+
+fn token() -> Option<String> {
+    TOKEN
+        .get()
+        .cloned()
+        .or_else(|| std::env::var("MERIDIAN_TOKEN").ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
 }
 
 /// Where a response was served, from its headers.
@@ -66,6 +84,7 @@ impl Client {
             http,
             base: base.trim_end_matches('/').to_string(),
             session: None,
+            token: token(),
         }
     }
 
@@ -82,6 +101,9 @@ impl Client {
     }
 
     async fn send(&self, mut req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
         if let Some(s) = &self.session {
             let token = s.lock().unwrap().clone();
             if !token.is_empty() {
@@ -269,6 +291,10 @@ impl Client {
             .json(self.http.post(self.url(path)).timeout(wait).json(body))
             .await?
             .0)
+    }
+
+    pub async fn delete_json(&self, path: &str) -> Result<Value> {
+        Ok(self.json(self.http.delete(self.url(path))).await?.0)
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value> {

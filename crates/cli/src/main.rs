@@ -24,6 +24,9 @@ use crate::client::Client;
     about = "Multi-region replicated key-value data service"
 )]
 struct Cli {
+    /// The token sent to nodes (`Authorization: Bearer`); `MERIDIAN_TOKEN` otherwise.
+    #[arg(long, global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -232,6 +235,31 @@ enum Command {
         #[command(subcommand)]
         command: FailoverCommand,
     },
+    /// Tokens and roles: `root-token` prints a new root token for nodes' `[auth]` config;
+    /// `token create|list|revoke` manage the cluster's tokens (cluster-admin).
+    Auth {
+        #[arg(
+            long,
+            env = "MERIDIAN_NODE",
+            default_value = "127.0.0.1:8101",
+            global = true
+        )]
+        node: String,
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
+    /// The hash-chained audit log of administrative actions, allowed or denied.
+    Audit {
+        #[arg(
+            long,
+            env = "MERIDIAN_NODE",
+            default_value = "127.0.0.1:8101",
+            global = true
+        )]
+        node: String,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Show the cluster: nodes, health, and shard leaders.
     Cluster {
         #[arg(long, env = "MERIDIAN_NODE", default_value = "127.0.0.1:8101")]
@@ -316,6 +344,58 @@ enum KeyspaceCommand {
     List,
     Describe {
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Print a new random root token (put it in the file `[auth] root_token_file` names, or
+    /// in MERIDIAN_ROOT_TOKEN, on every node).
+    RootToken,
+    /// Who the node takes this client's token for, and its grants.
+    Whoami,
+    /// Create, list and revoke tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; prints it (the only time it is shown) on the last line.
+    Create {
+        /// The principal's name (`token:<name>` in the audit log).
+        #[arg(long)]
+        name: String,
+        /// A role, optionally on a keyspace name pattern: `reader`, `writer:orders*`,
+        /// `admin:team-a.*`, `cluster-admin` (repeatable).
+        #[arg(long = "grant", required = true)]
+        grants: Vec<String>,
+    },
+    /// Every token: id, name, grants, who created it, whether it is revoked.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id: it stops working at once.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print the audit log (`--json`: as JSON, the form `--verify --file` checks).
+    Log {
+        #[arg(long)]
+        json: bool,
+        /// Check the hash chain and name the first entry edited, removed or reordered (exits
+        /// 1 if there is one).
+        #[arg(long)]
+        verify: bool,
+        /// Read the log from this file (the output of `meridian audit log --json`) instead
+        /// of a node.
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
 }
 
@@ -438,6 +518,134 @@ fn print_conflicts(c: &serde_json::Value) {
     }
 }
 
+async fn auth_cmd(c: Client, command: AuthCommand) -> Result<()> {
+    match command {
+        AuthCommand::RootToken => {
+            use rand::RngCore;
+            let mut id = [0u8; 6];
+            let mut secret = [0u8; 24];
+            rand::rngs::OsRng.fill_bytes(&mut id);
+            rand::rngs::OsRng.fill_bytes(&mut secret);
+            println!(
+                "{}",
+                meridian_control::auth::Token::from_random(id, secret).text()
+            );
+        }
+        AuthCommand::Whoami => {
+            let w = c.get_json("/v1/auth/whoami").await?;
+            println!("{}", serde_json::to_string_pretty(&w)?);
+        }
+        AuthCommand::Token { command } => match command {
+            TokenCommand::Create { name, grants } => {
+                let r = c
+                    .post_json(
+                        "/v1/auth/tokens",
+                        &serde_json::json!({"name": name, "grants": grants}),
+                    )
+                    .await?;
+                eprintln!(
+                    "created token {} for {} ({}); it is shown only now:",
+                    r["id"].as_str().unwrap_or("?"),
+                    r["name"].as_str().unwrap_or("?"),
+                    grants.join(", ")
+                );
+                println!("{}", r["token"].as_str().unwrap_or_default());
+            }
+            TokenCommand::List { json } => {
+                let r = c.get_json("/v1/auth/tokens").await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                    return Ok(());
+                }
+                println!(
+                    "{:<14} {:<20} {:<10} {:<20} grants",
+                    "id", "name", "state", "created by"
+                );
+                for t in r["tokens"].as_array().into_iter().flatten() {
+                    let grants: Vec<String> = t["grants"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|g| {
+                            format!(
+                                "{} on {}",
+                                g["role"].as_str().unwrap_or("?"),
+                                g["keyspaces"].as_str().unwrap_or("?")
+                            )
+                        })
+                        .collect();
+                    println!(
+                        "{:<14} {:<20} {:<10} {:<20} {}",
+                        t["id"].as_str().unwrap_or("?"),
+                        t["name"].as_str().unwrap_or("?"),
+                        if t["revoked_ms"].is_null() {
+                            "active"
+                        } else {
+                            "revoked"
+                        },
+                        t["created_by"].as_str().unwrap_or("?"),
+                        grants.join(", ")
+                    );
+                }
+            }
+            TokenCommand::Revoke { id } => {
+                let r = c
+                    .delete_json(&format!("/v1/auth/tokens/{}", client::enc(&id)))
+                    .await?;
+                println!(
+                    "revoked token {} ({})",
+                    r["id"].as_str().unwrap_or("?"),
+                    r["name"].as_str().unwrap_or("?")
+                );
+            }
+        },
+    }
+    Ok(())
+}
+
+async fn audit_cmd(c: Client, command: AuditCommand) -> Result<()> {
+    let AuditCommand::Log { json, verify, file } = command;
+    let entries: Vec<meridian_control::audit::Entry> = match &file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the audit log copy {}", f.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not JSON (write it with `meridian audit log --json`)",
+                    f.display()
+                )
+            })?;
+            serde_json::from_value(v.get("entries").cloned().unwrap_or(v))
+                .with_context(|| format!("{} does not hold audit log entries", f.display()))?
+        }
+        None => serde_json::from_value(c.get_json("/v1/audit/log").await?["entries"].clone())
+            .context("the node's audit log does not decode")?,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"entries": entries}))?
+        );
+    } else if !verify {
+        for e in &entries {
+            println!(
+                "{:>6} {} {:<8} {:<22} {:<24} {:<20} {}",
+                e.seq, e.at_ms, e.outcome, e.principal, e.action, e.target, e.detail
+            );
+        }
+    }
+    if verify {
+        match meridian_control::audit::verify(&entries) {
+            Ok(n) => eprintln!("audit log verified: {n} entries, one unbroken chain"),
+            Err(problem) => {
+                eprintln!("audit log verification FAILED: {problem}");
+                std::process::exit(1);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn print_served(s: &client::Served) {
     let staleness = s
         .staleness_ms
@@ -469,6 +677,9 @@ impl tracing_subscriber::fmt::time::FormatTime for LogTime {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Some(t) = cli.token.clone() {
+        client::set_token(t);
+    }
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| match cli.command {
         Command::Server { .. } => "info,openraft=warn".into(),
         // The simulator reports what matters itself; its nodes' warnings (thousands of
@@ -586,6 +797,12 @@ fn main() -> Result<()> {
             reason,
             command,
         } => runtime()?.block_on(failover(Client::new(&node), &by, &reason, command)),
+        Command::Auth { node, command } => {
+            runtime()?.block_on(auth_cmd(Client::new(&node), command))
+        }
+        Command::Audit { node, command } => {
+            runtime()?.block_on(audit_cmd(Client::new(&node), command))
+        }
         Command::Cluster { node } => runtime()?.block_on(async {
             let c = Client::new(&node).get_json("/v1/cluster").await?;
             println!("{}", serde_json::to_string_pretty(&c)?);

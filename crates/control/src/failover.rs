@@ -406,8 +406,7 @@ pub struct Entry {
     pub hash: String,
 }
 
-/// The hash that starts the chain.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub use crate::chain::GENESIS;
 
 impl Entry {
     /// Fills `prev` and `hash`, chaining this entry after `prev`.
@@ -426,51 +425,26 @@ impl Entry {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
+use crate::chain::sha256_hex;
+
+impl crate::chain::Chained for Entry {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn prev(&self) -> &str {
+        &self.prev
+    }
+    fn hash(&self) -> &str {
+        &self.hash
+    }
+    fn compute_hash(&self) -> String {
+        Entry::compute_hash(self)
+    }
 }
 
-/// Checks a log (in order): every entry's hash matches its contents, links to the one before,
-/// and sequence numbers run without gaps. `Err` names the first entry that was edited,
-/// removed or reordered.
+/// Checks a log (in order): see [`crate::chain::verify`].
 pub fn verify(entries: &[Entry]) -> Result<usize, String> {
-    let mut prev: Option<&Entry> = None;
-    for (i, e) in entries.iter().enumerate() {
-        if e.compute_hash() != e.hash {
-            return Err(format!(
-                "entry {} (position {i}) was edited: its contents do not match its hash {}",
-                e.seq, e.hash
-            ));
-        }
-        if let Some(p) = prev {
-            if e.prev != p.hash {
-                return Err(format!(
-                    "entry {} (position {i}) does not follow entry {}: its previous hash is {}, entry {}'s hash is {} (an entry between them was removed, or they were reordered)",
-                    e.seq, p.seq, e.prev, p.seq, p.hash
-                ));
-            }
-            if e.seq != p.seq + 1 {
-                return Err(format!(
-                    "entry {} (position {i}) follows entry {}: sequence numbers skip or go back",
-                    e.seq, p.seq
-                ));
-            }
-        } else if e.seq != 0 {
-            return Err(format!(
-                "entry 0 is missing: the log starts at entry {} (position {i})",
-                e.seq
-            ));
-        } else if e.prev != GENESIS {
-            return Err(format!(
-                "entry 0 (position {i}) does not start the chain: its previous hash is {}",
-                e.prev
-            ));
-        }
-        prev = Some(e);
-    }
-    Ok(entries.len())
+    crate::chain::verify(entries)
 }
 
 /// A region leaders have left.

@@ -3,6 +3,9 @@
 //!
 //! Architecture Invariant: nothing here does I/O or reads a clock; `now_ms` is an argument.
 
+pub mod audit;
+pub mod auth;
+pub mod chain;
 pub mod failover;
 pub mod leadership;
 pub mod meta_voters;

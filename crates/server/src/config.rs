@@ -71,6 +71,9 @@ pub struct NodeConfig {
     /// key-value state and never leads (see a policy's `witness_region`).
     #[serde(default)]
     pub role: meridian_types::catalog::NodeRole,
+    /// Tokens and roles (see `crate::auth`).
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 fn default_request_id_window() -> u64 {
@@ -173,6 +176,7 @@ impl NodeConfig {
         if self.zone.is_empty() {
             self.zone = format!("{}a", self.region);
         }
+        crate::auth::AuthState::load(&self.auth).map_err(|e| format!("[auth]: {e}"))?;
         for (name, addr) in [
             ("listen_peer", &self.listen_peer),
             ("listen_http", &self.listen_http),

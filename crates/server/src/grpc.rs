@@ -7,7 +7,9 @@ use meridian_types::KvError;
 use tonic::{Request, Response, Status};
 
 use crate::api;
+use crate::auth::{self, Denied, Need, Principal};
 use crate::node::Node;
+use meridian_control::auth::Permission;
 use meridian_georep::SessionToken;
 
 pub mod pb {
@@ -28,6 +30,85 @@ fn status(e: KvError) -> Status {
         KvError::Unavailable(m) => Status::unavailable(m),
         KvError::Internal(m) => Status::internal(m),
     }
+}
+
+fn denied(d: Denied) -> Status {
+    match d {
+        Denied::Unauthenticated(m) => Status::unauthenticated(m),
+        Denied::Forbidden(m) => Status::permission_denied(m),
+    }
+}
+
+/// The principal behind a request's `authorization` metadata, if it may do what `need` says.
+#[allow(clippy::result_large_err)]
+async fn allow<T>(node: &Arc<Node>, req: &Request<T>, need: Need) -> Result<Principal, Status> {
+    let header = req
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    auth::check(node, header, &need).await.map_err(|d| {
+        metrics::counter!("meridian_auth_refused_total", "status" => match d {
+            Denied::Unauthenticated(_) => "401",
+            Denied::Forbidden(_) => "403",
+        })
+        .increment(1);
+        denied(d)
+    })
+}
+
+/// As [`allow`] for cluster-admin actions, recording a refusal in the audit log.
+#[allow(clippy::result_large_err)]
+async fn allow_audited<T>(
+    node: &Arc<Node>,
+    req: &Request<T>,
+    action: &str,
+    target: &str,
+) -> Result<Principal, Status> {
+    match allow(node, req, Need::Cluster).await {
+        Ok(p) => Ok(p),
+        Err(st) => {
+            let header = req
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            let principal = auth::authenticate(node, header)
+                .await
+                .map_or_else(|_| "anonymous".to_string(), |p| p.name);
+            auth::record_later(
+                node,
+                auth::Record {
+                    principal,
+                    action: action.to_string(),
+                    target: target.to_string(),
+                    outcome: "denied",
+                    detail: st.message().to_string(),
+                },
+            );
+            Err(st)
+        }
+    }
+}
+
+fn audit_outcome<T>(
+    node: &Arc<Node>,
+    principal: Principal,
+    action: &str,
+    target: &str,
+    result: &Result<T, KvError>,
+) {
+    auth::record_later(
+        node,
+        auth::Record {
+            principal: principal.name,
+            action: action.to_string(),
+            target: target.to_string(),
+            outcome: if result.is_ok() { "allowed" } else { "failed" },
+            detail: match result {
+                Ok(_) => "gRPC: ok".into(),
+                Err(e) => format!("gRPC: {e}"),
+            },
+        },
+    );
 }
 
 fn served(s: ServedBy) -> Option<pb::ServedBy> {
@@ -79,6 +160,12 @@ fn version(h: Option<&meridian_crdt::Hlc>) -> String {
 #[tonic::async_trait]
 impl pb::kv_server::Kv for KvService {
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        allow(
+            &self.node,
+            &req,
+            Need::Keyspace(Permission::Write, req.get_ref().keyspace.clone()),
+        )
+        .await?;
         let r = req.into_inner();
         let mut session = session_in(&r.session)?;
         let id = request_id(r.request_id);
@@ -99,6 +186,12 @@ impl pb::kv_server::Kv for KvService {
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        allow(
+            &self.node,
+            &req,
+            Need::Keyspace(Permission::Read, req.get_ref().keyspace.clone()),
+        )
+        .await?;
         let r = req.into_inner();
         let mut session = session_in(&r.session)?;
         let g = api::get(
@@ -123,6 +216,12 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        allow(
+            &self.node,
+            &req,
+            Need::Keyspace(Permission::Write, req.get_ref().keyspace.clone()),
+        )
+        .await?;
         let r = req.into_inner();
         let mut session = session_in(&r.session)?;
         let id = request_id(r.request_id);
@@ -154,6 +253,12 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
+        allow(
+            &self.node,
+            &req,
+            Need::Keyspace(Permission::Read, req.get_ref().keyspace.clone()),
+        )
+        .await?;
         let r = req.into_inner();
         let mut session = session_in(&r.session)?;
         let limit = Some(r.limit as usize);
@@ -182,6 +287,12 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: Request<pb::CompareAndSwapRequest>,
     ) -> Result<Response<pb::CompareAndSwapResponse>, Status> {
+        allow(
+            &self.node,
+            &req,
+            Need::Keyspace(Permission::Write, req.get_ref().keyspace.clone()),
+        )
+        .await?;
         let r = req.into_inner();
         let mut session = session_in(&r.session)?;
         let (res, s) = api::cas(
@@ -207,6 +318,12 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: Request<pb::IncrRequest>,
     ) -> Result<Response<pb::IncrResponse>, Status> {
+        allow(
+            &self.node,
+            &req,
+            Need::Keyspace(Permission::Write, req.get_ref().keyspace.clone()),
+        )
+        .await?;
         let r = req.into_inner();
         let mut session = session_in(&r.session)?;
         let id = request_id(r.request_id);
@@ -225,6 +342,12 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: Request<pb::UpdateSetRequest>,
     ) -> Result<Response<pb::UpdateSetResponse>, Status> {
+        allow(
+            &self.node,
+            &req,
+            Need::Keyspace(Permission::Write, req.get_ref().keyspace.clone()),
+        )
+        .await?;
         let r = req.into_inner();
         let mut session = session_in(&r.session)?;
         let bytes = |v: Vec<String>| v.into_iter().map(String::into_bytes).collect();
@@ -256,6 +379,12 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: Request<pb::ConflictsRequest>,
     ) -> Result<Response<pb::ConflictsResponse>, Status> {
+        allow(
+            &self.node,
+            &req,
+            Need::Keyspace(Permission::Read, req.get_ref().keyspace.clone()),
+        )
+        .await?;
         let r = req.into_inner();
         let key = (!r.key.is_empty()).then_some(r.key.as_slice());
         let limit = if r.limit == 0 { 100 } else { r.limit as usize };
@@ -333,11 +462,24 @@ impl FailoverService {
         req: Request<pb::OperatorRequest>,
         what: impl FnOnce(u64) -> crate::failover::OperatorAction,
     ) -> Result<Response<pb::OperatorResponse>, Status> {
+        let action = what(req.get_ref().id);
+        let audit_name = match &action {
+            crate::failover::OperatorAction::Pause => "failover.pause",
+            crate::failover::OperatorAction::Resume => "failover.resume",
+            crate::failover::OperatorAction::Approve(_) => "failover.approve",
+            crate::failover::OperatorAction::Reject(_) => "failover.reject",
+        };
+        let target = match &action {
+            crate::failover::OperatorAction::Approve(id)
+            | crate::failover::OperatorAction::Reject(id) => id.to_string(),
+            _ => String::new(),
+        };
+        let principal = allow_audited(&self.node, &req, audit_name, &target).await?;
         let r = req.into_inner();
         let (by, reason) = operator_args(&r)?;
-        let entry = crate::failover::operator(&self.node, &by, &reason, what(r.id))
-            .await
-            .map_err(status)?;
+        let result = crate::failover::operator(&self.node, &by, &reason, action).await;
+        audit_outcome(&self.node, principal, audit_name, &target, &result);
+        let entry = result.map_err(status)?;
         Ok(Response::new(pb::OperatorResponse {
             entry: Some(log_entry(&entry)),
         }))
@@ -348,8 +490,9 @@ impl FailoverService {
 impl pb::failover_server::Failover for FailoverService {
     async fn status(
         &self,
-        _req: Request<pb::FailoverStatusRequest>,
+        req: Request<pb::FailoverStatusRequest>,
     ) -> Result<Response<pb::FailoverStatusResponse>, Status> {
+        allow(&self.node, &req, Need::Authenticated).await?;
         let doc = crate::failover::status(&self.node);
         let state = crate::failover::local_state(&self.node);
         let health = crate::failover::views(&self.node)
@@ -387,8 +530,9 @@ impl pb::failover_server::Failover for FailoverService {
 
     async fn log(
         &self,
-        _req: Request<pb::FailoverLogRequest>,
+        req: Request<pb::FailoverLogRequest>,
     ) -> Result<Response<pb::FailoverLogResponse>, Status> {
+        allow(&self.node, &req, Need::Authenticated).await?;
         let entries = crate::failover::read_log(&self.node)
             .await
             .map_err(status)?;
@@ -435,15 +579,24 @@ impl pb::failover_server::Failover for FailoverService {
         &self,
         req: Request<pb::SwitchoverRequest>,
     ) -> Result<Response<pb::SwitchoverResponse>, Status> {
+        let target = req.get_ref().keyspace.clone();
+        let principal = allow_audited(&self.node, &req, "failover.switchover", &target).await?;
         let r = req.into_inner();
         let (by, reason) = operator_args(&pb::OperatorRequest {
             id: 0,
             by: r.by,
             reason: r.reason,
         })?;
-        let report = crate::switchover::switchover(&self.node, &by, &reason, &r.keyspace, &r.to)
-            .await
-            .map_err(status)?;
+        let result =
+            crate::switchover::switchover(&self.node, &by, &reason, &r.keyspace, &r.to).await;
+        audit_outcome(
+            &self.node,
+            principal,
+            "failover.switchover",
+            &target,
+            &result,
+        );
+        let report = result.map_err(status)?;
         Ok(Response::new(pb::SwitchoverResponse {
             keyspace: report.keyspace,
             from: report.from,

@@ -29,6 +29,12 @@ type AppState = Arc<Node>;
 /// A JSON error with its status: `{"error": {"code": "...", "message": "..."}}`.
 pub struct ApiError(StatusCode, &'static str, String);
 
+impl ApiError {
+    pub fn bad_request(message: String) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, "invalid_argument", message)
+    }
+}
+
 impl From<KvError> for ApiError {
     fn from(e: KvError) -> Self {
         let (status, code) = match &e {
@@ -177,9 +183,23 @@ pub fn router(node: Arc<Node>) -> Router {
             post(failover_switchover),
         )
         .route("/v1/failover/lost-tail/{keyspace}", get(failover_lost_tail))
+        .route("/v1/auth/whoami", get(crate::http_auth::whoami))
+        .route(
+            "/v1/auth/tokens",
+            post(crate::http_auth::create_token).get(crate::http_auth::list_tokens),
+        )
+        .route(
+            "/v1/auth/tokens/{id}",
+            axum::routing::delete(crate::http_auth::revoke_token),
+        )
+        .route("/v1/audit/log", get(crate::http_auth::audit_log))
         .route("/", get(crate::console::page))
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            crate::http_auth::layer,
+        ))
         .layer(DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
         .with_state(node)
 }

@@ -6,6 +6,7 @@
 //! Rust types.
 
 pub mod api;
+pub mod auth;
 pub mod campaign;
 pub mod clock;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod failover;
 pub mod georep_rpc;
 pub mod grpc;
 pub mod http;
+pub mod http_auth;
 pub mod metrics;
 pub mod node;
 pub mod observe;

@@ -81,6 +81,8 @@ pub struct Node {
     pub(crate) last_leaders: Mutex<BTreeMap<GroupId, Option<NodeId>>>,
     /// Region health and the failover decision log's state (see `crate::failover`).
     pub(crate) failover: crate::failover::Failover,
+    /// The root token and the audit log's bounds (see `crate::auth`).
+    pub(crate) auth: crate::auth::AuthState,
     /// Latency of the writes this node commits as a leader (a health signal).
     pub(crate) write_latency: meridian_storage::LatencyWindow,
     /// Whether the writes this node proposed as a leader committed (the error-rate signal).
@@ -165,6 +167,7 @@ impl Node {
         let matrix = cfg.wan.matrix().expect("validated config");
         let placement = LeaderPlacement::new(cfg.leader_return_delay_ms);
         let cfg_region = cfg.region.clone();
+        let auth = crate::auth::AuthState::load(&cfg.auth).expect("validated config");
         Node {
             me: transport.me.clone(),
             cfg,
@@ -178,6 +181,7 @@ impl Node {
             placement: Mutex::new(placement),
             events: Mutex::new(VecDeque::new()),
             last_leaders: Mutex::new(BTreeMap::new()),
+            auth,
             failover: Default::default(),
             write_latency: Default::default(),
             write_outcomes: Default::default(),
