@@ -18,16 +18,17 @@ pub struct Client {
 }
 
 /// The token given with `--token`, which wins over `MERIDIAN_TOKEN`.
-static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static TOKEN: Mutex<Option<String>> = Mutex::new(None);
 
 pub fn set_token(token: String) {
-    let _ = TOKEN.set(token);
+    *TOKEN.lock().unwrap() = Some(token);
 }
 
-fn token() -> Option<String> {
+pub fn token() -> Option<String> {
     TOKEN
-        .get()
-        .cloned()
+        .lock()
+        .unwrap()
+        .clone()
         .or_else(|| std::env::var("MERIDIAN_TOKEN").ok())
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty())

@@ -71,6 +71,11 @@ enum Command {
         /// model does (default: no delay).
         #[arg(long)]
         wan: bool,
+        /// Without --endpoints: the local nodes require tokens (`[auth] enabled`) and the
+        /// clients send a root token, to measure what authentication costs. With --endpoints,
+        /// pass the token with --token or MERIDIAN_TOKEN instead.
+        #[arg(long)]
+        auth: bool,
         /// a (50/50 read/update), b (95/5), c (read-only) or write (update-only).
         #[arg(long, default_value = "a")]
         workload: bench::workload::Workload,
@@ -733,6 +738,7 @@ fn main() -> Result<()> {
             protocol,
             endpoints,
             wan,
+            auth,
             workload,
             clients,
             keys,
@@ -748,6 +754,7 @@ fn main() -> Result<()> {
             protocol,
             endpoints,
             wan,
+            auth,
             workload,
             distribution,
             clients,

@@ -100,6 +100,10 @@ async fn tokens_roles_and_audit() {
     .await;
     let (s, _) = call(http, get.clone(), url(1, "/metrics"), None, None).await;
     assert_eq!(s, StatusCode::OK);
+    // The console page itself is open (it holds no data) and asks for a token.
+    let (s, page) = call(http, get.clone(), url(1, "/"), None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.as_str().unwrap_or_default().contains("token-input"));
 
     // No token, a malformed one, an unknown one: 401 with what to send.
     let (s, v) = call(http, get.clone(), url(1, "/v1/cluster"), None, None).await;

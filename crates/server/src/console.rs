@@ -24,6 +24,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 </style></head>
 <body>
 <h1>Meridian console <small id="observer"></small></h1>
+<div id="login" hidden><p id="login-why"></p><form onsubmit="useToken(event)"><input id="token-input" type="password" autocomplete="off" placeholder="mrd_... (meridian auth token create)" size="60"> <button>Use this token</button></form></div>
 <h2>Topology</h2><div class="regions" id="regions">loading…</div>
 <h2>Failover</h2>
 <p id="failover-mode"></p>
@@ -47,9 +48,16 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 <script>
 let lastConflicts={},lastAt=0;
 function esc(s){return String(s??'').replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]))}
+// With [auth] enabled every request carries a token: from the address (#token=...), kept
+// for this tab only (sessionStorage), or typed into the form a 401 or 403 shows.
+function token(){const m=location.hash.match(/token=([^&]+)/);if(m){sessionStorage.setItem('meridian-token',decodeURIComponent(m[1]));history.replaceState(null,'',location.pathname)}return sessionStorage.getItem('meridian-token')}
+function useToken(ev){ev.preventDefault();sessionStorage.setItem('meridian-token',document.getElementById('token-input').value.trim());document.getElementById('token-input').value='';refresh()}
+async function api(path){const t=token();const r=await fetch(path,{headers:t?{'Authorization':'Bearer '+t}:{}});const login=document.getElementById('login');
+  if(r.status===401||r.status===403){let why='this node needs a token';try{why=(await r.json()).error.message}catch(e){}document.getElementById('login-why').textContent=why;login.hidden=false;throw new Error('not signed in: '+why)}
+  login.hidden=true;return r.json()}
 async function refresh(){
   try{
-    const c=await (await fetch('/v1/cluster')).json();
+    const c=await api('/v1/cluster');
     document.getElementById('observer').textContent='(as seen by node '+c.observed_by.node+' in '+c.observed_by.region+')';
     const byRegion={};for(const n of c.nodes){(byRegion[n.region]=byRegion[n.region]||[]).push(n)}
     const leaders={};for(const s of c.shards){if(s.leader!=null)leaders[s.leader]=(leaders[s.leader]||0)+1}

@@ -39,6 +39,8 @@ pub struct Options {
     pub protocol: Protocol,
     pub endpoints: Vec<String>,
     pub wan: bool,
+    /// Local nodes require tokens; the clients send a root token.
+    pub auth: bool,
     pub workload: Workload,
     pub distribution: Distribution,
     pub clients: usize,
@@ -125,12 +127,36 @@ async fn bench(opts: Options) -> Result<()> {
         ),
         Target::Meridian => {
             let http = if opts.endpoints.is_empty() {
-                local = start_local(dir.path(), opts.wan).await?;
+                local = start_local(dir.path(), opts.wan, opts.auth).await?;
                 local.iter().map(LocalNode::http).collect()
             } else {
                 opts.endpoints.clone()
             };
             let grpc = prepare_meridian(&http, &opts).await?;
+            if opts.auth && opts.endpoints.is_empty() {
+                // Measure with a stored token (looked up in the metadata group's replica on
+                // every request), as applications use, not the root token.
+                let r = Client::new(&http[0])
+                    .post_json(
+                        "/v1/auth/tokens",
+                        &json!({"name": "bench", "grants": [format!("writer:{}", opts.keyspace)]}),
+                    )
+                    .await
+                    .context("creating the bench's token")?;
+                let token = r["token"].as_str().context("a created token")?.to_string();
+                // Every node knows it before the load starts.
+                crate::client::set_token(token);
+                for h in &http {
+                    let c = Client::new(h);
+                    let started = Instant::now();
+                    while c.get_json("/v1/auth/whoami").await.is_err() {
+                        if started.elapsed() > SETTLE_TIMEOUT {
+                            bail!("node {h} did not learn the bench's token in time");
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
             // The HTTP API is served on the nodes' HTTP addresses.
             let grpc = if opts.protocol == Protocol::Http {
                 http.clone()
@@ -185,11 +211,22 @@ async fn bench(opts: Options) -> Result<()> {
     Ok(())
 }
 
-async fn start_local(dir: &std::path::Path, wan: bool) -> Result<Vec<LocalNode>> {
-    let mut nodes: Vec<LocalNode> = node_configs(dir, &LOCAL_REGIONS, 1, wan)?
-        .into_iter()
-        .map(LocalNode::new)
-        .collect();
+async fn start_local(dir: &std::path::Path, wan: bool, auth: bool) -> Result<Vec<LocalNode>> {
+    let mut cfgs = node_configs(dir, &LOCAL_REGIONS, 1, wan)?;
+    if auth {
+        let (mut id, mut secret) = ([0u8; 6], [0u8; 24]);
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let root = meridian_control::auth::Token::from_random(id, secret).text();
+        let file = dir.join("root.token");
+        std::fs::write(&file, &root)?;
+        for (_, cfg) in cfgs.iter_mut() {
+            cfg.auth.enabled = true;
+            cfg.auth.root_token_file = Some(file.clone());
+        }
+        crate::client::set_token(root);
+    }
+    let mut nodes: Vec<LocalNode> = cfgs.into_iter().map(LocalNode::new).collect();
     for n in nodes.iter_mut() {
         n.start().await?;
     }
@@ -406,6 +443,8 @@ fn report(opts: &Options, description: &str, tally: &Tally, elapsed: Duration) -
     json!({
         "target": opts.target.name(),
         "protocol": opts.protocol.name(),
+        // Whether requests carried a token (the local nodes required one with --auth).
+        "auth": opts.auth || crate::client::token().is_some(),
         "cluster": description,
         "workload": opts.workload.name(),
         "read_pct": opts.workload.read_pct(),

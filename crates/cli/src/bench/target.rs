@@ -89,6 +89,8 @@ pub enum Conn {
     Meridian {
         client: KvClient<Channel>,
         keyspace: String,
+        /// `Bearer <token>` when the cluster needs one (`--token` or `MERIDIAN_TOKEN`).
+        auth: Option<tonic::metadata::AsciiMetadataValue>,
     },
     Etcd(etcd_pb::kv_client::KvClient<Channel>),
 }
@@ -102,9 +104,18 @@ impl Conn {
         addr: &str,
         keyspace: &str,
     ) -> Result<Conn> {
+        let bearer = crate::client::token().map(|t| format!("Bearer {t}"));
         if protocol == Protocol::Http {
+            let mut headers = reqwest::header::HeaderMap::new();
+            if let (Target::Meridian, Some(b)) = (target, &bearer) {
+                headers.insert(
+                    reqwest::header::AUTHORIZATION,
+                    b.parse().context("the token is not a valid header value")?,
+                );
+            }
             // One connection per client, kept alive, as the gRPC clients have.
             let client = reqwest::Client::builder()
+                .default_headers(headers)
                 .timeout(REQUEST_TIMEOUT)
                 .connect_timeout(Duration::from_secs(5))
                 .pool_max_idle_per_host(1)
@@ -132,6 +143,10 @@ impl Conn {
             Target::Meridian => Conn::Meridian {
                 client: KvClient::new(channel),
                 keyspace: keyspace.to_string(),
+                auth: bearer
+                    .map(|b| b.parse())
+                    .transpose()
+                    .context("the token is not a valid metadata value")?,
             },
             Target::Etcd => Conn::Etcd(etcd_pb::kv_client::KvClient::new(channel)),
         })
@@ -147,15 +162,22 @@ impl Conn {
                 let body = format!(r#"{{"key":"{}","value":"{}"}}"#, base64(key), base64(value));
                 http_outcome(client.post(format!("{base}put")).body(body).send().await).await
             }
-            Conn::Meridian { client, keyspace } => client
-                .put(pb::PutRequest {
-                    keyspace: keyspace.clone(),
-                    key: key.to_vec(),
-                    value: value.to_vec(),
-                    session: String::new(),
-                    request_id: Vec::new(),
-                    context: String::new(),
-                })
+            Conn::Meridian {
+                client,
+                keyspace,
+                auth,
+            } => client
+                .put(authed(
+                    pb::PutRequest {
+                        keyspace: keyspace.clone(),
+                        key: key.to_vec(),
+                        value: value.to_vec(),
+                        session: String::new(),
+                        request_id: Vec::new(),
+                        context: String::new(),
+                    },
+                    auth,
+                ))
                 .await
                 .map(|_| ())
                 .map_err(|s| s.message().to_string()),
@@ -186,13 +208,20 @@ impl Conn {
                 let body = format!(r#"{{"key":"{}"}}"#, base64(key));
                 http_outcome(client.post(format!("{base}range")).body(body).send().await).await
             }
-            Conn::Meridian { client, keyspace } => client
-                .get(pb::GetRequest {
-                    keyspace: keyspace.clone(),
-                    key: key.to_vec(),
-                    consistency: "linearizable".into(),
-                    session: String::new(),
-                })
+            Conn::Meridian {
+                client,
+                keyspace,
+                auth,
+            } => client
+                .get(authed(
+                    pb::GetRequest {
+                        keyspace: keyspace.clone(),
+                        key: key.to_vec(),
+                        consistency: "linearizable".into(),
+                        session: String::new(),
+                    },
+                    auth,
+                ))
                 .await
                 .map(|_| ())
                 .map_err(|s| s.message().to_string()),
@@ -206,6 +235,15 @@ impl Conn {
                 .map_err(|s| s.message().to_string()),
         }
     }
+}
+
+/// `msg` with the client's `authorization` metadata, if it has a token.
+fn authed<T>(msg: T, auth: &Option<tonic::metadata::AsciiMetadataValue>) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Some(a) = auth {
+        req.metadata_mut().insert("authorization", a.clone());
+    }
+    req
 }
 
 /// A 2xx answer (its body read, so the connection is reused) is a success; anything else is
