@@ -123,7 +123,7 @@ fn observe(
 /// Request ids are 1 to 128 bytes.
 pub const REQUEST_ID_BYTES_MAX: usize = 128;
 
-fn check_request_id(id: &[u8]) -> Result<(), KvError> {
+pub fn check_request_id(id: &[u8]) -> Result<(), KvError> {
     if id.is_empty() || id.len() > REQUEST_ID_BYTES_MAX {
         return Err(KvError::InvalidArgument(format!(
             "the request id is {} bytes; give 1 to {REQUEST_ID_BYTES_MAX} bytes (a UUID is typical), the same on every retry of one write",

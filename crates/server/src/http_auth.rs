@@ -26,7 +26,7 @@ struct Audited {
 
 /// Percent-decodes a path segment as the router does (an undecodable one stays as is, and
 /// then matches no grant pattern, which allows only `[A-Za-z0-9_.*-]`).
-fn decode(seg: &str) -> String {
+pub fn decode(seg: &str) -> String {
     let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let b = seg.as_bytes();
     let mut out = Vec::with_capacity(b.len());

@@ -556,7 +556,73 @@ async fn read_frame<R: AsyncReadExt + Unpin>(read: &mut R) -> io::Result<Frame> 
     }
     let mut body = vec![0u8; len];
     read.read_exact(&mut body).await?;
-    bincode::deserialize(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    decode_body(&body)
+}
+
+/// A frame from its body (the bytes after the length prefix), as a peer sent it: any bytes
+/// decode to a frame or an error, never a panic or an allocation beyond the body's size.
+fn decode_body(body: &[u8]) -> io::Result<Frame> {
+    bincode::deserialize(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Hooks for the fuzz targets (`crates/server/tests/fuzz.rs`): the frame decoder on arbitrary
+/// bytes, and well-formed frames to mutate.
+pub mod fuzz {
+    use super::*;
+
+    /// Decodes `bytes` as one length-prefixed frame, as a connection's reader does: the frame's
+    /// id and whether it is a request, or why it was refused.
+    pub fn decode_frame(bytes: &[u8]) -> Result<(u64, bool), String> {
+        let (len, body) = bytes
+            .split_first_chunk::<4>()
+            .ok_or("shorter than a length prefix")?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if len > FRAME_BYTES_MAX {
+            return Err(format!("frame of {len} bytes exceeds the limit"));
+        }
+        let body = body.get(..len).ok_or("cut off")?;
+        let f = decode_body(body).map_err(|e| e.to_string())?;
+        Ok((f.id, matches!(f.body, Body::Request(_))))
+    }
+
+    /// Encoded frames of several kinds (requests and responses).
+    pub fn samples() -> Vec<Vec<u8>> {
+        let from = Endpoint {
+            node: 3,
+            region: "eu-west-1".into(),
+        };
+        let bodies = vec![
+            Body::Request(PeerRequest::Ping),
+            Body::Request(PeerRequest::Stats),
+            Body::Request(PeerRequest::Op {
+                group: 7,
+                op: crate::peer::Op::Write(meridian_types::wire::Command::Put {
+                    key: b"k".to_vec(),
+                    value: b"value".to_vec(),
+                }),
+                hops: 1,
+            }),
+            Body::Request(PeerRequest::Digest {
+                group: 9,
+                horizon_ms: 1_700_000_000_000,
+            }),
+            Body::Response(PeerResponse::Pong),
+            Body::Response(PeerResponse::Join(Err(
+                meridian_types::KvError::Unavailable("x".into()),
+            ))),
+        ];
+        bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| {
+                encode(&Frame {
+                    id: i as u64,
+                    from: from.clone(),
+                    body,
+                })
+            })
+            .collect()
+    }
 }
 
 /// Bytes of already-due frames written with one system call.
