@@ -74,6 +74,11 @@ pub struct NodeConfig {
     /// Tokens and roles (see `crate::auth`).
     #[serde(default)]
     pub auth: crate::auth::AuthConfig,
+    /// Debugging and residency tests: every frame this node reads from a peer is appended to
+    /// this file as received (up to 512 MiB). Never in production: it holds what crossed the
+    /// network, data included.
+    #[serde(default)]
+    pub capture_frames: Option<PathBuf>,
 }
 
 fn default_request_id_window() -> u64 {

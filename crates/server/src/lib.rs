@@ -136,6 +136,12 @@ pub async fn start_node(
         region: cfg.region.clone(),
     };
     let transport = Transport::new(me, wan, cfg.wan.seed ^ cfg.node_id, dialer);
+    if let Some(path) = &cfg.capture_frames {
+        transport
+            .capture_to(path)
+            .map_err(|e| anyhow::anyhow!("capture_frames = {}: {e}", path.display()))?;
+        tracing::warn!(path = %path.display(), "capturing every frame read from peers (debugging only)");
+    }
     let node = Arc::new(Node::new(cfg.clone(), committer, transport.clone(), clock));
     let meta = node
         .ensure_group(META_GROUP)

@@ -230,6 +230,30 @@ pub struct Transport {
     /// Last time each peer answered, in ms of the node clock, for health reports.
     last_heard: Mutex<BTreeMap<NodeId, Instant>>,
     dialer: Arc<dyn Dialer>,
+    /// Every frame this node reads from a peer, appended as received (see
+    /// `NodeConfig::capture_frames`): residency tests scan it.
+    capture: std::sync::OnceLock<Arc<Capture>>,
+}
+
+/// Bytes a frame capture file grows to at most; frames beyond are not captured.
+pub const CAPTURE_BYTES_MAX: u64 = 512 * 1024 * 1024;
+
+/// A file that frames are appended to (length prefix and body, exactly as received).
+pub struct Capture {
+    file: Mutex<std::fs::File>,
+    written: AtomicU64,
+}
+
+impl Capture {
+    fn append(&self, len: [u8; 4], body: &[u8]) {
+        let n = (4 + body.len()) as u64;
+        if self.written.fetch_add(n, Ordering::Relaxed) + n > CAPTURE_BYTES_MAX {
+            return;
+        }
+        use std::io::Write;
+        let mut f = self.file.lock().unwrap();
+        let _ = f.write_all(&len).and_then(|()| f.write_all(body));
+    }
 }
 
 impl Transport {
@@ -245,7 +269,19 @@ impl Transport {
             next_id: AtomicU64::new(1),
             rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
             last_heard: Mutex::new(BTreeMap::new()),
+            capture: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Appends every frame read from a peer from now on to `path` (created or truncated).
+    /// Debugging and residency tests only: the file holds data as it crossed the network.
+    pub fn capture_to(&self, path: &std::path::Path) -> io::Result<()> {
+        let file = std::fs::File::create(path)?;
+        let _ = self.capture.set(Arc::new(Capture {
+            file: Mutex::new(file),
+            written: AtomicU64::new(0),
+        }));
+        Ok(())
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -428,9 +464,10 @@ impl Transport {
         });
         tokio::spawn(write_loop(write, out_rx));
         let reader_conn = conn.clone();
+        let capture = self.capture.get().cloned();
         let reader = tokio::spawn(async move {
             let mut read = tokio::io::BufReader::with_capacity(READ_BUFFER_BYTES, read);
-            while let Ok(frame) = read_frame(&mut read).await {
+            while let Ok(frame) = read_frame(&mut read, capture.as_deref()).await {
                 if let Body::Response(resp) = frame.body {
                     if let Some(tx) = reader_conn.pending.lock().unwrap().remove(&frame.id) {
                         let _ = tx.send(resp);
@@ -475,7 +512,8 @@ impl Transport {
         tokio::spawn(write_loop(write, out_rx));
         let inflight = Arc::new(Semaphore::new(PEER_INFLIGHT_MAX));
         let mut lanes: BTreeMap<u64, mpsc::Sender<(u64, Endpoint, PeerRequest)>> = BTreeMap::new();
-        while let Ok(frame) = read_frame(&mut read).await {
+        let capture = self.capture.get().cloned();
+        while let Ok(frame) = read_frame(&mut read, capture.as_deref()).await {
             let Body::Request(req) = frame.body else {
                 continue;
             };
@@ -544,7 +582,10 @@ fn encode(frame: &Frame) -> Vec<u8> {
     bytes
 }
 
-async fn read_frame<R: AsyncReadExt + Unpin>(read: &mut R) -> io::Result<Frame> {
+async fn read_frame<R: AsyncReadExt + Unpin>(
+    read: &mut R,
+    capture: Option<&Capture>,
+) -> io::Result<Frame> {
     let mut len = [0u8; 4];
     read.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -556,6 +597,9 @@ async fn read_frame<R: AsyncReadExt + Unpin>(read: &mut R) -> io::Result<Frame> 
     }
     let mut body = vec![0u8; len];
     read.read_exact(&mut body).await?;
+    if let Some(c) = capture {
+        c.append((len as u32).to_be_bytes(), &body);
+    }
     decode_body(&body)
 }
 
