@@ -119,7 +119,9 @@ async fn tokens_roles_and_audit() {
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
     assert!(message(&v).contains("mrd_"), "{v}");
-    let forged = format!("{}0", &root[..root.len() - 1]);
+    // The root token with its last secret digit changed.
+    let last = if root.ends_with('0') { '1' } else { '0' };
+    let forged = format!("{}{last}", &root[..root.len() - 1]);
     let (s, _) = call(
         http,
         get.clone(),
@@ -129,6 +131,44 @@ async fn tokens_roles_and_audit() {
     )
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // Connections are bounded per client address before any token is looked at: the one
+    // over the bound is closed unanswered, and a place frees when a connection closes.
+    {
+        use std::io::{Read, Write};
+        let addr = cluster.node(1).http.clone();
+        let held: Vec<std::net::TcpStream> = (0..meridian_server::conn_limit::PER_PEER_MAX)
+            .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+            .collect();
+        let probe = |addr: &str| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        };
+        // The server admits the held connections as it accepts them; the next is refused.
+        eventually(
+            "the connection over the bound is refused",
+            Duration::from_secs(10),
+            || {
+                let a = addr.clone();
+                async move { (!probe(&a).starts_with("HTTP/1.1 200")).then_some(()) }
+            },
+        )
+        .await;
+        drop(held);
+        eventually(
+            "places free once connections close",
+            Duration::from_secs(10),
+            || {
+                let a = addr.clone();
+                async move { probe(&a).starts_with("HTTP/1.1 200").then_some(()) }
+            },
+        )
+        .await;
+    }
 
     // The root token is cluster-admin.
     eventually("every node joined", Duration::from_secs(60), || async {

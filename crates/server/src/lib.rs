@@ -10,6 +10,7 @@ pub mod auth;
 pub mod campaign;
 pub mod clock;
 pub mod config;
+pub mod conn_limit;
 pub mod console;
 pub mod failover;
 pub mod georep_rpc;
@@ -77,20 +78,6 @@ async fn open_engine(cfg: &NodeConfig) -> anyhow::Result<SharedEngine> {
     }
 }
 
-/// The accepted gRPC connections, with Nagle's algorithm off. `serve_with_incoming` takes the
-/// streams as they are, and with Nagle on, a response written in several frames waits for the
-/// client's delayed ACK: gRPC reads took 44 ms on loopback instead of under 1 ms.
-fn no_delay(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        conn.set_nodelay(true)?;
-        Ok(conn)
-    })
-}
-
 /// Starts a node: storage, listeners, the metadata group, joining, and the control loop.
 pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<RunningNode> {
     metrics::install();
@@ -101,6 +88,10 @@ pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Run
     let grpc_listener = bind("listen_grpc", &cfg.listen_grpc).await?;
     let node = start_node(cfg, clock, committer, Arc::new(TcpDialer), peer_listener).await?;
     let router = http::router(node.clone());
+    let http_listener = conn_limit::LimitedListener::new(
+        http_listener,
+        conn_limit::Limiter::new("http", conn_limit::PER_PEER_MAX, conn_limit::TOTAL_MAX),
+    );
     tokio::spawn(async move { axum::serve(http_listener, router).await });
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
@@ -108,7 +99,13 @@ pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Run
         .add_service(grpc::FailoverServer::new(grpc::FailoverService {
             node: node.clone(),
         }))
-        .serve_with_incoming(no_delay(grpc_listener));
+        .serve_with_incoming(
+            conn_limit::LimitedListener::new(
+                grpc_listener,
+                conn_limit::Limiter::new("grpc", conn_limit::PER_PEER_MAX, conn_limit::TOTAL_MAX),
+            )
+            .into_stream(),
+        );
     tokio::spawn(grpc);
     let cfg = &node.cfg;
     tracing::info!(node = cfg.node_id, region = %cfg.region, http = %cfg.listen_http, grpc = %cfg.listen_grpc, peer = %cfg.listen_peer, "node started");
