@@ -16,7 +16,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::client::Client;
-use crate::local::{node_configs, LocalNode};
+use crate::local::LocalNode;
 
 pub const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
 const HOME: usize = 0;
@@ -371,7 +371,7 @@ pub(crate) fn round1(v: Option<f64>) -> Value {
         .unwrap_or(Value::Null)
 }
 
-pub fn run(duration_s: u64, report: Option<PathBuf>, scenario: &str) -> Result<()> {
+pub fn run(duration_s: u64, report: Option<PathBuf>, scenario: &str, insecure: bool) -> Result<()> {
     if duration_s < 9 {
         bail!(
             "--duration {duration_s} is too short; use at least 9 seconds so each phase has load"
@@ -382,19 +382,18 @@ pub fn run(duration_s: u64, report: Option<PathBuf>, scenario: &str) -> Result<(
         .enable_all()
         .build()?;
     match scenario {
-        "sync" => rt.block_on(demo(duration_s, report)),
-        "async" => rt.block_on(crate::demo_async::demo(duration_s, report)),
-        "zone-promotion" => rt.block_on(crate::demo_zone::demo(duration_s, report)),
+        "sync" => rt.block_on(demo(duration_s, report, insecure)),
+        "async" => rt.block_on(crate::demo_async::demo(duration_s, report, insecure)),
+        "zone-promotion" => rt.block_on(crate::demo_zone::demo(duration_s, report, insecure)),
         other => bail!("unknown --scenario {other:?}; use sync (a region failure), async (a cut between regions) or zone-promotion (a survive = \"zone\" keyspace promoted out of its lost home region)"),
     }
 }
 
-async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
+async fn demo(duration_s: u64, report_path: Option<PathBuf>, insecure: bool) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut nodes: Vec<LocalNode> = node_configs(dir.path(), &REGIONS, NODES_PER_REGION, true)?
-        .into_iter()
-        .map(LocalNode::new)
-        .collect();
+    let (cfgs, token) =
+        crate::local::demo_configs(dir.path(), &REGIONS, NODES_PER_REGION, insecure)?;
+    let mut nodes: Vec<LocalNode> = cfgs.into_iter().map(LocalNode::new).collect();
     println!("Meridian demo: {} regions x {NODES_PER_REGION} nodes in one process, WAN latency from the measured AWS matrix", REGIONS.len());
     for (a, b) in [(0, 1), (0, 2), (1, 2)] {
         println!(
@@ -420,6 +419,7 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
         nodes[0].http(),
         nodes[NODES_PER_REGION].http()
     );
+    crate::local::print_access(&token, &nodes[NODES_PER_REGION].http());
 
     let first = clients[0].clone();
     let total = nodes.len();

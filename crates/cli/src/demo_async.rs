@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::client::Client;
 use crate::demo::{percentile_ms, round1, wait_for, REGIONS};
-use crate::local::{node_configs, LocalNode};
+use crate::local::LocalNode;
 
 const NODES_PER_REGION: usize = 3;
 const CLIENTS_PER_REGION: usize = 4;
@@ -337,12 +337,11 @@ async fn set_cut(clients: &[Client], on: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
+pub async fn demo(duration_s: u64, report_path: Option<PathBuf>, insecure: bool) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut nodes: Vec<LocalNode> = node_configs(dir.path(), &REGIONS, NODES_PER_REGION, true)?
-        .into_iter()
-        .map(LocalNode::new)
-        .collect();
+    let (cfgs, token) =
+        crate::local::demo_configs(dir.path(), &REGIONS, NODES_PER_REGION, insecure)?;
+    let mut nodes: Vec<LocalNode> = cfgs.into_iter().map(LocalNode::new).collect();
     println!("Meridian demo (async): {} regions x {NODES_PER_REGION} nodes in one process, WAN latency from the measured AWS matrix", REGIONS.len());
     let matrix = nodes[0].cfg.wan.matrix().map_err(anyhow::Error::msg)?;
     for (a, b) in [(0, 1), (0, 2), (1, 2)] {
@@ -370,6 +369,7 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
         })
         .collect();
     println!("console: http://{}", nodes[0].http());
+    crate::local::print_access(&token, &nodes[0].http());
     let first = clients[0].clone();
     let total = nodes.len();
     let t = wait_for(

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use crate::client::Client;
 use crate::demo::{wait_for, REGIONS};
-use crate::local::{node_configs, LocalNode};
+use crate::local::LocalNode;
 
 const KEYSPACE: &str = "ledger";
 const NODES_PER_REGION: usize = 3;
@@ -89,13 +89,12 @@ async fn client_loop(name: String, nodes: Vec<Client>, shared: Arc<Shared>) -> V
     out
 }
 
-pub async fn demo(duration_s: u64, report_path: Option<PathBuf>) -> Result<()> {
+pub async fn demo(duration_s: u64, report_path: Option<PathBuf>, insecure: bool) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut nodes: Vec<LocalNode> = node_configs(dir.path(), &REGIONS, NODES_PER_REGION, true)?
-        .into_iter()
-        .map(LocalNode::new)
-        .collect();
-    let result = scenario(&mut nodes, duration_s, report_path).await;
+    let (cfgs, token) =
+        crate::local::demo_configs(dir.path(), &REGIONS, NODES_PER_REGION, insecure)?;
+    let mut nodes: Vec<LocalNode> = cfgs.into_iter().map(LocalNode::new).collect();
+    let result = scenario(&mut nodes, duration_s, report_path, &token).await;
     // A node's runtime cannot be dropped inside this one: stop them all first.
     for n in nodes.iter_mut() {
         n.kill();
@@ -107,6 +106,7 @@ async fn scenario(
     nodes: &mut [LocalNode],
     duration_s: u64,
     report_path: Option<PathBuf>,
+    token: &Option<String>,
 ) -> Result<()> {
     println!(
         "Meridian demo (zone promotion): {} regions x {NODES_PER_REGION} nodes in one process, WAN latency from the measured AWS matrix",
@@ -133,6 +133,7 @@ async fn scenario(
         nodes[NODES_PER_REGION].http(),
         REGIONS[TO]
     );
+    crate::local::print_access(token, &nodes[NODES_PER_REGION].http());
     let total = nodes.len();
     let t = wait_for(
         "every node has joined and the metadata voters span the regions",

@@ -114,3 +114,41 @@ holddown_ms = 5000
     }
     Ok(cfgs)
 }
+
+/// The demos' node configs: [`node_configs`] with the WAN model on and, unless `insecure`,
+/// tokens required (`[auth] enabled`) with a fresh root token that this process's clients send
+/// (see `crate::client::set_token`). Returns the token.
+pub fn demo_configs(
+    dir: &Path,
+    regions: &[&str],
+    per_region: usize,
+    insecure: bool,
+) -> Result<(Vec<(usize, NodeConfig)>, Option<String>)> {
+    let mut cfgs = node_configs(dir, regions, per_region, true)?;
+    if insecure {
+        return Ok((cfgs, None));
+    }
+    use rand::RngCore;
+    let (mut id, mut secret) = ([0u8; 6], [0u8; 24]);
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let root = meridian_control::auth::Token::from_random(id, secret).text();
+    let file = dir.join("root.token");
+    std::fs::write(&file, &root)?;
+    for (_, cfg) in cfgs.iter_mut() {
+        cfg.auth.enabled = true;
+        cfg.auth.root_token_file = Some(file.clone());
+    }
+    crate::client::set_token(root.clone());
+    Ok((cfgs, Some(root)))
+}
+
+/// Prints how to reach a secured demo: its admin token and a console link that carries it.
+pub fn print_access(token: &Option<String>, http: &str) {
+    match token {
+        Some(t) => println!(
+            "tokens required (--insecure turns this off); admin token: {t}\n  console with the token: http://{http}/#token={t}\n  CLI: MERIDIAN_TOKEN={t} meridian cluster --node {http}"
+        ),
+        None => println!("running without tokens (--insecure)"),
+    }
+}

@@ -52,6 +52,10 @@ enum Command {
         /// switchover back.
         #[arg(long, default_value = "sync")]
         scenario: String,
+        /// Run without tokens (by default the demo's nodes require them, and it prints an
+        /// admin token and a console link that carries it).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Drive a cluster (Meridian or etcd) with a YCSB-style workload; report throughput and
     /// latency percentiles. Without --endpoints, starts a 3-node Meridian cluster in-process.
@@ -703,7 +707,8 @@ fn main() -> Result<()> {
             duration,
             report,
             scenario,
-        } => demo::run(duration, report, &scenario),
+            insecure,
+        } => demo::run(duration, report, &scenario, insecure),
         Command::Sim {
             seed,
             seeds,
