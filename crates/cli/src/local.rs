@@ -115,6 +115,9 @@ holddown_ms = 5000
     Ok(cfgs)
 }
 
+/// Node configs with the index of each node's region.
+pub type RegionConfigs = Vec<(usize, NodeConfig)>;
+
 /// The demos' node configs: [`node_configs`] with the WAN model on and, unless `insecure`,
 /// tokens required (`[auth] enabled`) with a fresh root token that this process's clients send
 /// (see `crate::client::set_token`). Returns the token.
@@ -123,7 +126,7 @@ pub fn demo_configs(
     regions: &[&str],
     per_region: usize,
     insecure: bool,
-) -> Result<(Vec<(usize, NodeConfig)>, Option<String>)> {
+) -> Result<(RegionConfigs, Option<String>)> {
     let mut cfgs = node_configs(dir, regions, per_region, true)?;
     if insecure {
         return Ok((cfgs, None));
