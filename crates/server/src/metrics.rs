@@ -134,6 +134,30 @@ fn describe() {
         "meridian_failover_decisions_total",
         "Failover decisions this node committed to the decision log, by action."
     );
+    describe_gauge!(
+        "meridian_promotion_lost_entries",
+        "Committed entries of the old home a promotion is known to have lost (a lower bound until the old home returns), by keyspace and epoch."
+    );
+    describe_gauge!(
+        "meridian_promotion_lost_writes",
+        "Writes in a promotion's exact lost tail, as the returning old home reported them, by keyspace, epoch and shard."
+    );
+    describe_counter!(
+        "meridian_audit_entries_total",
+        "Audit log entries this node appended, by outcome (allowed, denied, failed)."
+    );
+    describe_counter!(
+        "meridian_audit_unrecorded_total",
+        "Administrative requests whose audit entry was not recorded (denied beyond the rate bound, queue full, or the metadata group unreachable)."
+    );
+    describe_counter!(
+        "meridian_auth_refused_total",
+        "Requests refused for want of a valid token (status 401) or of a permission (403)."
+    );
+    describe_counter!(
+        "meridian_connections_refused_total",
+        "Client connections closed on accept for exceeding the per-address or per-listener bound, by listener."
+    );
 }
 
 /// The Prometheus text exposition of every metric.
