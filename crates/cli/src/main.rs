@@ -163,6 +163,10 @@ enum Command {
         /// with the random nemesis: witnesses must never lead and never hold data.
         #[arg(long, conflicts_with = "promotion")]
         witness: bool,
+        /// Nodes start region by region, 1.5 s apart: the metadata group's voters must still
+        /// never give one region a majority.
+        #[arg(long)]
+        staggered_join: bool,
     },
     /// Create, list and describe keyspaces.
     Keyspace {
@@ -723,6 +727,7 @@ fn main() -> Result<()> {
             meta_minority,
             promotion,
             witness,
+            staggered_join,
         } => sim::run_cli(sim::Args {
             seed,
             seeds,
@@ -737,6 +742,7 @@ fn main() -> Result<()> {
             meta_minority,
             promotion,
             witness,
+            staggered_join,
         }),
         Command::Bench {
             target,

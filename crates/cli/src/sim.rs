@@ -21,6 +21,7 @@ pub struct Args {
     pub meta_minority: bool,
     pub promotion: bool,
     pub witness: bool,
+    pub staggered_join: bool,
 }
 
 fn replay_flags(args: &Args) -> String {
@@ -31,7 +32,7 @@ fn replay_flags(args: &Args) -> String {
     };
     let flag = |on: bool, name: &'static str| if on { name } else { "" };
     format!(
-        "{workload}{}{}{}{}{}{}{}",
+        "{workload}{}{}{}{}{}{}{}{}",
         flag(args.inject_shipping_loss, " --inject-shipping-loss"),
         flag(args.region_loss, " --region-loss"),
         flag(args.flapping, " --flapping"),
@@ -39,6 +40,7 @@ fn replay_flags(args: &Args) -> String {
         flag(args.meta_minority, " --meta-minority"),
         flag(args.promotion, " --promotion"),
         flag(args.witness, " --witness"),
+        flag(args.staggered_join, " --staggered-join"),
     )
 }
 
@@ -119,6 +121,7 @@ pub fn run_cli(args: Args) -> Result<()> {
         meta_minority: args.meta_minority,
         promotion: args.promotion,
         witness: args.witness,
+        staggered_join: args.staggered_join,
         ..Options::default()
     };
     let flags = replay_flags(&args);

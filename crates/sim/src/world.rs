@@ -143,6 +143,10 @@ pub struct Options {
     /// `witness_region`), with the random nemesis; no async keyspace. Checked: witnesses never
     /// lead and hold no data.
     pub witness: bool,
+    /// Nodes start region by region (the bootstrap's region first, the others 1.5 s apart), so
+    /// the metadata group's learners catch up at different times. Checked: its voter sets
+    /// never give one region a majority (`meta_spread`).
+    pub staggered_join: bool,
 }
 
 /// `promotion_after_ms` of the simulation's zone keyspace.
@@ -166,6 +170,7 @@ impl Default for Options {
             meta_minority: false,
             promotion: false,
             witness: false,
+            staggered_join: false,
         }
     }
 }
@@ -561,6 +566,11 @@ fn simulate(
         // would also hold leaders where Raft elected them.
         let drill = !opts.region_loss && !opts.flapping && !opts.gray && !opts.promotion;
         let drill_until = opts.safety;
+        let join_delay = if opts.staggered_join {
+            Duration::from_millis(1500 * n.region as u64)
+        } else {
+            Duration::ZERO
+        };
         sim.host(n.host.as_str(), move || {
             let (cfg, engine, clock, slots, keyspaces) = (
                 cfg.clone(),
@@ -570,6 +580,9 @@ fn simulate(
                 keyspaces.clone(),
             );
             async move {
+                if !join_delay.is_zero() {
+                    tokio::time::sleep(join_delay).await;
+                }
                 let label = cfg.node_id.to_string();
                 let committer = GroupCommitter::start_task(engine, label);
                 let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PEER_PORT)).await?;
