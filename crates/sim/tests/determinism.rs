@@ -20,6 +20,7 @@ fn short() -> Options {
         meta_minority: false,
         promotion: false,
         witness: false,
+        staggered_join: false,
     }
 }
 
