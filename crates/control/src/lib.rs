@@ -12,5 +12,8 @@ pub mod meta_voters;
 pub mod placement;
 
 pub use leadership::{LeaderObservation, LeaderPlacement};
-pub use meta_voters::{meta_voters_to_add, spread_ok as meta_voters_spread_ok};
+pub use meta_voters::{
+    meta_voters_to_add, next_change as meta_voters_next_change, spread_ok as meta_voters_spread_ok,
+    VoterChange as MetaVoterChange,
+};
 pub use placement::place_keyspace;

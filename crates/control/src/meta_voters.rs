@@ -44,6 +44,80 @@ fn ideal_additions(voters: &BTreeSet<NodeId>, nodes: &[NodeRecord]) -> Vec<NodeI
     chosen
 }
 
+/// The voter set the metadata group should have, over every known node: up to
+/// [`META_VOTERS_MAX`], one at a time from the region with the fewest picked so far, keeping
+/// current voters where that costs nothing (ties: current voters first, then region name, then
+/// node id), the total kept odd. Unlike [`ideal_additions`] it may drop a current voter: three
+/// voters picked while only two regions had nodes put two in one region, and a third region
+/// that joins later with one node would otherwise never get a vote.
+pub fn target(voters: &BTreeSet<NodeId>, nodes: &[NodeRecord]) -> Vec<NodeId> {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut picked: Vec<NodeId> = Vec::new();
+    while picked.len() < META_VOTERS_MAX {
+        let pick = nodes
+            .iter()
+            .filter(|n| !picked.contains(&n.id))
+            .min_by_key(|n| {
+                (
+                    count.get(n.region.as_str()).copied().unwrap_or(0),
+                    !voters.contains(&n.id),
+                    n.region.clone(),
+                    n.id,
+                )
+            });
+        let Some(n) = pick else { break };
+        *count.entry(n.region.as_str()).or_default() += 1;
+        picked.push(n.id);
+    }
+    if picked.len().is_multiple_of(2) {
+        picked.pop();
+    }
+    picked
+}
+
+/// What the metadata leader should do about its voters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VoterChange {
+    /// Add these caught-up nodes.
+    Add(Vec<NodeId>),
+    /// Replace the voters by this set (every new member caught up): a voter leaves.
+    Replace(BTreeSet<NodeId>),
+}
+
+/// The next change towards [`target`]: all of it once its new members have caught up (a
+/// replacement if a voter leaves), else the largest caught-up addition that keeps the voters
+/// spread ([`meta_voters_to_add`]); None when there is nothing to do yet.
+pub fn next_change(
+    voters: &BTreeSet<NodeId>,
+    nodes: &[NodeRecord],
+    caught_up: impl Fn(NodeId) -> bool,
+) -> Option<VoterChange> {
+    let t = target(voters, nodes);
+    let goal: BTreeSet<NodeId> = t.iter().copied().collect();
+    if goal == *voters || goal.len() <= 1 {
+        return None;
+    }
+    let adding: Vec<NodeId> = t
+        .iter()
+        .copied()
+        .filter(|id| !voters.contains(id))
+        .collect();
+    if adding.iter().all(|id| caught_up(*id)) {
+        // Never give up a spread set for an unspread one (the target is spread whenever the
+        // nodes allow it).
+        if !spread_ok(&goal, nodes) && spread_ok(voters, nodes) && voters.len() > 1 {
+            return None;
+        }
+        return Some(if voters.is_subset(&goal) {
+            VoterChange::Add(adding)
+        } else {
+            VoterChange::Replace(goal)
+        });
+    }
+    let add = meta_voters_to_add(voters, nodes, caught_up);
+    (!add.is_empty()).then_some(VoterChange::Add(add))
+}
+
 /// Whether `voters` (more than one) keep the metadata group's promise: an odd count and, when
 /// the cluster's nodes span three regions or more, no region holding a majority.
 pub fn spread_ok(voters: &BTreeSet<NodeId>, nodes: &[NodeRecord]) -> bool {
@@ -231,5 +305,72 @@ mod tests {
         assert!(!spread_ok(&BTreeSet::from([1, 2, 3, 4, 7]), &nodes));
         let two: Vec<NodeRecord> = nodes[..6].to_vec();
         assert!(spread_ok(&BTreeSet::from([1, 2, 4]), &two));
+    }
+
+    // Goal: regions joining one after another end with voters no region can take down: {1,2,3}
+    // picked while us-east-1 and us-west-2 had nodes (2/1) gives way once eu-west-1 joins with
+    // a single node, and 3/2 over two regions becomes 2/2/1 when the third brings nodes.
+    #[test]
+    fn staggered_regions_are_rebalanced() {
+        let nodes = vec![
+            node(1, "us-east-1"),
+            node(2, "us-east-1"),
+            node(3, "us-west-2"),
+            node(4, "eu-west-1"),
+        ];
+        let voters = BTreeSet::from([1, 2, 3]);
+        // Before eu-west-1 is known, nothing to do (two regions: 2/1 is the best there is).
+        assert_eq!(next_change(&voters, &nodes[..3], |_| true), None);
+        // Node 4 not caught up yet: wait.
+        assert_eq!(next_change(&voters, &nodes, |id| id != 4), None);
+        let Some(VoterChange::Replace(goal)) = next_change(&voters, &nodes, |_| true) else {
+            panic!("expected a replacement");
+        };
+        assert!(spread_ok(&goal, &nodes), "{goal:?}");
+        assert!(
+            goal.contains(&4) && goal.contains(&1) && goal.contains(&3),
+            "{goal:?}"
+        );
+        // Settled: nothing more.
+        assert_eq!(next_change(&goal, &nodes, |_| true), None);
+
+        let nine = nine();
+        let voters: BTreeSet<NodeId> = BTreeSet::from([1, 2, 3, 4, 5]);
+        let Some(VoterChange::Replace(goal)) = next_change(&voters, &nine, |_| true) else {
+            panic!("expected a replacement");
+        };
+        assert!(spread_ok(&goal, &nine), "{goal:?}");
+        assert_eq!(goal.len(), 5);
+        assert_eq!(
+            goal.intersection(&voters).count(),
+            4,
+            "one voter leaves: {goal:?}"
+        );
+    }
+
+    // Goal: from every start, repeated changes end spread and then stop (exhaustive over
+    // starting voter sets of the 9-node cluster with up to three voters).
+    #[test]
+    fn changes_converge_to_a_spread_set() {
+        let nine = nine();
+        for mask in 1u32..512 {
+            if mask.count_ones() > 3 || mask.count_ones() % 2 == 0 {
+                continue;
+            }
+            let mut voters: BTreeSet<NodeId> =
+                (1..=9).filter(|i| mask & (1 << (i - 1)) != 0).collect();
+            for _ in 0..4 {
+                match next_change(&voters, &nine, |_| true) {
+                    Some(VoterChange::Add(a)) => voters.extend(a),
+                    Some(VoterChange::Replace(g)) => voters = g,
+                    None => break,
+                }
+            }
+            assert!(
+                spread_ok(&voters, &nine) && voters.len() == 5,
+                "from {mask:b}: {voters:?}"
+            );
+            assert_eq!(next_change(&voters, &nine, |_| true), None);
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_consensus::{Group, PeerNode};
-use meridian_control::{meta_voters_to_add, LeaderObservation};
+use meridian_control::{LeaderObservation, MetaVoterChange};
 use meridian_types::catalog::{KeyspaceRecord, NodeRecord, ShardPlacement};
 use meridian_types::{NodeId, META_GROUP};
 use openraft::ChangeMembers;
@@ -192,8 +192,10 @@ async fn add_missing_learners(node: &Node, g: &Group, shard: &ShardPlacement) {
     }
 }
 
-/// On the metadata leader: every catalogue node becomes a learner, and caught-up learners are
-/// promoted until five voters span the regions.
+/// On the metadata leader: every catalogue node becomes a learner, and the voters move towards
+/// up to five spread over the regions (`meridian_control::meta_voters::next_change`): caught-up
+/// learners are promoted, and a voter of an over-represented region gives way once a region
+/// that joined later has a caught-up node.
 async fn grow_meta_group(node: &Node, meta: &Group) {
     let metrics = meta.raft.metrics().borrow_watched().clone();
     let membership = metrics.membership_config.membership().clone();
@@ -219,19 +221,25 @@ async fn grow_meta_group(node: &Node, meta: &Group) {
                 m.index() + meridian_control::leadership::CAUGHT_UP_ENTRIES_MAX >= last
             })
     };
-    let add: BTreeSet<NodeId> = meta_voters_to_add(&voters, &nodes, |id| matched(&id))
-        .into_iter()
-        .collect();
-    if add.is_empty() {
+    let Some(change) =
+        meridian_control::meta_voters_next_change(&voters, &nodes, |id| matched(&id))
+    else {
         return;
-    }
-    match meta
-        .raft
-        .change_membership(ChangeMembers::AddVoterIds(add.clone()), true)
-        .await
-    {
-        Ok(_) => tracing::info!(voters = ?add, "promoted metadata voters"),
-        Err(e) => tracing::debug!(error = %e, "metadata promotion deferred"),
+    };
+    let (members, what) = match &change {
+        MetaVoterChange::Add(add) => (
+            ChangeMembers::AddVoterIds(add.iter().copied().collect()),
+            "promoted metadata voters",
+        ),
+        MetaVoterChange::Replace(goal) => (
+            ChangeMembers::ReplaceAllVoters(goal.clone()),
+            "moved metadata voters so no region holds a majority",
+        ),
+    };
+    // Removed voters stay learners (retain), so they keep the catalogue.
+    match meta.raft.change_membership(members, true).await {
+        Ok(_) => tracing::info!(?change, from = ?voters, "{what}"),
+        Err(e) => tracing::debug!(error = %e, "metadata voter change deferred"),
     }
 }
 

@@ -652,8 +652,8 @@ fn simulate(
 
     let mut election = election_safety::ElectionSafety::default();
     let mut leaders_seen: BTreeMap<(GroupId, u64, u64), (u64, u64)> = BTreeMap::new();
-    // Each voter set a metadata leader held, first sampled at (µs).
-    let mut meta_voter_sets: BTreeMap<std::collections::BTreeSet<u64>, u64> = BTreeMap::new();
+    // The metadata leader's (non-joint) voter sets and members, as they changed.
+    let mut meta_timeline: Vec<meta_spread::Sample> = Vec::new();
     let mut committed = committed_stable::CommittedStable::default();
     let mut active: Vec<(usize, Scheduled)> = Vec::new();
     let mut next_fault = 0;
@@ -688,11 +688,21 @@ fn simulate(
                 if let Some(g) = node.group(meridian_types::META_GROUP) {
                     let m = g.raft.metrics();
                     let m = openraft::async_runtime::WatchReceiver::borrow_watched(&m).clone();
-                    if m.current_leader == Some(node.id()) {
-                        let voters = m.membership_config.membership().voter_ids().collect();
-                        meta_voter_sets
-                            .entry(voters)
-                            .or_insert(now.as_micros() as u64);
+                    let membership = m.membership_config.membership();
+                    if m.current_leader == Some(node.id())
+                        && membership.get_joint_config().len() == 1
+                    {
+                        let sample = meta_spread::Sample {
+                            at: now.as_micros() as u64,
+                            voters: membership.voter_ids().collect(),
+                            members: membership.nodes().map(|(id, _)| *id).collect(),
+                        };
+                        let changed = meta_timeline.last().is_none_or(|l| {
+                            l.voters != sample.voters || l.members != sample.members
+                        });
+                        if changed {
+                            meta_timeline.push(sample);
+                        }
                     }
                 }
             }
@@ -894,9 +904,11 @@ fn simulate(
         .iter()
         .map(|n| (n.id, REGIONS[n.region].to_string()))
         .collect();
-    outcome
-        .violations
-        .extend(meta_spread::check(&node_regions, &meta_voter_sets));
+    outcome.violations.extend(meta_spread::check(
+        &node_regions,
+        &meta_timeline,
+        sim.elapsed().as_micros() as u64,
+    ));
     outcome
         .violations
         .extend(election.violations().iter().cloned());
