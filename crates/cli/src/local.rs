@@ -131,11 +131,23 @@ pub fn demo_configs(
     if insecure {
         return Ok((cfgs, None));
     }
+    let root = require_tokens(&mut cfgs, dir)?;
+    Ok((cfgs, Some(root)))
+}
+
+/// A new random root token (`mrd_<id>_<secret>`).
+pub fn new_root_token() -> String {
     use rand::RngCore;
     let (mut id, mut secret) = ([0u8; 6], [0u8; 24]);
     rand::rngs::OsRng.fill_bytes(&mut id);
     rand::rngs::OsRng.fill_bytes(&mut secret);
-    let root = meridian_control::auth::Token::from_random(id, secret).text();
+    meridian_control::auth::Token::from_random(id, secret).text()
+}
+
+/// Makes `cfgs`' nodes require tokens under a fresh root token (written to `dir/root.token`),
+/// which this process's clients then send; returns the token.
+pub fn require_tokens(cfgs: &mut RegionConfigs, dir: &Path) -> Result<String> {
+    let root = new_root_token();
     let file = dir.join("root.token");
     std::fs::write(&file, &root)?;
     for (_, cfg) in cfgs.iter_mut() {
@@ -143,7 +155,7 @@ pub fn demo_configs(
         cfg.auth.root_token_file = Some(file.clone());
     }
     crate::client::set_token(root.clone());
-    Ok((cfgs, Some(root)))
+    Ok(root)
 }
 
 /// Prints how to reach a secured demo: its admin token and a console link that carries it.

@@ -534,15 +534,7 @@ fn print_conflicts(c: &serde_json::Value) {
 async fn auth_cmd(c: Client, command: AuthCommand) -> Result<()> {
     match command {
         AuthCommand::RootToken => {
-            use rand::RngCore;
-            let mut id = [0u8; 6];
-            let mut secret = [0u8; 24];
-            rand::rngs::OsRng.fill_bytes(&mut id);
-            rand::rngs::OsRng.fill_bytes(&mut secret);
-            println!(
-                "{}",
-                meridian_control::auth::Token::from_random(id, secret).text()
-            );
+            println!("{}", local::new_root_token());
         }
         AuthCommand::Whoami => {
             let w = c.get_json("/v1/auth/whoami").await?;

@@ -214,17 +214,7 @@ async fn bench(opts: Options) -> Result<()> {
 async fn start_local(dir: &std::path::Path, wan: bool, auth: bool) -> Result<Vec<LocalNode>> {
     let mut cfgs = node_configs(dir, &LOCAL_REGIONS, 1, wan)?;
     if auth {
-        let (mut id, mut secret) = ([0u8; 6], [0u8; 24]);
-        rand::rngs::OsRng.fill_bytes(&mut id);
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        let root = meridian_control::auth::Token::from_random(id, secret).text();
-        let file = dir.join("root.token");
-        std::fs::write(&file, &root)?;
-        for (_, cfg) in cfgs.iter_mut() {
-            cfg.auth.enabled = true;
-            cfg.auth.root_token_file = Some(file.clone());
-        }
-        crate::client::set_token(root);
+        crate::local::require_tokens(&mut cfgs, dir)?;
     }
     let mut nodes: Vec<LocalNode> = cfgs.into_iter().map(LocalNode::new).collect();
     for n in nodes.iter_mut() {
