@@ -200,14 +200,32 @@ async fn find_record(node: &Arc<Node>, id: &str) -> Result<Option<TokenRecord>, 
 const HOW_TO: &str =
     "send `Authorization: Bearer <token>` (create a token with `meridian auth token create`)";
 
-/// The principal behind an `Authorization` header value (None: no header).
-pub async fn authenticate(node: &Arc<Node>, header: Option<&str>) -> Result<Principal, Denied> {
+/// The principal behind an `Authorization` header value (None: no header), else behind the
+/// connection's verified client certificate (`cert`, see `crate::tls::cert_principal`).
+pub async fn authenticate(
+    node: &Arc<Node>,
+    header: Option<&str>,
+    cert: Option<&Principal>,
+) -> Result<Principal, Denied> {
     if !node.cfg.auth.enabled {
         return Ok(Principal::anonymous());
     }
     let Some(header) = header else {
+        if let Some(p) = cert {
+            return Ok(p.clone());
+        }
+        let certs = node
+            .cfg
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_certs != crate::tls::ClientCerts::None);
         return Err(Denied::Unauthenticated(format!(
-            "this endpoint needs a token: {HOW_TO}"
+            "this endpoint needs a token{}: {HOW_TO}",
+            if certs {
+                " or a client certificate from the cluster CA"
+            } else {
+                ""
+            }
         )));
     };
     let text = header
@@ -281,12 +299,13 @@ pub fn authorize(principal: &Principal, need: &Need) -> Result<(), Denied> {
 pub async fn check(
     node: &Arc<Node>,
     header: Option<&str>,
+    cert: Option<&Principal>,
     need: &Need,
 ) -> Result<Principal, Denied> {
     if *need == Need::Open {
         return Ok(Principal::anonymous());
     }
-    let p = authenticate(node, header).await?;
+    let p = authenticate(node, header, cert).await?;
     authorize(&p, need)?;
     Ok(p)
 }

@@ -74,6 +74,9 @@ pub struct NodeConfig {
     /// Tokens and roles (see `crate::auth`).
     #[serde(default)]
     pub auth: crate::auth::AuthConfig,
+    /// TLS on every listener, mutual between nodes (see `crate::tls`). Absent: plaintext.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
     /// Debugging and residency tests: every frame this node reads from a peer is appended to
     /// this file as received (up to 512 MiB). Never in production: it holds what crossed the
     /// network, data included.
@@ -182,6 +185,13 @@ impl NodeConfig {
             self.zone = format!("{}a", self.region);
         }
         crate::auth::AuthState::load(&self.auth).map_err(|e| format!("[auth]: {e}"))?;
+        if let Some(t) = &self.tls {
+            let me = crate::transport::Endpoint {
+                node: self.node_id,
+                region: self.region.clone(),
+            };
+            crate::tls::Tls::load(t, &me).map_err(|e| format!("[tls]: {e}"))?;
+        }
         for (name, addr) in [
             ("listen_peer", &self.listen_peer),
             ("listen_http", &self.listen_http),

@@ -16,6 +16,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::auth::Principal;
+
 /// Open connections from one client address, per listener.
 pub const PER_PEER_MAX: usize = 512;
 /// Open connections per listener.
@@ -97,12 +99,6 @@ pub struct Limited {
     _admission: Admission,
 }
 
-impl Limited {
-    pub fn stream(&self) -> &TcpStream {
-        &self.inner
-    }
-}
-
 impl AsyncRead for Limited {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -139,56 +135,249 @@ impl AsyncWrite for Limited {
     }
 }
 
-impl tonic::transport::server::Connected for Limited {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
+/// What the servers learn about a connection: where it comes from, and the principal its
+/// verified client certificate stands for (TLS with client certificates only).
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub cert: Option<Arc<Principal>>,
+}
+
+enum Io {
+    Plain(Limited),
+    Tls(Box<tokio_rustls::server::TlsStream<Limited>>),
+}
+
+/// An admitted client connection, plain or TLS.
+pub struct Conn {
+    io: Io,
+    info: ConnInfo,
+}
+
+impl Conn {
+    pub fn info(&self) -> &ConnInfo {
+        &self.info
     }
 }
 
+macro_rules! delegate {
+    ($self:ident, $io:ident => $e:expr) => {
+        match &mut $self.io {
+            Io::Plain($io) => {
+                let $io = Pin::new($io);
+                $e
+            }
+            Io::Tls($io) => {
+                let $io = Pin::new($io.as_mut());
+                $e
+            }
+        }
+    };
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, io => io.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, io => io.poll_write(cx, buf))
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, io => io.poll_flush(cx))
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, io => io.poll_shutdown(cx))
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, io => io.poll_write_vectored(cx, bufs))
+    }
+    fn is_write_vectored(&self) -> bool {
+        match &self.io {
+            Io::Plain(p) => p.is_write_vectored(),
+            Io::Tls(t) => t.is_write_vectored(),
+        }
+    }
+}
+
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = ConnInfo;
+    fn connect_info(&self) -> ConnInfo {
+        self.info.clone()
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, LimitedListener>>
+    for ConnInfo
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, LimitedListener>) -> ConnInfo {
+        stream.io().info.clone()
+    }
+}
+
+/// Which API a TLS listener serves (they differ in ALPN).
+#[derive(Clone, Copy, Debug)]
+pub enum Api {
+    Http,
+    Grpc,
+}
+
+enum Source {
+    Plain(TcpListener, Limiter),
+    /// Connections whose handshake has completed (handshakes run in their own tasks).
+    Tls(tokio::sync::mpsc::Receiver<(Conn, SocketAddr)>),
+}
+
 /// A TCP listener whose connections are admitted by a [`Limiter`] (Nagle off, as every
-/// request-response listener here wants).
+/// request-response listener here wants), optionally with TLS.
 pub struct LimitedListener {
-    listener: TcpListener,
-    limiter: Limiter,
+    local: SocketAddr,
+    source: Source,
+}
+
+/// The next connection the limiter admits (connections over a bound are closed and skipped),
+/// with Nagle's algorithm off: with it on, a gRPC response written in several frames waited
+/// for the client's delayed ACK (reads took 44 ms on loopback instead of under 1 ms).
+async fn admit_next(listener: &TcpListener, limiter: &Limiter) -> (Limited, SocketAddr) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, listener = limiter.name, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(admission) = limiter.admit(addr.ip()) else {
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        return (
+            Limited {
+                inner: stream,
+                _admission: admission,
+            },
+            addr,
+        );
+    }
 }
 
 impl LimitedListener {
     pub fn new(listener: TcpListener, limiter: Limiter) -> LimitedListener {
-        LimitedListener { listener, limiter }
+        LimitedListener {
+            local: listener.local_addr().expect("a bound listener has an address"),
+            source: Source::Plain(listener, limiter),
+        }
     }
 
-    /// The next admitted connection (connections over a bound are closed and skipped), with
-    /// Nagle's algorithm off: with it on, a gRPC response written in several frames waited for
-    /// the client's delayed ACK (reads took 44 ms on loopback instead of under 1 ms).
-    pub async fn next(&mut self) -> (Limited, SocketAddr) {
-        loop {
-            let (stream, addr) = match self.listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, listener = self.limiter.name, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Some(admission) = self.limiter.admit(addr.ip()) else {
-                drop(stream);
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            return (
-                Limited {
-                    inner: stream,
-                    _admission: admission,
-                },
-                addr,
-            );
+    /// As [`LimitedListener::new`], with TLS from `tls` (its files are re-read when they
+    /// change). A connection is admitted by the limiter before its handshake; handshakes run
+    /// in their own tasks, at most `tls::HANDSHAKES_MAX` at once, each within
+    /// `tls::HANDSHAKE_TIMEOUT`, so a client that stalls one holds up no other.
+    pub fn with_tls(
+        listener: TcpListener,
+        limiter: Limiter,
+        tls: Arc<crate::tls::Tls>,
+        api: Api,
+    ) -> LimitedListener {
+        let local = listener.local_addr().expect("a bound listener has an address");
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let slots = Arc::new(tokio::sync::Semaphore::new(crate::tls::HANDSHAKES_MAX));
+        tokio::spawn(async move {
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let (conn, addr) = admit_next(&listener, &limiter).await;
+                let m = tls.material();
+                let config = match api {
+                    Api::Http => m.http_server.clone(),
+                    Api::Grpc => m.grpc_server.clone(),
+                };
+                let tx = tx.clone();
+                let name = limiter.name;
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    let stream = match tokio::time::timeout(
+                        crate::tls::HANDSHAKE_TIMEOUT,
+                        acceptor.accept(conn),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            metrics::counter!("meridian_tls_handshakes_failed_total", "listener" => name).increment(1);
+                            tracing::debug!(client = %addr, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            metrics::counter!("meridian_tls_handshakes_failed_total", "listener" => name).increment(1);
+                            return;
+                        }
+                    };
+                    // The verifier accepted the chain; a certificate that names no usable
+                    // principal just gives none (a token may still authenticate).
+                    let cert = match stream.get_ref().1.peer_certificates() {
+                        Some([leaf, ..]) => crate::tls::cert_principal(leaf).ok().map(Arc::new),
+                        _ => None,
+                    };
+                    let conn = Conn {
+                        io: Io::Tls(Box::new(stream)),
+                        info: ConnInfo { remote: addr, cert },
+                    };
+                    let _ = tx.send((conn, addr)).await;
+                });
+            }
+        });
+        LimitedListener {
+            local,
+            source: Source::Tls(rx),
+        }
+    }
+
+    /// The next admitted connection (TLS: with its handshake done).
+    pub async fn next(&mut self) -> (Conn, SocketAddr) {
+        match &mut self.source {
+            Source::Plain(listener, limiter) => {
+                let (c, addr) = admit_next(listener, limiter).await;
+                (
+                    Conn {
+                        io: Io::Plain(c),
+                        info: ConnInfo {
+                            remote: addr,
+                            cert: None,
+                        },
+                    },
+                    addr,
+                )
+            }
+            Source::Tls(rx) => match rx.recv().await {
+                Some(c) => c,
+                // The accepting task ended (only with the runtime): accept nothing more.
+                None => std::future::pending().await,
+            },
         }
     }
 
     /// The admitted connections as a stream (for tonic's `serve_with_incoming`).
-    pub fn into_stream(self) -> impl tokio_stream::Stream<Item = io::Result<Limited>> {
+    pub fn into_stream(self) -> impl tokio_stream::Stream<Item = io::Result<Conn>> {
         futures::stream::unfold(self, |mut l| async move {
             let (c, _) = l.next().await;
             Some((Ok(c), l))
@@ -197,7 +386,7 @@ impl LimitedListener {
 }
 
 impl axum::serve::Listener for LimitedListener {
-    type Io = Limited;
+    type Io = Conn;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -205,7 +394,7 @@ impl axum::serve::Listener for LimitedListener {
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.listener.local_addr()
+        Ok(self.local)
     }
 }
 

@@ -46,7 +46,11 @@ async fn allow<T>(node: &Arc<Node>, req: &Request<T>, need: Need) -> Result<Prin
         .metadata()
         .get("authorization")
         .and_then(|v| v.to_str().ok());
-    auth::check(node, header, &need).await.map_err(|d| {
+    let cert = req
+        .extensions()
+        .get::<crate::conn_limit::ConnInfo>()
+        .and_then(|c| c.cert.clone());
+    auth::check(node, header, cert.as_deref(), &need).await.map_err(|d| {
         metrics::counter!("meridian_auth_refused_total", "status" => match d {
             Denied::Unauthenticated(_) => "401",
             Denied::Forbidden(_) => "403",
@@ -71,7 +75,11 @@ async fn allow_audited<T>(
                 .metadata()
                 .get("authorization")
                 .and_then(|v| v.to_str().ok());
-            let principal = auth::authenticate(node, header)
+            let cert = req
+                .extensions()
+                .get::<crate::conn_limit::ConnInfo>()
+                .and_then(|c| c.cert.clone());
+            let principal = auth::authenticate(node, header, cert.as_deref())
                 .await
                 .map_or_else(|_| "anonymous".to_string(), |p| p.name);
             auth::record_later(

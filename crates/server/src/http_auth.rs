@@ -191,7 +191,11 @@ pub async fn layer(State(node): State<Arc<Node>>, req: Request, next: Next) -> R
         (req, None)
     };
     let (need, audited) = classify(&node, &method, &path, body_name);
-    let principal = match auth::check(&node, header.as_deref(), &need).await {
+    let cert = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::conn_limit::ConnInfo>>()
+        .and_then(|c| c.0.cert.clone());
+    let principal = match auth::check(&node, header.as_deref(), cert.as_deref(), &need).await {
         Ok(p) => p,
         Err(d) => {
             metrics::counter!("meridian_auth_refused_total", "status" => match d {
@@ -201,7 +205,7 @@ pub async fn layer(State(node): State<Arc<Node>>, req: Request, next: Next) -> R
             .increment(1);
             if let Some(a) = audited {
                 let principal = match &d {
-                    Denied::Forbidden(_) => auth::authenticate(&node, header.as_deref())
+                    Denied::Forbidden(_) => auth::authenticate(&node, header.as_deref(), cert.as_deref())
                         .await
                         .map(|p| p.name)
                         .unwrap_or_else(|_| "anonymous".into()),

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod campaign;
+pub mod certs;
 pub mod clock;
 pub mod config;
 pub mod conn_limit;
@@ -25,6 +26,7 @@ pub mod precise;
 pub mod promotion;
 pub mod reconcile;
 pub mod switchover;
+pub mod tls;
 pub mod transport;
 
 use std::collections::BTreeMap;
@@ -86,12 +88,45 @@ pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Run
     let peer_listener = bind("listen_peer", &cfg.listen_peer).await?;
     let http_listener = bind("listen_http", &cfg.listen_http).await?;
     let grpc_listener = bind("listen_grpc", &cfg.listen_grpc).await?;
-    let node = start_node(cfg, clock, committer, Arc::new(TcpDialer), peer_listener).await?;
-    let router = http::router(node.clone());
-    let http_listener = conn_limit::LimitedListener::new(
-        http_listener,
-        conn_limit::Limiter::new("http", conn_limit::PER_PEER_MAX, conn_limit::TOTAL_MAX),
-    );
+    let http_limiter =
+        conn_limit::Limiter::new("http", conn_limit::PER_PEER_MAX, conn_limit::TOTAL_MAX);
+    let grpc_limiter =
+        conn_limit::Limiter::new("grpc", conn_limit::PER_PEER_MAX, conn_limit::TOTAL_MAX);
+    let me = Endpoint {
+        node: cfg.node_id,
+        region: cfg.region.clone(),
+    };
+    let (node, http_listener, grpc_listener) = match &cfg.tls {
+        Some(t) => {
+            let tls = tls::Tls::load(t, &me).map_err(|e| anyhow::anyhow!("[tls]: {e}"))?;
+            let dialer = Arc::new(transport::TlsDialer { tls: tls.clone() });
+            let peers = transport::TlsPeerListener::new(peer_listener, tls.clone());
+            let node = start_node(cfg, clock, committer, dialer, peers).await?;
+            let http = conn_limit::LimitedListener::with_tls(
+                http_listener,
+                http_limiter,
+                tls.clone(),
+                conn_limit::Api::Http,
+            );
+            let grpc = conn_limit::LimitedListener::with_tls(
+                grpc_listener,
+                grpc_limiter,
+                tls,
+                conn_limit::Api::Grpc,
+            );
+            (node, http, grpc)
+        }
+        None => {
+            let node = start_node(cfg, clock, committer, Arc::new(TcpDialer), peer_listener).await?;
+            (
+                node,
+                conn_limit::LimitedListener::new(http_listener, http_limiter),
+                conn_limit::LimitedListener::new(grpc_listener, grpc_limiter),
+            )
+        }
+    };
+    let router = http::router(node.clone())
+        .into_make_service_with_connect_info::<conn_limit::ConnInfo>();
     tokio::spawn(async move { axum::serve(http_listener, router).await });
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
@@ -99,13 +134,7 @@ pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Run
         .add_service(grpc::FailoverServer::new(grpc::FailoverService {
             node: node.clone(),
         }))
-        .serve_with_incoming(
-            conn_limit::LimitedListener::new(
-                grpc_listener,
-                conn_limit::Limiter::new("grpc", conn_limit::PER_PEER_MAX, conn_limit::TOTAL_MAX),
-            )
-            .into_stream(),
-        );
+        .serve_with_incoming(grpc_listener.into_stream());
     tokio::spawn(grpc);
     let cfg = &node.cfg;
     tracing::info!(node = cfg.node_id, region = %cfg.region, http = %cfg.listen_http, grpc = %cfg.listen_grpc, peer = %cfg.listen_peer, "node started");

@@ -1702,6 +1702,16 @@ fn applied_index(g: &Group) -> u64 {
 pub struct NodeHandler(pub Arc<Node>);
 
 impl Handler for NodeHandler {
+    fn admit(&self, who: &Endpoint) -> Result<(), String> {
+        match self.0.catalog_nodes().into_iter().find(|n| n.id == who.node) {
+            Some(n) if n.region != who.region => Err(format!(
+                "its certificate says node {} is in {}, the catalogue says {}",
+                who.node, who.region, n.region
+            )),
+            _ => Ok(()),
+        }
+    }
+
     async fn handle(&self, from: Endpoint, req: PeerRequest) -> PeerResponse {
         match req {
             PeerRequest::Op { group, op, hops } => {

@@ -39,9 +39,16 @@ pub trait Dialer: Send + Sync + 'static {
     fn dial(&self, addr: &str) -> BoxFuture<'static, io::Result<BoxStream>>;
 }
 
+/// A connection from a peer, with the node identity its certificate proved (mutual TLS), if
+/// the listener verifies one.
+pub struct Accepted {
+    pub stream: BoxStream,
+    pub identity: Option<Endpoint>,
+}
+
 /// How a node accepts connections from peers.
 pub trait Listener: Send + 'static {
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<BoxStream>>;
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<Accepted>>;
 }
 
 /// Real TCP, with Nagle off (frames are small and latency-bound).
@@ -59,11 +66,117 @@ impl Dialer for TcpDialer {
 }
 
 impl Listener for TcpListener {
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<BoxStream>> {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<Accepted>> {
         Box::pin(async move {
             let (stream, _) = TcpListener::accept(self).await?;
             stream.set_nodelay(true)?;
-            Ok(Box::new(stream) as BoxStream)
+            Ok(Accepted {
+                stream: Box::new(stream),
+                identity: None,
+            })
+        })
+    }
+}
+
+/// TCP with mutual TLS: presents this node's certificate and accepts only a peer whose
+/// certificate, from the cluster CA, names a node (see `crate::tls`).
+pub struct TlsDialer {
+    pub tls: Arc<crate::tls::Tls>,
+}
+
+impl Dialer for TlsDialer {
+    fn dial(&self, addr: &str) -> BoxFuture<'static, io::Result<BoxStream>> {
+        let addr = addr.to_string();
+        let connector = tokio_rustls::TlsConnector::from(self.tls.material().peer_client.clone());
+        Box::pin(async move {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let tls = connector
+                .connect(crate::tls::Tls::peer_sni(), stream)
+                .await
+                .inspect_err(|_| {
+                    metrics::counter!("meridian_peer_tls_refused_total", "side" => "dial")
+                        .increment(1)
+                })?;
+            Ok(Box::new(tls) as BoxStream)
+        })
+    }
+}
+
+/// A peer listener with mutual TLS. Handshakes run in their own tasks (at most
+/// `tls::HANDSHAKES_MAX` at once, each within `tls::HANDSHAKE_TIMEOUT`), so a peer that
+/// stalls its handshake holds up no other; a peer without a certificate from the CA naming a
+/// node is refused.
+pub struct TlsPeerListener {
+    ready: mpsc::Receiver<Accepted>,
+}
+
+impl TlsPeerListener {
+    pub fn new(listener: TcpListener, tls: Arc<crate::tls::Tls>) -> TlsPeerListener {
+        let (tx, ready) = mpsc::channel(64);
+        let slots = Arc::new(Semaphore::new(crate::tls::HANDSHAKES_MAX));
+        tokio::spawn(async move {
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let (stream, addr) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "peer accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.material().peer_server.clone());
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let refuse = |why: String| {
+                        metrics::counter!("meridian_peer_tls_refused_total", "side" => "accept")
+                            .increment(1);
+                        tracing::warn!(peer = %addr, "peer connection refused: {why}");
+                    };
+                    let tls = match tokio::time::timeout(
+                        crate::tls::HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(t)) => t,
+                        Ok(Err(e)) => return refuse(format!("TLS handshake: {e}")),
+                        Err(_) => return refuse("TLS handshake timed out".into()),
+                    };
+                    let identity = match tls.get_ref().1.peer_certificates() {
+                        Some([leaf, ..]) => crate::tls::node_identity(leaf),
+                        _ => Err("no client certificate".into()),
+                    };
+                    match identity {
+                        Ok(id) => {
+                            let _ = tx
+                                .send(Accepted {
+                                    stream: Box::new(tls),
+                                    identity: Some(id),
+                                })
+                                .await;
+                        }
+                        Err(e) => refuse(e),
+                    }
+                });
+            }
+        });
+        TlsPeerListener { ready }
+    }
+}
+
+impl Listener for TlsPeerListener {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<Accepted>> {
+        Box::pin(async move {
+            self.ready
+                .recv()
+                .await
+                .ok_or_else(|| io::Error::other("the peer listener stopped"))
         })
     }
 }
@@ -111,7 +224,7 @@ impl From<&Faults> for FaultSets {
 }
 
 /// Who is at either end of a frame.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub node: NodeId,
     pub region: String,
@@ -151,6 +264,13 @@ pub trait Handler: Send + Sync + 'static {
     /// Requests that must be handled in arrival order share a lane (e.g. one group's appends);
     /// `None` lets a request run concurrently with everything else.
     fn lane(&self, req: &PeerRequest) -> Option<u64>;
+
+    /// Whether a peer whose certificate proved `who` may talk to this node: what the catalogue
+    /// says about node `who.node` must not contradict it (an unknown node may be joining).
+    fn admit(&self, who: &Endpoint) -> Result<(), String> {
+        let _ = who;
+        Ok(())
+    }
 }
 
 struct Conn {
@@ -496,16 +616,32 @@ impl Transport {
     /// Accepts peer connections on `listener` and serves them with `handler` until dropped.
     pub async fn serve<H: Handler, L: Listener>(self: Arc<Self>, mut listener: L, handler: Arc<H>) {
         loop {
-            let Ok(stream) = listener.accept().await else {
+            let Ok(accepted) = listener.accept().await else {
                 continue;
             };
+            if let Some(who) = &accepted.identity {
+                if let Err(why) = handler.admit(who) {
+                    metrics::counter!("meridian_peer_tls_refused_total", "side" => "catalogue")
+                        .increment(1);
+                    tracing::warn!(node = who.node, region = %who.region, "peer refused: {why}");
+                    continue;
+                }
+            }
             let me = self.clone();
             let handler = handler.clone();
-            tokio::spawn(async move { me.serve_conn(stream, handler).await });
+            tokio::spawn(async move {
+                me.serve_conn(accepted.stream, accepted.identity, handler)
+                    .await
+            });
         }
     }
 
-    async fn serve_conn<H: Handler>(self: Arc<Self>, stream: BoxStream, handler: Arc<H>) {
+    async fn serve_conn<H: Handler>(
+        self: Arc<Self>,
+        stream: BoxStream,
+        identity: Option<Endpoint>,
+        handler: Arc<H>,
+    ) {
         let (read, write) = tokio::io::split(stream);
         let mut read = tokio::io::BufReader::with_capacity(READ_BUFFER_BYTES, read);
         let (out, out_rx) = mpsc::channel::<(Instant, Vec<u8>)>(PEER_QUEUE_MAX);
@@ -517,6 +653,20 @@ impl Transport {
             let Body::Request(req) = frame.body else {
                 continue;
             };
+            if let Some(who) = &identity {
+                // The certificate proved who is at the other end: a frame claiming another
+                // sender is forged, and nothing more from this connection is believed.
+                if frame.from != *who {
+                    metrics::counter!("meridian_peer_tls_refused_total", "side" => "identity")
+                        .increment(1);
+                    tracing::warn!(
+                        certified = %crate::tls::node_name(who.node, &who.region),
+                        claimed = %crate::tls::node_name(frame.from.node, &frame.from.region),
+                        "peer frame from another node than its certificate names: connection closed"
+                    );
+                    return;
+                }
+            }
             if self.is_cut(&frame.from, &self.me) {
                 continue;
             }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use meridian_server::transport::{BoxStream, Dialer, Listener};
+use meridian_server::transport::{Accepted, BoxStream, Dialer, Listener};
 use meridian_types::Clock;
 
 /// Milliseconds since the Unix epoch at the start of every simulation (2026-01-01).
@@ -28,10 +28,13 @@ impl Dialer for SimDialer {
 pub struct SimListener(pub turmoil::net::TcpListener);
 
 impl Listener for SimListener {
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<BoxStream>> {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<Accepted>> {
         Box::pin(async move {
             let (stream, _) = self.0.accept().await?;
-            Ok(Box::new(stream) as BoxStream)
+            Ok(Accepted {
+                stream: Box::new(stream),
+                identity: None,
+            })
         })
     }
 }
