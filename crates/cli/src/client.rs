@@ -34,6 +34,99 @@ pub fn token() -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// How this process's clients speak TLS to nodes: the cluster CA to verify them with, and a
+/// client certificate to present (see [`configure_tls`]).
+#[derive(Clone, Default)]
+pub struct TlsClient {
+    /// PEM of the CA (`--ca` or `MERIDIAN_CA`), and where it was read from.
+    pub ca_pem: Option<Vec<u8>>,
+    pub ca_path: Option<std::path::PathBuf>,
+    /// PEM of the client certificate followed by its key (`--cert`/`--key` or
+    /// `MERIDIAN_CERT`/`MERIDIAN_KEY`).
+    pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+static TLS: Mutex<Option<TlsClient>> = Mutex::new(None);
+
+/// Reads the CA and client certificate files once (flags win over the environment), so that a
+/// missing or malformed file is one clear error at start rather than a failure per request.
+pub fn configure_tls(
+    ca: Option<std::path::PathBuf>,
+    cert: Option<std::path::PathBuf>,
+    key: Option<std::path::PathBuf>,
+) -> Result<()> {
+    let env = |name: &str| std::env::var_os(name).map(std::path::PathBuf::from);
+    let ca = ca.or_else(|| env("MERIDIAN_CA"));
+    let cert = cert.or_else(|| env("MERIDIAN_CERT"));
+    let key = key.or_else(|| env("MERIDIAN_KEY"));
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read(p).with_context(|| format!("cannot read the {what} {}", p.display()))
+    };
+    let ca_pem = ca.as_deref().map(|p| read(p, "CA file")).transpose()?;
+    if let Some(pem) = &ca_pem {
+        reqwest::Certificate::from_pem(pem).context("the CA file is not a PEM certificate")?;
+    }
+    let identity_pem = match (cert, key) {
+        (Some(c), Some(k)) => {
+            let pair = (read(&c, "certificate")?, read(&k, "key")?);
+            let mut both = pair.0.clone();
+            both.extend_from_slice(&pair.1);
+            reqwest::Identity::from_pem(&both)
+                .context("the client certificate and key are not a PEM pair")?;
+            Some(pair)
+        }
+        (None, None) => None,
+        _ => {
+            return Err(anyhow!(
+                "--cert and --key (MERIDIAN_CERT, MERIDIAN_KEY) go together"
+            ))
+        }
+    };
+    if identity_pem.is_some() && ca_pem.is_none() {
+        return Err(anyhow!(
+            "a client certificate needs the cluster CA too: --ca FILE or MERIDIAN_CA"
+        ));
+    }
+    *TLS.lock().unwrap() = Some(TlsClient {
+        ca_pem,
+        ca_path: ca,
+        identity_pem,
+    });
+    Ok(())
+}
+
+/// The TLS settings in force (none unless [`configure_tls`] found a CA).
+pub fn tls() -> TlsClient {
+    TLS.lock().unwrap().clone().unwrap_or_default()
+}
+
+/// The scheme for a node's HTTP address: https once a CA is configured.
+pub fn scheme() -> &'static str {
+    if tls().ca_pem.is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// A reqwest builder that trusts the cluster CA (and only it) and presents the client
+/// certificate, when configured.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    let mut b = reqwest::Client::builder();
+    let t = tls();
+    if let Some(ca) = &t.ca_pem {
+        b = b
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca).expect("checked at start"));
+    }
+    if let Some((c, k)) = &t.identity_pem {
+        let mut both = c.clone();
+        both.extend_from_slice(k);
+        b = b.identity(reqwest::Identity::from_pem(&both).expect("checked at start"));
+    }
+    b
+}
+
 /// Where a response was served, from its headers.
 #[derive(Clone, Debug, Default)]
 pub struct Served {
@@ -74,9 +167,9 @@ impl Client {
         let base = if base.starts_with("http") {
             base.to_string()
         } else {
-            format!("http://{base}")
+            format!("{}://{base}", scheme())
         };
-        let http = reqwest::Client::builder()
+        let http = http_builder()
             .timeout(Duration::from_secs(15))
             .pool_max_idle_per_host(64)
             .build()

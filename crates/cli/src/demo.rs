@@ -414,8 +414,9 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>, insecure: bool) -> 
             .with_context(|| format!("starting node {}", n.cfg.node_id))?;
     }
     let clients: Vec<Client> = nodes.iter().map(|n| Client::new(&n.http())).collect();
+    let s = crate::client::scheme();
     println!(
-        "console: http://{}  (survives the outage: http://{})",
+        "console: {s}://{}  (survives the outage: {s}://{})",
         nodes[0].http(),
         nodes[NODES_PER_REGION].http()
     );

@@ -368,7 +368,7 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>, insecure: bool)
                 .collect()
         })
         .collect();
-    println!("console: http://{}", nodes[0].http());
+    println!("console: {}://{}", crate::client::scheme(), nodes[0].http());
     crate::local::print_access(&token, &nodes[0].http());
     let first = clients[0].clone();
     let total = nodes.len();

@@ -128,8 +128,9 @@ async fn scenario(
             .collect()
     };
     let observer = in_region(TO)[0].clone();
+    let s = crate::client::scheme();
     println!(
-        "console: http://{} (in {})",
+        "console: {s}://{} (in {})",
         nodes[NODES_PER_REGION].http(),
         REGIONS[TO]
     );

@@ -132,7 +132,38 @@ pub fn demo_configs(
         return Ok((cfgs, None));
     }
     let root = require_tokens(&mut cfgs, dir)?;
+    require_tls(&mut cfgs, dir)?;
     Ok((cfgs, Some(root)))
+}
+
+/// Puts every listener of `cfgs`' nodes under TLS (mutual between nodes) with a fresh CA and
+/// node certificates in `dir/certs`, and makes this process's clients trust that CA (and
+/// present `dir/certs/client.pem`, a cluster-admin certificate). Returns the CA's path.
+pub fn require_tls(cfgs: &mut RegionConfigs, dir: &Path) -> Result<std::path::PathBuf> {
+    use meridian_server::certs::{write, Ca};
+    let certs = dir.join("certs");
+    let ca = Ca::generate(30).map_err(anyhow::Error::msg)?;
+    let (ca_file, _) = write(&certs, "ca", &ca.issued()).map_err(anyhow::Error::msg)?;
+    for (_, cfg) in cfgs.iter_mut() {
+        let stem = format!("node-{}", cfg.node_id);
+        let issued = ca
+            .node(cfg.node_id, &cfg.region, &[], 30)
+            .map_err(anyhow::Error::msg)?;
+        let (cert_file, key_file) = write(&certs, &stem, &issued).map_err(anyhow::Error::msg)?;
+        cfg.tls = Some(meridian_server::tls::TlsConfig {
+            ca_file: ca_file.clone(),
+            cert_file,
+            key_file,
+            client_certs: meridian_server::tls::ClientCerts::Optional,
+            reload_interval_ms: 1000,
+        });
+    }
+    let client = ca
+        .client("admin", &["cluster-admin".to_string()], 30)
+        .map_err(anyhow::Error::msg)?;
+    let (cert, key) = write(&certs, "client", &client).map_err(anyhow::Error::msg)?;
+    crate::client::configure_tls(Some(ca_file.clone()), Some(cert), Some(key))?;
+    Ok(ca_file)
 }
 
 /// A new random root token (`mrd_<id>_<secret>`).
@@ -158,12 +189,23 @@ pub fn require_tokens(cfgs: &mut RegionConfigs, dir: &Path) -> Result<String> {
     Ok(root)
 }
 
-/// Prints how to reach a secured demo: its admin token and a console link that carries it.
+/// Prints how to reach a secured demo: its admin token, the CA its certificates come from,
+/// and a console link that carries the token.
 pub fn print_access(token: &Option<String>, http: &str) {
+    let ca = crate::client::tls()
+        .ca_path
+        .map(|p| p.display().to_string());
     match token {
-        Some(t) => println!(
-            "tokens required (--insecure turns this off); admin token: {t}\n  console with the token: http://{http}/#token={t}\n  CLI: MERIDIAN_TOKEN={t} meridian cluster --node {http}"
-        ),
-        None => println!("running without tokens (--insecure)"),
+        Some(t) => {
+            println!(
+                "TLS and tokens required (--insecure turns both off); admin token: {t}\n  console with the token: https://{http}/#token={t}\n  (its certificate is from this demo's own CA: your browser warns once; accept it, or import the CA printed below)"
+            );
+            if let Some(ca) = ca {
+                println!(
+                    "  CLI: MERIDIAN_CA={ca} MERIDIAN_TOKEN={t} meridian cluster --node {http}"
+                );
+            }
+        }
+        None => println!("running without TLS or tokens (--insecure)"),
     }
 }

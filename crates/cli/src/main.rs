@@ -27,6 +27,15 @@ struct Cli {
     /// The token sent to nodes (`Authorization: Bearer`); `MERIDIAN_TOKEN` otherwise.
     #[arg(long, global = true, hide_env_values = true)]
     token: Option<String>,
+    /// The cluster CA (PEM) to verify nodes with: requests use https. `MERIDIAN_CA` otherwise.
+    #[arg(long, global = true, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// A client certificate (PEM) to present; with --key. `MERIDIAN_CERT` otherwise.
+    #[arg(long, global = true, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// The client certificate's key (PEM). `MERIDIAN_KEY` otherwise.
+    #[arg(long = "key", id = "client_key", global = true, value_name = "FILE")]
+    key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,6 +89,11 @@ enum Command {
         /// pass the token with --token or MERIDIAN_TOKEN instead.
         #[arg(long)]
         auth: bool,
+        /// Without --endpoints: every listener of the local nodes uses TLS (mutual between
+        /// nodes) with a fresh CA, to measure what TLS costs. With --endpoints, give the CA
+        /// with --ca or MERIDIAN_CA instead.
+        #[arg(long)]
+        tls: bool,
         /// a (50/50 read/update), b (95/5), c (read-only) or write (update-only).
         #[arg(long, default_value = "a")]
         workload: bench::workload::Workload,
@@ -273,6 +287,20 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Certificates for TLS: a development CA, node certificates (mutual TLS between nodes,
+    /// HTTPS and gRPC for clients) and client certificates that carry grants. Production
+    /// certificates from your own CA need the same names (see ARCHITECTURE.md).
+    Certs {
+        /// Where the files go (`ca.pem`, `ca.key`, `node-<id>.pem`, ...); node and client
+        /// certificates are signed by the CA found here.
+        #[arg(long, global = true, default_value = "certs")]
+        dir: PathBuf,
+        /// How long the certificates are valid.
+        #[arg(long, global = true, default_value_t = 365)]
+        days: u32,
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
     /// Show the cluster: nodes, health, and shard leaders.
     Cluster {
         #[arg(long, env = "MERIDIAN_NODE", default_value = "127.0.0.1:8101")]
@@ -371,6 +399,34 @@ enum AuthCommand {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create the cluster CA (`ca.pem`, `ca.key`); refuses to replace an existing one.
+    Ca,
+    /// A node certificate naming `node-<id>.<region>.meridian` (plus localhost, the loopback
+    /// addresses and every --host), for server and client use: `node-<id>.pem`, `.key`.
+    Node {
+        #[arg(long)]
+        node_id: u64,
+        #[arg(long)]
+        region: String,
+        /// Another DNS name or IP address clients reach the node by (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+    /// A client certificate for principal `cert:<name>` with its grants (`reader`,
+    /// `writer:orders*`, `cluster-admin`, ...; repeatable): `client-<name>.pem`, `.key`.
+    Client {
+        #[arg(long)]
+        name: String,
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// File name stem instead of `client-<name>`.
+        #[arg(long)]
+        out: Option<String>,
     },
 }
 
@@ -685,6 +741,7 @@ fn main() -> Result<()> {
     if let Some(t) = cli.token.clone() {
         client::set_token(t);
     }
+    client::configure_tls(cli.ca.clone(), cli.cert.clone(), cli.key.clone())?;
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| match cli.command {
         Command::Server { .. } => "info,openraft=warn".into(),
         // The simulator reports what matters itself; its nodes' warnings (thousands of
@@ -742,6 +799,7 @@ fn main() -> Result<()> {
             endpoints,
             wan,
             auth,
+            tls,
             workload,
             clients,
             keys,
@@ -758,6 +816,7 @@ fn main() -> Result<()> {
             endpoints,
             wan,
             auth,
+            tls,
             workload,
             distribution,
             clients,
@@ -813,6 +872,7 @@ fn main() -> Result<()> {
         Command::Audit { node, command } => {
             runtime()?.block_on(audit_cmd(Client::new(&node), command))
         }
+        Command::Certs { dir, days, command } => certs_cmd(&dir, days, command),
         Command::Cluster { node } => runtime()?.block_on(async {
             let c = Client::new(&node).get_json("/v1/cluster").await?;
             println!("{}", serde_json::to_string_pretty(&c)?);
@@ -1179,5 +1239,42 @@ async fn kv(client: Client, command: KvCommand) -> Result<()> {
             println!("{}", serde_json::to_string(&r)?);
         }
     }
+    Ok(())
+}
+
+fn certs_cmd(dir: &std::path::Path, days: u32, command: CertsCommand) -> Result<()> {
+    use meridian_server::certs::{write, Ca};
+    let (stem, issued) = match command {
+        CertsCommand::Ca => {
+            if dir.join("ca.key").exists() {
+                anyhow::bail!(
+                    "{} already holds a CA key; certificates it signed would stop verifying if it were replaced (remove it yourself if that is what you want)",
+                    dir.display()
+                );
+            }
+            (
+                "ca".to_string(),
+                Ca::generate(days).map_err(anyhow::Error::msg)?.issued(),
+            )
+        }
+        CertsCommand::Node {
+            node_id,
+            region,
+            hosts,
+        } => (
+            format!("node-{node_id}"),
+            Ca::load(dir)
+                .and_then(|ca| ca.node(node_id, &region, &hosts, days))
+                .map_err(anyhow::Error::msg)?,
+        ),
+        CertsCommand::Client { name, grants, out } => (
+            out.unwrap_or_else(|| format!("client-{name}")),
+            Ca::load(dir)
+                .and_then(|ca| ca.client(&name, &grants, days))
+                .map_err(anyhow::Error::msg)?,
+        ),
+    };
+    let (cert, key) = write(dir, &stem, &issued).map_err(anyhow::Error::msg)?;
+    println!("wrote {} and {}", cert.display(), key.display());
     Ok(())
 }

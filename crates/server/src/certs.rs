@@ -67,7 +67,8 @@ impl Ca {
             })
         };
         let key = KeyPair::from_pem(&read("ca.key")?).map_err(err("ca.key"))?;
-        let params = CertificateParams::from_ca_cert_pem(&read("ca.pem")?).map_err(err("ca.pem"))?;
+        let params =
+            CertificateParams::from_ca_cert_pem(&read("ca.pem")?).map_err(err("ca.pem"))?;
         let cert = params.self_signed(&key).map_err(err("ca.pem"))?;
         Ok(Ca { cert, key })
     }
@@ -92,12 +93,20 @@ impl Ca {
 
     /// A node certificate for node `id` of `region`, valid also for `hosts` (DNS names or IP
     /// addresses clients use to reach it) and for this machine's loopback names.
-    pub fn node(&self, id: u64, region: &str, hosts: &[String], days: u32) -> Result<Issued, String> {
+    pub fn node(
+        &self,
+        id: u64,
+        region: &str,
+        hosts: &[String],
+        days: u32,
+    ) -> Result<Issued, String> {
         if id == 0 {
             return Err("node ids start at 1".into());
         }
         if region.is_empty() || region.contains(['.', ' ', '/']) {
-            return Err(format!("{region:?} is not a region name (letters, digits and dashes)"));
+            return Err(format!(
+                "{region:?} is not a region name (letters, digits and dashes)"
+            ));
         }
         let mut names = vec![
             tls::node_name(id, region),
@@ -106,7 +115,8 @@ impl Ca {
             "::1".into(),
         ];
         names.extend(hosts.iter().cloned());
-        let mut params = CertificateParams::new(names).map_err(err("a node certificate's names"))?;
+        let mut params =
+            CertificateParams::new(names).map_err(err("a node certificate's names"))?;
         params
             .distinguished_name
             .push(DnType::CommonName, format!("node-{id}"));

@@ -281,7 +281,9 @@ async fn admit_next(listener: &TcpListener, limiter: &Limiter) -> (Limited, Sock
 impl LimitedListener {
     pub fn new(listener: TcpListener, limiter: Limiter) -> LimitedListener {
         LimitedListener {
-            local: listener.local_addr().expect("a bound listener has an address"),
+            local: listener
+                .local_addr()
+                .expect("a bound listener has an address"),
             source: Source::Plain(listener, limiter),
         }
     }
@@ -296,7 +298,9 @@ impl LimitedListener {
         tls: Arc<crate::tls::Tls>,
         api: Api,
     ) -> LimitedListener {
-        let local = listener.local_addr().expect("a bound listener has an address");
+        let local = listener
+            .local_addr()
+            .expect("a bound listener has an address");
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let slots = Arc::new(tokio::sync::Semaphore::new(crate::tls::HANDSHAKES_MAX));
         tokio::spawn(async move {

@@ -50,14 +50,16 @@ async fn allow<T>(node: &Arc<Node>, req: &Request<T>, need: Need) -> Result<Prin
         .extensions()
         .get::<crate::conn_limit::ConnInfo>()
         .and_then(|c| c.cert.clone());
-    auth::check(node, header, cert.as_deref(), &need).await.map_err(|d| {
-        metrics::counter!("meridian_auth_refused_total", "status" => match d {
-            Denied::Unauthenticated(_) => "401",
-            Denied::Forbidden(_) => "403",
+    auth::check(node, header, cert.as_deref(), &need)
+        .await
+        .map_err(|d| {
+            metrics::counter!("meridian_auth_refused_total", "status" => match d {
+                Denied::Unauthenticated(_) => "401",
+                Denied::Forbidden(_) => "403",
+            })
+            .increment(1);
+            denied(d)
         })
-        .increment(1);
-        denied(d)
-    })
 }
 
 /// As [`allow`] for cluster-admin actions, recording a refusal in the audit log.

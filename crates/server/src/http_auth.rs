@@ -205,10 +205,12 @@ pub async fn layer(State(node): State<Arc<Node>>, req: Request, next: Next) -> R
             .increment(1);
             if let Some(a) = audited {
                 let principal = match &d {
-                    Denied::Forbidden(_) => auth::authenticate(&node, header.as_deref(), cert.as_deref())
-                        .await
-                        .map(|p| p.name)
-                        .unwrap_or_else(|_| "anonymous".into()),
+                    Denied::Forbidden(_) => {
+                        auth::authenticate(&node, header.as_deref(), cert.as_deref())
+                            .await
+                            .map(|p| p.name)
+                            .unwrap_or_else(|_| "anonymous".into())
+                    }
                     Denied::Unauthenticated(_) => "anonymous".into(),
                 };
                 auth::record_later(

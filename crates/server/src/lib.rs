@@ -117,7 +117,8 @@ pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Run
             (node, http, grpc)
         }
         None => {
-            let node = start_node(cfg, clock, committer, Arc::new(TcpDialer), peer_listener).await?;
+            let node =
+                start_node(cfg, clock, committer, Arc::new(TcpDialer), peer_listener).await?;
             (
                 node,
                 conn_limit::LimitedListener::new(http_listener, http_limiter),
@@ -125,8 +126,8 @@ pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Run
             )
         }
     };
-    let router = http::router(node.clone())
-        .into_make_service_with_connect_info::<conn_limit::ConnInfo>();
+    let router =
+        http::router(node.clone()).into_make_service_with_connect_info::<conn_limit::ConnInfo>();
     tokio::spawn(async move { axum::serve(http_listener, router).await });
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))

@@ -1703,7 +1703,12 @@ pub struct NodeHandler(pub Arc<Node>);
 
 impl Handler for NodeHandler {
     fn admit(&self, who: &Endpoint) -> Result<(), String> {
-        match self.0.catalog_nodes().into_iter().find(|n| n.id == who.node) {
+        match self
+            .0
+            .catalog_nodes()
+            .into_iter()
+            .find(|n| n.id == who.node)
+        {
             Some(n) if n.region != who.region => Err(format!(
                 "its certificate says node {} is in {}, the catalogue says {}",
                 who.node, who.region, n.region

@@ -290,9 +290,10 @@ fn build(cfg: &TlsConfig, me: &Endpoint) -> Result<Material, String> {
     }
     let err = |e: rustls::Error| format!("TLS configuration: {e}");
     let verr = |e: rustls::server::VerifierBuilderError| format!("TLS verifier: {e}");
-    let peer_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-        .build()
-        .map_err(verr)?;
+    let peer_verifier =
+        WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(verr)?;
     let server = |verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
                   alpn: &[&[u8]]|
      -> Result<Arc<ServerConfig>, String> {
@@ -306,8 +307,7 @@ fn build(cfg: &TlsConfig, me: &Endpoint) -> Result<Material, String> {
         Ok(Arc::new(c))
     };
     let peer_server = server(peer_verifier, &[])?;
-    let api_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = match cfg.client_certs
-    {
+    let api_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = match cfg.client_certs {
         ClientCerts::None => WebPkiClientVerifier::no_client_auth(),
         ClientCerts::Optional => {
             WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
@@ -323,9 +323,10 @@ fn build(cfg: &TlsConfig, me: &Endpoint) -> Result<Material, String> {
     };
     let http_server = server(api_verifier.clone(), &[b"h2", b"http/1.1"])?;
     let grpc_server = server(api_verifier, &[b"h2"])?;
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-        .build()
-        .map_err(|e| format!("TLS verifier: {e}"))?;
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| format!("TLS verifier: {e}"))?;
     let peer_client = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(err)?

@@ -41,6 +41,8 @@ pub struct Options {
     pub wan: bool,
     /// Local nodes require tokens; the clients send a root token.
     pub auth: bool,
+    /// Local nodes use TLS on every listener; the clients trust their CA.
+    pub tls: bool,
     pub workload: Workload,
     pub distribution: Distribution,
     pub clients: usize,
@@ -127,7 +129,7 @@ async fn bench(opts: Options) -> Result<()> {
         ),
         Target::Meridian => {
             let http = if opts.endpoints.is_empty() {
-                local = start_local(dir.path(), opts.wan, opts.auth).await?;
+                local = start_local(dir.path(), opts.wan, opts.auth, opts.tls).await?;
                 local.iter().map(LocalNode::http).collect()
             } else {
                 opts.endpoints.clone()
@@ -211,10 +213,18 @@ async fn bench(opts: Options) -> Result<()> {
     Ok(())
 }
 
-async fn start_local(dir: &std::path::Path, wan: bool, auth: bool) -> Result<Vec<LocalNode>> {
+async fn start_local(
+    dir: &std::path::Path,
+    wan: bool,
+    auth: bool,
+    tls: bool,
+) -> Result<Vec<LocalNode>> {
     let mut cfgs = node_configs(dir, &LOCAL_REGIONS, 1, wan)?;
     if auth {
         crate::local::require_tokens(&mut cfgs, dir)?;
+    }
+    if tls {
+        crate::local::require_tls(&mut cfgs, dir)?;
     }
     let mut nodes: Vec<LocalNode> = cfgs.into_iter().map(LocalNode::new).collect();
     for n in nodes.iter_mut() {
@@ -248,7 +258,9 @@ async fn prepare_meridian(http: &[String], opts: &Options) -> Result<Vec<String>
     let grpc: Vec<String> = http
         .iter()
         .map(|h| {
-            let h = h.trim_start_matches("http://");
+            let h = h
+                .trim_start_matches("http://")
+                .trim_start_matches("https://");
             nodes
                 .iter()
                 .find(|n| n["http_addr"] == h)
@@ -435,6 +447,8 @@ fn report(opts: &Options, description: &str, tally: &Tally, elapsed: Duration) -
         "protocol": opts.protocol.name(),
         // Whether requests carried a token (the local nodes required one with --auth).
         "auth": opts.auth || crate::client::token().is_some(),
+        // Whether the clients spoke TLS to the nodes (the local nodes used it with --tls).
+        "tls": crate::client::tls().ca_pem.is_some(),
         "cluster": description,
         "workload": opts.workload.name(),
         "read_pct": opts.workload.read_pct(),

@@ -114,7 +114,7 @@ impl Conn {
                 );
             }
             // One connection per client, kept alive, as the gRPC clients have.
-            let client = reqwest::Client::builder()
+            let client = crate::client::http_builder()
                 .default_headers(headers)
                 .timeout(REQUEST_TIMEOUT)
                 .connect_timeout(Duration::from_secs(5))
@@ -124,7 +124,7 @@ impl Conn {
             return Ok(match target {
                 Target::Meridian => Conn::MeridianHttp {
                     client,
-                    base: format!("http://{addr}/v1/kv/{keyspace}/"),
+                    base: format!("{}://{addr}/v1/kv/{keyspace}/", crate::client::scheme()),
                 },
                 Target::Etcd => Conn::EtcdHttp {
                     client,
@@ -132,7 +132,17 @@ impl Conn {
                 },
             });
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        let tls = crate::client::tls();
+        let mut endpoint = Endpoint::from_shared(format!("http://{addr}"))?;
+        if let (Target::Meridian, Some(ca)) = (target, &tls.ca_pem) {
+            let mut config = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+            if let Some((c, k)) = &tls.identity_pem {
+                config = config.identity(tonic::transport::Identity::from_pem(c, k));
+            }
+            endpoint = Endpoint::from_shared(format!("https://{addr}"))?.tls_config(config)?;
+        }
+        let channel = endpoint
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
