@@ -158,6 +158,18 @@ fn describe() {
         "meridian_connections_refused_total",
         "Client connections closed on accept for exceeding the per-address or per-listener bound, by listener."
     );
+    describe_counter!(
+        "meridian_peer_tls_refused_total",
+        "Peer connections refused under mutual TLS, by side: accept (handshake or certificate names no node), dial (the dialed peer's certificate), catalogue (certified region differs from the catalogue's), identity (a frame from another sender than the certificate names)."
+    );
+    describe_counter!(
+        "meridian_tls_handshakes_failed_total",
+        "Client TLS handshakes that failed or timed out on the HTTP and gRPC ports, by listener."
+    );
+    describe_counter!(
+        "meridian_tls_reloads_total",
+        "Reloads of changed TLS certificate files, by outcome (ok, or failed: the previous files stay in use)."
+    );
 }
 
 /// The Prometheus text exposition of every metric.

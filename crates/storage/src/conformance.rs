@@ -18,6 +18,7 @@ pub fn run_all(dir: &Path, reopens: bool, open: &dyn Fn(&Path) -> Arc<dyn Engine
     last_finds_greatest_key_in_range(&*open(&dir.join("f")));
     scan_consistent_reads_every_range(&*open(&dir.join("h")));
     deferred_commits_are_visible_at_once(&*open(&dir.join("i")));
+    rewrite_replaces_in_chunks_and_resumes(&*open(&dir.join("k")));
     if reopens {
         commits_survive_reopen(&dir.join("g"), open);
         deferred_commits_survive_reopen_after_a_durable_one(&dir.join("j"), open);
@@ -191,4 +192,42 @@ fn scan_consistent_reads_every_range(engine: &dyn Engine) {
     assert_eq!(views[0].len(), 1);
     assert_eq!(views[1].len(), 2);
     assert!(views[2].is_empty());
+}
+
+fn rewrite_replaces_in_chunks_and_resumes(engine: &dyn Engine) {
+    let mut b = WriteBatch::default();
+    for i in 0u8..10 {
+        b.put(Table::Data, vec![i], vec![i]);
+    }
+    b.put(Table::Log, vec![0], b"other table".to_vec());
+    engine.commit(&[b]).unwrap();
+    let mut cursor = Vec::new();
+    let mut visits = Vec::new();
+    loop {
+        let (n, next) = engine
+            .rewrite(Table::Data, &cursor, 4, &mut |k, v| {
+                assert_eq!(k, v, "rewrite sees the stored value");
+                Ok((k[0] % 2 == 0).then(|| vec![k[0] + 100]))
+            })
+            .unwrap();
+        visits.push(n);
+        match next {
+            Some(k) => {
+                assert!(k > cursor, "the cursor moves forward");
+                cursor = k;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(visits.iter().sum::<usize>(), 10, "{visits:?}");
+    assert!(visits.iter().all(|n| *n <= 4));
+    for i in 0u8..10 {
+        let want = if i % 2 == 0 { i + 100 } else { i };
+        assert_eq!(engine.get(Table::Data, &[i]).unwrap(), Some(vec![want]));
+    }
+    assert_eq!(
+        engine.get(Table::Log, &[0]).unwrap(),
+        Some(b"other table".to_vec()),
+        "other tables are untouched"
+    );
 }

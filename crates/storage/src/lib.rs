@@ -7,6 +7,7 @@
 
 pub mod committer;
 pub mod conformance;
+pub mod encrypted;
 pub mod latency;
 mod mem;
 mod redb_engine;
@@ -14,6 +15,7 @@ mod redb_engine;
 use std::sync::Arc;
 
 pub use committer::GroupCommitter;
+pub use encrypted::{EncryptedEngine, Kek};
 pub use latency::{LatencyWindow, OutcomeWindow};
 pub use mem::MemEngine;
 pub use redb_engine::RedbEngine;
@@ -123,6 +125,25 @@ pub trait Engine: Send + Sync + 'static {
     fn commit_deferred(&self, batches: &[WriteBatch]) -> Result<()> {
         self.commit(batches)
     }
+
+    /// Visits up to `limit` entries of `table` from `start` on, in key order, and replaces
+    /// each value for which `f` returns a new one, all in one atomic durable transaction, so
+    /// that no commit lands between a value's read and its replacement. Returns how many
+    /// entries were visited and the key to continue from (`None`: the table's end was reached).
+    fn rewrite(
+        &self,
+        table: Table,
+        start: &[u8],
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<Option<Vec<u8>>>,
+    ) -> Result<(usize, Option<Vec<u8>>)>;
+}
+
+/// The key right after `key` in byte order (where a scan that visited `key` continues).
+pub fn successor(key: &[u8]) -> Vec<u8> {
+    let mut next = key.to_vec();
+    next.push(0);
+    next
 }
 
 pub type SharedEngine = Arc<dyn Engine>;

@@ -83,6 +83,33 @@ impl Engine for MemEngine {
         Self::apply(&mut tables, batches, Some(&mut undo));
         Ok(())
     }
+
+    fn rewrite(
+        &self,
+        table: Table,
+        start: &[u8],
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<Option<Vec<u8>>>,
+    ) -> Result<(usize, Option<Vec<u8>>)> {
+        let mut tables = self.tables.lock().unwrap();
+        let lo = Bound::Included((table, start.to_vec()));
+        let rows: Vec<Row> = tables
+            .range((lo, Bound::Unbounded))
+            .take_while(|((t, _), _)| *t == table)
+            .take(limit)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect();
+        let mut next = None;
+        for (k, v) in &rows {
+            if let Some(new) = f(k, v)? {
+                tables.insert((table, k.clone()), new);
+            }
+            next = Some(crate::successor(k));
+        }
+        // Durable, and so is every deferred commit before it.
+        self.undo.lock().unwrap().clear();
+        Ok((rows.len(), if rows.len() < limit { None } else { next }))
+    }
 }
 
 impl MemEngine {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use redb::{Database, Durability, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
 
 use crate::{Engine, KeyRange, Op, Result, Row, StorageError, Table, WriteBatch};
 
@@ -101,6 +101,36 @@ impl Engine for RedbEngine {
     fn commit_deferred(&self, batches: &[WriteBatch]) -> Result<()> {
         // redb persists a `None` commit with the next `Immediate` one, in commit order.
         self.commit_with(batches, Durability::None)
+    }
+
+    fn rewrite(
+        &self,
+        table: Table,
+        start: &[u8],
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<Option<Vec<u8>>>,
+    ) -> Result<(usize, Option<Vec<u8>>)> {
+        // One write transaction: redb runs one at a time, so no commit lands between a
+        // value's read and its replacement.
+        let tx = self.db.begin_write().map_err(io)?;
+        let (visited, next) = {
+            let mut t = tx.open_table(definition(table)).map_err(io)?;
+            let mut rows: Vec<Row> = Vec::new();
+            for item in t.range(start..).map_err(io)?.take(limit) {
+                let (k, v) = item.map_err(io)?;
+                rows.push((k.value().to_vec(), v.value().to_vec()));
+            }
+            let mut next = None;
+            for (k, v) in &rows {
+                if let Some(new) = f(k, v)? {
+                    t.insert(k.as_slice(), new.as_slice()).map_err(io)?;
+                }
+                next = Some(crate::successor(k));
+            }
+            (rows.len(), next)
+        };
+        tx.commit().map_err(io)?;
+        Ok((visited, if visited < limit { None } else { next }))
     }
 }
 

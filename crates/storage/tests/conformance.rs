@@ -16,6 +16,18 @@ fn redb_conforms() {
     });
 }
 
+// Goal: the encrypting wrapper behaves as the engine it wraps (and reopens with its keyring).
+#[test]
+fn encrypted_redb_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = meridian_storage::Kek::parse(&meridian_storage::Kek::generate_hex()).unwrap();
+    conformance::run_all(dir.path(), true, &|d| {
+        std::fs::create_dir_all(d).unwrap();
+        let inner = Arc::new(RedbEngine::open(&d.join("meridian.redb")).unwrap());
+        meridian_storage::EncryptedEngine::open(inner, d, &kek).unwrap()
+    });
+}
+
 // Goal: the memory engine passes every check that does not need a file.
 #[test]
 fn mem_conforms() {
