@@ -490,6 +490,14 @@ enum AdminCommand {
         #[arg(long)]
         delay_ms: u64,
     },
+    /// Encryption at rest: every node of the cluster starts sealing with a new data key at
+    /// once and re-encrypts older values in the background, then retires the old key.
+    RotateKey,
+    /// Encryption at rest on every node: active key, keys not yet retired, progress.
+    Encryption,
+    /// Print a new random key-encryption key (64 hex digits) for `[encryption] kek_file` or
+    /// MERIDIAN_KEK. Keep it outside every data directory.
+    NewKek,
 }
 
 #[derive(Subcommand)]
@@ -1106,6 +1114,10 @@ async fn keyspace(client: Client, command: KeyspaceCommand) -> Result<()> {
     Ok(())
 }
 
+fn meridian_storage_kek() -> String {
+    meridian_server::encryption::new_kek_hex()
+}
+
 async fn admin(client: Client, command: AdminCommand) -> Result<()> {
     let r = match command {
         AdminCommand::Faults { cut, isolate } => {
@@ -1132,6 +1144,40 @@ async fn admin(client: Client, command: AdminCommand) -> Result<()> {
             client
                 .post_json("/v1/admin/failback", &json!({"paused": paused}))
                 .await?
+        }
+        AdminCommand::NewKek => {
+            println!("{}", meridian_storage_kek());
+            return Ok(());
+        }
+        AdminCommand::RotateKey | AdminCommand::Encryption => {
+            let rotate = matches!(command, AdminCommand::RotateKey);
+            let cluster = client.get_json("/v1/cluster").await?;
+            let mut out = Vec::new();
+            let mut failed = 0;
+            for n in cluster["nodes"].as_array().into_iter().flatten() {
+                let addr = n["http_addr"].as_str().unwrap_or_default();
+                let c = Client::new(addr);
+                let r = if rotate {
+                    c.post_json("/v1/admin/rotate-key", &json!({})).await
+                } else {
+                    c.get_json("/v1/admin/encryption").await
+                };
+                match r {
+                    Ok(v) => out.push(v),
+                    Err(e) => {
+                        failed += 1;
+                        out.push(json!({"node": n["id"], "error": e.to_string()}));
+                    }
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            if failed > 0 {
+                anyhow::bail!(
+                    "{failed} node(s) did not {}; run it again once they are reachable",
+                    if rotate { "rotate" } else { "answer" }
+                );
+            }
+            return Ok(());
         }
     };
     println!("{}", serde_json::to_string_pretty(&r)?);

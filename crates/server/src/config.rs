@@ -77,6 +77,9 @@ pub struct NodeConfig {
     /// TLS on every listener, mutual between nodes (see `crate::tls`). Absent: plaintext.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// Encryption at rest (see `crate::encryption`). Absent: values are stored in the clear.
+    #[serde(default)]
+    pub encryption: Option<crate::encryption::EncryptionConfig>,
     /// Debugging and residency tests: every frame this node reads from a peer is appended to
     /// this file as received (up to 512 MiB). Never in production: it holds what crossed the
     /// network, data included.
@@ -185,6 +188,10 @@ impl NodeConfig {
             self.zone = format!("{}a", self.region);
         }
         crate::auth::AuthState::load(&self.auth).map_err(|e| format!("[auth]: {e}"))?;
+        if let Some(e) = &self.encryption {
+            e.kek(&self.data_dir)
+                .map_err(|e| format!("[encryption]: {e}"))?;
+        }
         if let Some(t) = &self.tls {
             let me = crate::transport::Endpoint {
                 node: self.node_id,

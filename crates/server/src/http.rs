@@ -172,6 +172,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/admin/faults", post(set_faults).get(get_faults))
         .route("/v1/admin/failback", post(set_failback))
         .route("/v1/admin/disk", post(set_disk_fault))
+        .route("/v1/admin/rotate-key", post(rotate_key))
+        .route("/v1/admin/encryption", get(encryption_status))
         .route("/v1/failover", get(failover_status))
         .route("/v1/failover/log", get(failover_log))
         .route("/v1/failover/pause", post(failover_pause))
@@ -621,12 +623,21 @@ pub fn cluster_state(node: &Node) -> serde_json::Value {
             let raft_voters: Option<Vec<NodeId>> = metrics
                 .as_ref()
                 .map(|m| m.membership_config.membership().voter_ids().collect());
+            // Log compaction on this replica: the last index in its snapshot, and the last
+            // index purged from its log (absent: none yet, or no replica here).
+            let snapshot_index = metrics
+                .as_ref()
+                .and_then(|m| m.snapshot.as_ref().map(|l| l.index()));
+            let purged_index = metrics
+                .as_ref()
+                .and_then(|m| m.purged.as_ref().map(|l| l.index()));
             shards.push(json!({
                 "keyspace": ks.policy.name, "shard": s.shard, "group": s.group,
                 "home_region": ks.policy.home_region, "region": s.region,
                 "replication": ks.policy.replication,
                 "leader": leader, "leader_region": leader.and_then(|l| regions.get(&l).cloned()),
                 "voters": s.voters, "raft_voters": raft_voters,
+                "snapshot_index": snapshot_index, "purged_index": purged_index,
             }));
         }
     }
@@ -742,6 +753,38 @@ async fn set_disk_fault(
         .store(f.delay_ms, Ordering::Relaxed);
     tracing::warn!(delay_ms = f.delay_ms, "disk fault injection changed");
     Ok(Json(json!({"delay_ms": f.delay_ms})).into_response())
+}
+
+/// `POST /v1/admin/rotate-key`: this node seals with a new data key from now on and
+/// re-encrypts older values in the background (`GET /v1/admin/encryption` follows it).
+async fn rotate_key(State(node): State<AppState>) -> Result<Response, ApiError> {
+    let Some(enc) = node.encryption.get() else {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "failed_precondition",
+            format!(
+                "node {} does not encrypt at rest: configure [encryption] (a new data directory) first",
+                node.id()
+            ),
+        ));
+    };
+    let id = enc
+        .rotate()
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
+    tracing::warn!(key = id, "data key rotated");
+    let mut status = enc.status();
+    status["node"] = json!(node.id());
+    Ok(Json(status).into_response())
+}
+
+/// `GET /v1/admin/encryption`: this node's keyring and re-encryption progress.
+async fn encryption_status(State(node): State<AppState>) -> Json<serde_json::Value> {
+    let mut status = match node.encryption.get() {
+        Some(e) => e.status(),
+        None => json!({"enabled": false}),
+    };
+    status["node"] = json!(node.id());
+    Json(status)
 }
 
 /// Who asks and why, for the decision log (both optional).

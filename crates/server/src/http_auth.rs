@@ -95,7 +95,7 @@ fn classify(
         ["v1", "kv", name, _] | ["v1", "kv", name, _, _] => (ks(Permission::Write, name), None),
         ["v1", "conflicts", name] if get => (ks(Permission::Read, name), None),
         ["v1", "failover", "lost-tail", name] if get => (ks(Permission::Read, name), None),
-        ["v1", "admin", "faults"] if get => (Need::Cluster, None),
+        ["v1", "admin", "faults"] | ["v1", "admin", "encryption"] if get => (Need::Cluster, None),
         ["v1", "admin", what] => (
             Need::Cluster,
             audited(
@@ -103,6 +103,7 @@ fn classify(
                     "faults" => "admin.faults",
                     "failback" => "admin.failback",
                     "disk" => "admin.disk",
+                    "rotate-key" => "admin.rotate_key",
                     _ => "admin.other",
                 },
                 "",

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod conn_limit;
 pub mod console;
+pub mod encryption;
 pub mod failover;
 pub mod georep_rpc;
 pub mod grpc;
@@ -61,14 +62,16 @@ async fn bind(name: &str, addr: &str) -> anyhow::Result<TcpListener> {
     })
 }
 
-async fn open_engine(cfg: &NodeConfig) -> anyhow::Result<SharedEngine> {
+type Engines = (SharedEngine, Option<Arc<meridian_storage::EncryptedEngine>>);
+
+async fn open_engine(cfg: &NodeConfig) -> anyhow::Result<Engines> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
     let path = cfg.data_dir.join("meridian.redb");
     let started = tokio::time::Instant::now();
-    loop {
+    let redb: SharedEngine = loop {
         match RedbEngine::open(&path) {
-            Ok(e) => return Ok(Arc::new(e)),
+            Ok(e) => break Arc::new(e),
             Err(e)
                 if started.elapsed() < DB_OPEN_PATIENCE
                     && e.to_string().contains("already open") =>
@@ -77,13 +80,30 @@ async fn open_engine(cfg: &NodeConfig) -> anyhow::Result<SharedEngine> {
             }
             Err(e) => return Err(anyhow::anyhow!("{e}")).context("opening the node's database"),
         }
+    };
+    let keyring = cfg.data_dir.join(meridian_storage::encrypted::KEYRING_FILE);
+    match &cfg.encryption {
+        Some(enc) => {
+            let kek = enc
+                .kek(&cfg.data_dir)
+                .map_err(|e| anyhow::anyhow!("[encryption]: {e}"))?;
+            let wrapped = meridian_storage::EncryptedEngine::open(redb, &cfg.data_dir, &kek)
+                .map_err(|e| anyhow::anyhow!("[encryption]: {e}"))?;
+            Ok((wrapped.clone(), Some(wrapped)))
+        }
+        None if keyring.exists() => Err(anyhow::anyhow!(
+            "data_dir {} is encrypted at rest ({} is there): configure [encryption] with the key-encryption key it was created with",
+            cfg.data_dir.display(),
+            keyring.display()
+        )),
+        None => Ok((redb, None)),
     }
 }
 
 /// Starts a node: storage, listeners, the metadata group, joining, and the control loop.
 pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<RunningNode> {
     metrics::install();
-    let engine = open_engine(&cfg).await?;
+    let (engine, encrypted) = open_engine(&cfg).await?;
     let committer = GroupCommitter::start(engine, cfg.node_id.to_string());
     let peer_listener = bind("listen_peer", &cfg.listen_peer).await?;
     let http_listener = bind("listen_http", &cfg.listen_http).await?;
@@ -126,6 +146,9 @@ pub async fn start(cfg: NodeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Run
             )
         }
     };
+    if let Some(e) = encrypted {
+        let _ = node.encryption.set(encryption::Encryption::new(e));
+    }
     let router =
         http::router(node.clone()).into_make_service_with_connect_info::<conn_limit::ConnInfo>();
     tokio::spawn(async move { axum::serve(http_listener, router).await });

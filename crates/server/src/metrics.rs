@@ -167,6 +167,10 @@ fn describe() {
         "Client TLS handshakes that failed or timed out on the HTTP and gRPC ports, by listener."
     );
     describe_counter!(
+        "meridian_encryption_rotations_total",
+        "Data key rotations on this node (encryption at rest)."
+    );
+    describe_counter!(
         "meridian_tls_reloads_total",
         "Reloads of changed TLS certificate files, by outcome (ok, or failed: the previous files stay in use)."
     );

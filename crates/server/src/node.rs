@@ -68,6 +68,8 @@ pub struct Node {
     pub cfg: NodeConfig,
     pub me: Endpoint,
     pub committer: GroupCommitter,
+    /// Encryption at rest, when `[encryption]` is configured (set once at start).
+    pub encryption: std::sync::OnceLock<Arc<crate::encryption::Encryption>>,
     pub transport: Arc<Transport>,
     pub clock: Arc<dyn Clock>,
     /// The clock of freshness stamps and staleness bounds (immune to wall-clock jumps).
@@ -172,6 +174,7 @@ impl Node {
             me: transport.me.clone(),
             cfg,
             committer,
+            encryption: std::sync::OnceLock::new(),
             transport,
             fresh_clock: Arc::new(FreshnessClock::new(clock.as_ref())),
             clock,

@@ -50,7 +50,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -565,7 +565,7 @@ impl Engine for EncryptedEngine {
         table: Table,
         start: &[u8],
         limit: usize,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<Option<Vec<u8>>>,
+        f: &mut crate::RewriteFn<'_>,
     ) -> Result<(usize, Option<Vec<u8>>)> {
         let ring = self.ring.read().unwrap();
         self.inner.rewrite(table, start, limit, &mut |k, v| {

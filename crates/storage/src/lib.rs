@@ -135,9 +135,12 @@ pub trait Engine: Send + Sync + 'static {
         table: Table,
         start: &[u8],
         limit: usize,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<Option<Vec<u8>>>,
+        f: &mut crate::RewriteFn<'_>,
     ) -> Result<(usize, Option<Vec<u8>>)>;
 }
+
+/// What [`Engine::rewrite`] asks of each entry: its replacement value, if any.
+pub type RewriteFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<Option<Vec<u8>>> + 'a;
 
 /// The key right after `key` in byte order (where a scan that visited `key` continues).
 pub fn successor(key: &[u8]) -> Vec<u8> {

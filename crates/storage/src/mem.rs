@@ -89,7 +89,7 @@ impl Engine for MemEngine {
         table: Table,
         start: &[u8],
         limit: usize,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<Option<Vec<u8>>>,
+        f: &mut crate::RewriteFn<'_>,
     ) -> Result<(usize, Option<Vec<u8>>)> {
         let mut tables = self.tables.lock().unwrap();
         let lo = Bound::Included((table, start.to_vec()));

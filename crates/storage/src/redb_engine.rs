@@ -108,7 +108,7 @@ impl Engine for RedbEngine {
         table: Table,
         start: &[u8],
         limit: usize,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<Option<Vec<u8>>>,
+        f: &mut crate::RewriteFn<'_>,
     ) -> Result<(usize, Option<Vec<u8>>)> {
         // One write transaction: redb runs one at a time, so no commit lands between a
         // value's read and its replacement.
