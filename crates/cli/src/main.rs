@@ -42,10 +42,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node from a config file.
+    /// Run a node from a config file and/or MERIDIAN_* environment variables
+    /// (`MERIDIAN_NODE_ID=3`, `MERIDIAN_WAN__ENABLED=true`; see ARCHITECTURE.md).
     Server {
-        #[arg(long)]
-        config: PathBuf,
+        #[arg(long, env = "MERIDIAN_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Start a 3-region, 9-node cluster in this process, lose the home region, recover, report.
     Demo {
@@ -1037,8 +1038,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn run_server(config: PathBuf) -> Result<()> {
-    let cfg = meridian_server::NodeConfig::load(&config).map_err(anyhow::Error::msg)?;
+fn run_server(config: Option<PathBuf>) -> Result<()> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let cfg = meridian_server::NodeConfig::load_with_env(config.as_deref(), &env)
+        .map_err(anyhow::Error::msg)?;
     runtime()?.block_on(async move {
         let clock = Arc::new(meridian_server::clock::SystemClock);
         let _node = meridian_server::start(cfg, clock).await?;

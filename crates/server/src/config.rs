@@ -22,6 +22,15 @@ pub struct NodeConfig {
     pub listen_peer: String,
     pub listen_http: String,
     pub listen_grpc: String,
+    /// The addresses other nodes and clients reach this node at, where they differ from the
+    /// listen addresses (containers, NAT, listening on 0.0.0.0): host names allowed;
+    /// `{hostname}` expands to this host's name. Absent: the listen address.
+    #[serde(default)]
+    pub advertise_peer: Option<String>,
+    #[serde(default)]
+    pub advertise_http: Option<String>,
+    #[serde(default)]
+    pub advertise_grpc: Option<String>,
     /// Peer addresses of nodes already in the cluster, for joining.
     #[serde(default)]
     pub seeds: Vec<String>,
@@ -165,15 +174,179 @@ pub struct RaftTiming {
     pub election_timeout_max_ms: Option<u64>,
 }
 
+/// The top-level keys and sections that environment variables may set (see
+/// [`NodeConfig::load_with_env`]).
+const ENV_KEYS: [&str; 17] = [
+    "node_id",
+    "region",
+    "zone",
+    "data_dir",
+    "listen_peer",
+    "listen_http",
+    "listen_grpc",
+    "advertise_peer",
+    "advertise_http",
+    "advertise_grpc",
+    "seeds",
+    "bootstrap",
+    "role",
+    "leader_return_delay_ms",
+    "max_clock_offset_ms",
+    "bounded_read_wait_ms",
+    "capture_frames",
+];
+const ENV_SECTIONS: [&str; 7] = [
+    "wan",
+    "tls",
+    "auth",
+    "encryption",
+    "failover",
+    "raft",
+    "limits",
+];
+
+/// This host's name: `HOSTNAME`, else `/etc/hostname`.
+pub fn hostname() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
+/// The ordinal at the end of a host name (`meridian-us-east-1-2` -> 2), as a StatefulSet's
+/// pods are named.
+pub fn ordinal(host: &str) -> Option<u64> {
+    host.rsplit('-').next()?.parse().ok()
+}
+
+/// A value given in the environment: TOML if it parses as a value (numbers, booleans,
+/// arrays, quoted strings), else the text as a string.
+fn env_value(key: &str, text: &str) -> toml::Value {
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"));
+    match parsed {
+        Some(v) => v,
+        // Seeds as a comma-separated list, the usual form in an environment.
+        None if key == "seeds" => toml::Value::Array(
+            text.split(',')
+                .map(|s| toml::Value::String(s.trim().to_string()))
+                .filter(|v| v.as_str() != Some(""))
+                .collect(),
+        ),
+        None => toml::Value::String(text.to_string()),
+    }
+}
+
 impl NodeConfig {
     /// Reads and validates a config file; the error names the file and the problem.
     pub fn load(path: &Path) -> Result<NodeConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let cfg: NodeConfig =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        cfg.validated()
-            .map_err(|e| format!("{}: {e}", path.display()))
+        Self::load_with_env(Some(path), &[])
+    }
+
+    /// A config from an optional file with `env` on top (`(name, value)` pairs, normally
+    /// `std::env::vars()`), as containers are configured:
+    /// - `MERIDIAN_<KEY>` sets a top-level key (`MERIDIAN_NODE_ID=3`, `MERIDIAN_SEEDS=a:7000,b:7000`);
+    /// - `MERIDIAN_<SECTION>__<KEY>` a key of a section (`MERIDIAN_WAN__ENABLED=true`,
+    ///   `MERIDIAN_TLS__CA_FILE=/certs/ca.pem`);
+    /// - `node_id = "ordinal+B"` is B plus the ordinal ending the host name (a StatefulSet pod),
+    ///   `bootstrap = "ordinal==N"` is true on the pod with ordinal N only, and `{hostname}` in
+    ///   a string becomes the host name.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<NodeConfig, String> {
+        let whence = path.map_or("the environment".to_string(), |p| p.display().to_string());
+        let mut table: toml::Table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{whence}: {e}"))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, text) in env {
+            let Some(rest) = name.strip_prefix("MERIDIAN_") else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            match rest.split_once("__") {
+                Some((section, key)) if ENV_SECTIONS.contains(&section) => {
+                    let t = table
+                        .entry(section.to_string())
+                        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                    let toml::Value::Table(t) = t else {
+                        return Err(format!("{name}: `{section}` is not a section in {whence}"));
+                    };
+                    t.insert(key.to_string(), env_value(key, text));
+                }
+                None if ENV_KEYS.contains(&rest.as_str()) => {
+                    table.insert(rest.clone(), env_value(&rest, text));
+                }
+                _ => {}
+            }
+        }
+        let host = env
+            .iter()
+            .find(|(k, _)| k == "HOSTNAME")
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(hostname);
+        let need_host = |what: &str| {
+            host.clone()
+                .ok_or_else(|| format!("{what} needs this host's name: set HOSTNAME"))
+        };
+        if let Some(toml::Value::String(v)) = table.get("node_id").cloned() {
+            let base: u64 = v
+                .strip_prefix("ordinal+")
+                .and_then(|b| b.trim().parse().ok())
+                .ok_or_else(|| format!("node_id = {v:?}: give a number, or \"ordinal+B\" (B plus the host name's ordinal)"))?;
+            let h = need_host("node_id = \"ordinal+B\"")?;
+            let n = ordinal(&h).ok_or_else(|| {
+                format!("node_id = {v:?}: the host name {h:?} does not end in -<ordinal>")
+            })?;
+            table.insert("node_id".into(), toml::Value::Integer((base + n) as i64));
+        }
+        if let Some(toml::Value::String(v)) = table.get("bootstrap").cloned() {
+            let want: u64 = v
+                .strip_prefix("ordinal==")
+                .and_then(|b| b.trim().parse().ok())
+                .ok_or_else(|| format!("bootstrap = {v:?}: give true, false or \"ordinal==N\""))?;
+            let h = need_host("bootstrap = \"ordinal==N\"")?;
+            table.insert(
+                "bootstrap".into(),
+                toml::Value::Boolean(ordinal(&h) == Some(want)),
+            );
+        }
+        for (_, v) in table.iter_mut() {
+            expand_hostname(v, host.as_deref());
+        }
+        let cfg: NodeConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| format!("{whence}: {e}"))?;
+        cfg.validated().map_err(|e| format!("{whence}: {e}"))
+    }
+
+    /// The peer address other nodes dial (and list as a seed).
+    pub fn peer_addr(&self) -> String {
+        self.advertise_peer
+            .clone()
+            .unwrap_or_else(|| self.listen_peer.clone())
+    }
+
+    /// The HTTP address clients use.
+    pub fn http_addr(&self) -> String {
+        self.advertise_http
+            .clone()
+            .unwrap_or_else(|| self.listen_http.clone())
+    }
+
+    /// The gRPC address clients use.
+    pub fn grpc_addr(&self) -> String {
+        self.advertise_grpc
+            .clone()
+            .unwrap_or_else(|| self.listen_grpc.clone())
     }
 
     /// Fills defaults and checks every field.
@@ -199,18 +372,27 @@ impl NodeConfig {
             };
             crate::tls::Tls::load(t, &me).map_err(|e| format!("[tls]: {e}"))?;
         }
-        for (name, addr) in [
-            ("listen_peer", &self.listen_peer),
-            ("listen_http", &self.listen_http),
-            ("listen_grpc", &self.listen_grpc),
+        for (name, addr, advertised) in [
+            ("listen_peer", &self.listen_peer, &self.advertise_peer),
+            ("listen_http", &self.listen_http, &self.advertise_http),
+            ("listen_grpc", &self.listen_grpc, &self.advertise_grpc),
         ] {
             let parsed: SocketAddr = addr.parse().map_err(|_| {
                 format!("{name} = {addr:?} is not an address like \"127.0.0.1:7001\"")
             })?;
-            if parsed.ip().is_unspecified() {
+            if parsed.ip().is_unspecified() && advertised.is_none() {
                 return Err(format!(
-                    "{name} = {addr:?}: use the address peers and clients reach, not 0.0.0.0"
+                    "{name} = {addr:?}: use the address peers and clients reach, not 0.0.0.0, or set advertise_{} to it",
+                    &name[7..]
                 ));
+            }
+            if let Some(a) = advertised {
+                let ok = a
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                if !ok {
+                    return Err(format!("advertise_{} = {a:?} is not host:port", &name[7..]));
+                }
             }
         }
         if !self.bootstrap && self.seeds.is_empty() {
@@ -315,6 +497,70 @@ jitter_pct = 2.0
         );
     }
 
+    // Goal: a container's environment configures a node: top-level keys, sections, seeds as
+    // a list, the node id and bootstrap from a StatefulSet pod's ordinal, {hostname} in
+    // advertised addresses; listening on 0.0.0.0 needs an advertised address.
+    #[test]
+    fn the_environment_configures_a_node() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let base = [
+            ("HOSTNAME", "meridian-us-east-1-2"),
+            ("MERIDIAN_NODE_ID", "ordinal+100"),
+            ("MERIDIAN_REGION", "us-east-1"),
+            ("MERIDIAN_DATA_DIR", "/data"),
+            ("MERIDIAN_LISTEN_PEER", "0.0.0.0:7000"),
+            ("MERIDIAN_LISTEN_HTTP", "0.0.0.0:8080"),
+            ("MERIDIAN_LISTEN_GRPC", "0.0.0.0:9090"),
+            (
+                "MERIDIAN_ADVERTISE_PEER",
+                "{hostname}.meridian-us-east-1:7000",
+            ),
+            (
+                "MERIDIAN_ADVERTISE_HTTP",
+                "{hostname}.meridian-us-east-1:8080",
+            ),
+            (
+                "MERIDIAN_ADVERTISE_GRPC",
+                "{hostname}.meridian-us-east-1:9090",
+            ),
+            ("MERIDIAN_SEEDS", "a:7000, b:7000"),
+            ("MERIDIAN_BOOTSTRAP", "ordinal==0"),
+            ("MERIDIAN_WAN__ENABLED", "true"),
+            ("MERIDIAN_TOKEN", "not a config key"),
+        ];
+        let cfg = NodeConfig::load_with_env(None, &env(&base)).unwrap();
+        assert_eq!(cfg.node_id, 102);
+        assert!(!cfg.bootstrap);
+        assert_eq!(cfg.seeds, vec!["a:7000", "b:7000"]);
+        assert!(cfg.wan.enabled);
+        assert_eq!(
+            cfg.peer_addr(),
+            "meridian-us-east-1-2.meridian-us-east-1:7000"
+        );
+        assert_eq!(
+            cfg.http_addr(),
+            "meridian-us-east-1-2.meridian-us-east-1:8080"
+        );
+        let mut first = env(&base);
+        first[0].1 = "meridian-us-east-1-0".into();
+        assert!(NodeConfig::load_with_env(None, &first).unwrap().bootstrap);
+        let no_advert: Vec<_> = env(&base)
+            .into_iter()
+            .filter(|(k, _)| k != "MERIDIAN_ADVERTISE_HTTP")
+            .collect();
+        let e = NodeConfig::load_with_env(None, &no_advert).unwrap_err();
+        assert!(e.contains("advertise_http"), "{e}");
+        let mut bad = env(&base);
+        bad[1].1 = "ordinal-1".into();
+        let e = NodeConfig::load_with_env(None, &bad).unwrap_err();
+        assert!(e.contains("ordinal+B"), "{e}");
+    }
+
     // Goal: bad configs are rejected with the field named.
     #[test]
     fn bad_configs_name_the_field() {
@@ -354,5 +600,19 @@ mod example_tests {
             loaded += 1;
         }
         assert_eq!(loaded, 3);
+    }
+}
+
+/// Replaces `{hostname}` in every string of `v`.
+fn expand_hostname(v: &mut toml::Value, host: Option<&str>) {
+    match v {
+        toml::Value::String(s) if s.contains("{hostname}") => {
+            if let Some(h) = host {
+                *s = s.replace("{hostname}", h);
+            }
+        }
+        toml::Value::Array(a) => a.iter_mut().for_each(|x| expand_hostname(x, host)),
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, x)| expand_hostname(x, host)),
+        _ => {}
     }
 }

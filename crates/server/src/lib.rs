@@ -200,7 +200,7 @@ pub async fn start_node(
     tokio::spawn(transport.serve(listener, Arc::new(NodeHandler(node.clone()))));
     if cfg.bootstrap && !meta.raft.is_initialized().await.unwrap_or(true) {
         let me = PeerNode {
-            addr: cfg.listen_peer.clone(),
+            addr: cfg.peer_addr(),
             region: cfg.region.clone(),
         };
         meta.raft

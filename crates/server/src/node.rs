@@ -207,9 +207,9 @@ impl Node {
             id: self.cfg.node_id,
             region: self.cfg.region.clone(),
             zone: self.cfg.zone.clone(),
-            peer_addr: self.cfg.listen_peer.clone(),
-            http_addr: self.cfg.listen_http.clone(),
-            grpc_addr: self.cfg.listen_grpc.clone(),
+            peer_addr: self.cfg.peer_addr(),
+            http_addr: self.cfg.http_addr(),
+            grpc_addr: self.cfg.grpc_addr(),
             role: self.cfg.role,
         }
     }
