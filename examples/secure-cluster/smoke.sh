@@ -21,7 +21,7 @@ if MERIDIAN_TOKEN=$(cat "$c/reader.token") "$bin" kv put orders k2 x >/dev/null 
     echo "FAIL: the reader token wrote" >&2
     exit 1
 fi
-"$bin" --cert "$c/client.pem" --key "$c/client.key" kv put orders k3 "$canary" >/dev/null
+"$bin" --client-cert "$c/client.pem" --client-key "$c/client.key" kv put orders k3 "$canary" >/dev/null
 if grep -rl "$canary" "$c"/node-*/ ; then
     echo "FAIL: the canary is in plaintext in the files above" >&2
     exit 1

@@ -41,7 +41,7 @@ pub struct TlsClient {
     /// PEM of the CA (`--ca` or `MERIDIAN_CA`), and where it was read from.
     pub ca_pem: Option<Vec<u8>>,
     pub ca_path: Option<std::path::PathBuf>,
-    /// PEM of the client certificate followed by its key (`--cert`/`--key` or
+    /// PEM of the client certificate followed by its key (`--client-cert`/`--client-key` or
     /// `MERIDIAN_CERT`/`MERIDIAN_KEY`).
     pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
 }
@@ -78,7 +78,7 @@ pub fn configure_tls(
         (None, None) => None,
         _ => {
             return Err(anyhow!(
-                "--cert and --key (MERIDIAN_CERT, MERIDIAN_KEY) go together"
+                "--client-cert and --client-key (MERIDIAN_CERT, MERIDIAN_KEY) go together"
             ))
         }
     };

@@ -30,11 +30,11 @@ struct Cli {
     /// The cluster CA (PEM) to verify nodes with: requests use https. `MERIDIAN_CA` otherwise.
     #[arg(long, global = true, value_name = "FILE")]
     ca: Option<PathBuf>,
-    /// A client certificate (PEM) to present; with --key. `MERIDIAN_CERT` otherwise.
-    #[arg(long, global = true, value_name = "FILE")]
+    /// A client certificate (PEM) to present; with --client-key. `MERIDIAN_CERT` otherwise.
+    #[arg(long = "client-cert", global = true, value_name = "FILE")]
     cert: Option<PathBuf>,
     /// The client certificate's key (PEM). `MERIDIAN_KEY` otherwise.
-    #[arg(long = "key", id = "client_key", global = true, value_name = "FILE")]
+    #[arg(long = "client-key", global = true, value_name = "FILE")]
     key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -428,6 +428,22 @@ enum CertsCommand {
         /// File name stem instead of `client-<name>`.
         #[arg(long)]
         out: Option<String>,
+    },
+    /// Everything a cluster needs in one step (what a container entrypoint without a shell
+    /// can run): the CA unless DIR has one, a certificate per --node not yet in DIR
+    /// (`node-<id>.pem`), a client certificate per --client, and with --root-token and --kek
+    /// a root token (`root.token`) and a key-encryption key (`kek`) unless present.
+    Bundle {
+        /// `ID:REGION[:HOST,...]`: a node and the names clients reach it by (repeatable).
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+        /// `NAME:GRANT[,GRANT...]`: a client certificate `client-<NAME>.pem` (repeatable).
+        #[arg(long = "client")]
+        clients: Vec<String>,
+        #[arg(long)]
+        root_token: bool,
+        #[arg(long)]
+        kek: bool,
     },
 }
 
@@ -1316,6 +1332,12 @@ fn certs_cmd(dir: &std::path::Path, days: u32, command: CertsCommand) -> Result<
                 .and_then(|ca| ca.node(node_id, &region, &hosts, days))
                 .map_err(anyhow::Error::msg)?,
         ),
+        CertsCommand::Bundle {
+            nodes,
+            clients,
+            root_token,
+            kek,
+        } => return certs_bundle(dir, days, &nodes, &clients, root_token, kek),
         CertsCommand::Client { name, grants, out } => (
             out.unwrap_or_else(|| format!("client-{name}")),
             Ca::load(dir)
@@ -1326,4 +1348,87 @@ fn certs_cmd(dir: &std::path::Path, days: u32, command: CertsCommand) -> Result<
     let (cert, key) = write(dir, &stem, &issued).map_err(anyhow::Error::msg)?;
     println!("wrote {} and {}", cert.display(), key.display());
     Ok(())
+}
+
+fn certs_bundle(
+    dir: &std::path::Path,
+    days: u32,
+    nodes: &[String],
+    clients: &[String],
+    root_token: bool,
+    kek: bool,
+) -> Result<()> {
+    use meridian_server::certs::{write, write_private, Ca};
+    let ca = if dir.join("ca.key").exists() {
+        Ca::load(dir).map_err(anyhow::Error::msg)?
+    } else {
+        let ca = Ca::generate(days.max(3650)).map_err(anyhow::Error::msg)?;
+        write(dir, "ca", &ca.issued()).map_err(anyhow::Error::msg)?;
+        println!("wrote {}", dir.join("ca.pem").display());
+        ca
+    };
+    for spec in nodes {
+        let mut parts = spec.splitn(3, ':');
+        let (Some(id), Some(region)) = (parts.next(), parts.next()) else {
+            anyhow::bail!("--node {spec:?}: give ID:REGION[:HOST,...], e.g. 1:us-east-1:n1");
+        };
+        let id: u64 = id
+            .parse()
+            .with_context(|| format!("--node {spec:?}: {id:?} is not a node id"))?;
+        let hosts: Vec<String> = parts
+            .next()
+            .map(|h| h.split(',').map(str::to_string).collect())
+            .unwrap_or_default();
+        let stem = format!("node-{id}");
+        if dir.join(format!("{stem}.pem")).exists() {
+            continue;
+        }
+        let issued = ca
+            .node(id, region, &hosts, days)
+            .map_err(anyhow::Error::msg)?;
+        write(dir, &stem, &issued).map_err(anyhow::Error::msg)?;
+        println!("wrote {}", dir.join(format!("{stem}.pem")).display());
+    }
+    for spec in clients {
+        let Some((name, grants)) = spec.split_once(':') else {
+            anyhow::bail!(
+                "--client {spec:?}: give NAME:GRANT[,GRANT...], e.g. admin:cluster-admin"
+            );
+        };
+        let stem = format!("client-{name}");
+        if dir.join(format!("{stem}.pem")).exists() {
+            continue;
+        }
+        let grants: Vec<String> = grants.split(',').map(str::to_string).collect();
+        let issued = ca.client(name, &grants, days).map_err(anyhow::Error::msg)?;
+        write(dir, &stem, &issued).map_err(anyhow::Error::msg)?;
+        println!("wrote {}", dir.join(format!("{stem}.pem")).display());
+    }
+    if root_token && !dir.join("root.token").exists() {
+        write_private(&dir.join("root.token"), local::new_root_token().as_bytes())
+            .map_err(anyhow::Error::msg)?;
+        println!("wrote {}", dir.join("root.token").display());
+    }
+    if kek && !dir.join("kek").exists() {
+        write_private(
+            &dir.join("kek"),
+            meridian_server::encryption::new_kek_hex().as_bytes(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        println!("wrote {}", dir.join("kek").display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: every command's flags are well formed and unique, global ones included (clap
+    // checks this only when a command is parsed, i.e. at a user's first run of it).
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -322,6 +322,12 @@ impl NodeConfig {
         for (_, v) in table.iter_mut() {
             expand_hostname(v, host.as_deref());
         }
+        // `{node_id}` (per-node file names, e.g. a certificate mounted from a shared Secret).
+        if let Some(id) = table.get("node_id").and_then(toml::Value::as_integer) {
+            for (_, v) in table.iter_mut() {
+                expand(v, "{node_id}", &id.to_string());
+            }
+        }
         let cfg: NodeConfig = toml::Value::Table(table)
             .try_into()
             .map_err(|e| format!("{whence}: {e}"))?;
@@ -532,6 +538,7 @@ jitter_pct = 2.0
             ("MERIDIAN_BOOTSTRAP", "ordinal==0"),
             ("MERIDIAN_WAN__ENABLED", "true"),
             ("MERIDIAN_TOKEN", "not a config key"),
+            ("MERIDIAN_CAPTURE_FRAMES", "/tmp/frames-{node_id}"),
         ];
         let cfg = NodeConfig::load_with_env(None, &env(&base)).unwrap();
         assert_eq!(cfg.node_id, 102);
@@ -541,6 +548,10 @@ jitter_pct = 2.0
         assert_eq!(
             cfg.peer_addr(),
             "meridian-us-east-1-2.meridian-us-east-1:7000"
+        );
+        assert_eq!(
+            cfg.capture_frames.as_deref(),
+            Some(std::path::Path::new("/tmp/frames-102"))
         );
         assert_eq!(
             cfg.http_addr(),
@@ -603,16 +614,19 @@ mod example_tests {
     }
 }
 
-/// Replaces `{hostname}` in every string of `v`.
+/// Replaces `{hostname}` in every string of `v` (left as is when the name is unknown).
 fn expand_hostname(v: &mut toml::Value, host: Option<&str>) {
+    if let Some(h) = host {
+        expand(v, "{hostname}", h);
+    }
+}
+
+/// Replaces `pattern` with `with` in every string of `v`.
+fn expand(v: &mut toml::Value, pattern: &str, with: &str) {
     match v {
-        toml::Value::String(s) if s.contains("{hostname}") => {
-            if let Some(h) = host {
-                *s = s.replace("{hostname}", h);
-            }
-        }
-        toml::Value::Array(a) => a.iter_mut().for_each(|x| expand_hostname(x, host)),
-        toml::Value::Table(t) => t.iter_mut().for_each(|(_, x)| expand_hostname(x, host)),
+        toml::Value::String(s) if s.contains(pattern) => *s = s.replace(pattern, with),
+        toml::Value::Array(a) => a.iter_mut().for_each(|x| expand(x, pattern, with)),
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, x)| expand(x, pattern, with)),
         _ => {}
     }
 }
