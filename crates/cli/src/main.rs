@@ -31,10 +31,20 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     ca: Option<PathBuf>,
     /// A client certificate (PEM) to present; with --client-key. `MERIDIAN_CERT` otherwise.
-    #[arg(long = "client-cert", global = true, value_name = "FILE")]
+    #[arg(
+        long = "client-cert",
+        id = "client_cert",
+        global = true,
+        value_name = "FILE"
+    )]
     cert: Option<PathBuf>,
     /// The client certificate's key (PEM). `MERIDIAN_KEY` otherwise.
-    #[arg(long = "client-key", global = true, value_name = "FILE")]
+    #[arg(
+        long = "client-key",
+        id = "client_key",
+        global = true,
+        value_name = "FILE"
+    )]
     key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -1430,5 +1440,42 @@ mod tests {
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+        // Global flags reach subcommands whose own arguments have similar names.
+        for args in [
+            &[
+                "meridian",
+                "kv",
+                "get",
+                "ks",
+                "k",
+                "--client-cert",
+                "c",
+                "--client-key",
+                "k",
+            ][..],
+            &[
+                "meridian",
+                "conflicts",
+                "ks",
+                "--key",
+                "x",
+                "--client-key",
+                "k",
+                "--client-cert",
+                "c",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(
+                cli.key.as_deref(),
+                Some(std::path::Path::new("k")),
+                "{args:?}"
+            );
+            assert_eq!(
+                cli.cert.as_deref(),
+                Some(std::path::Path::new("c")),
+                "{args:?}"
+            );
+        }
     }
 }
