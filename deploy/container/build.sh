@@ -15,7 +15,8 @@ if [ -z "$bin" ]; then
     RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target "$target" -p meridian >&2
     bin="target/$target/release/meridian"
 fi
-if ! file "$bin" 2>/dev/null | grep -q "statically linked" && ldd "$bin" >/dev/null 2>&1; then
+# A dynamically linked binary lists the shared libraries it loads ("lib... => path").
+if ldd "$bin" 2>&1 | grep -q "=>"; then
     echo "$bin is dynamically linked; a FROM scratch image needs the static build (see above)" >&2
     exit 1
 fi
