@@ -61,7 +61,7 @@ m() { "$bin" "$@"; }
 
 formed=0
 for _ in $(seq 1 300); do
-    if m cluster --node "$(node 4)" 2>/dev/null >"$work/cluster.json" &&
+    if m cluster --output json --node "$(node 4)" 2>/dev/null >"$work/cluster.json" &&
         python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); sys.exit(0 if len(c["nodes"])==9 and c["meta_spread"] else 1)' "$work/cluster.json"; then
         formed=1
         break

@@ -5,7 +5,7 @@
 set -euo pipefail
 bin=${MERIDIAN:?set MERIDIAN to the meridian binary}
 dir=$(mktemp -d)
-trap 'kill $(cat "$dir/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$dir"' EXIT
+trap 'kill $(cat "$dir/c/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$dir"' EXIT
 "$(dirname "$0")/start.sh" "$dir/c" >/dev/null
 c="$dir/c"
 export MERIDIAN_CA="$c/ca.pem" MERIDIAN_NODE="$(cut -d, -f2 "$c/http")"

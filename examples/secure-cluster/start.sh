@@ -54,6 +54,8 @@ chmod 600 "$dir/root.token" "$dir/kek"
 
 http=()
 : > "$dir/pids"
+# Started nodes are stopped again if the cluster does not come up.
+trap 'kill $(cat "$dir/pids") 2>/dev/null || true' EXIT
 for i in 1 2 3; do
     peer=$((base + (i - 1) * 3)); web=$((peer + 1)); grpc=$((peer + 2))
     http+=("127.0.0.1:$web")
@@ -92,18 +94,19 @@ done
 export MERIDIAN_CA="$dir/ca.pem" MERIDIAN_TOKEN="$(cat "$dir/root.token")"
 export MERIDIAN_NODE="${http[0]}"
 for _ in $(seq 1 300); do
-    if "$bin" cluster 2>/dev/null | grep -q '"meta_spread": true'; then
+    if "$bin" cluster --output json 2>/dev/null | grep -q '"meta_spread": true'; then
         break
     fi
     sleep 0.2
 done
-if ! "$bin" cluster 2>/dev/null | grep -q '"meta_spread": true'; then
+if ! "$bin" cluster --output json 2>/dev/null | grep -q '"meta_spread": true'; then
     echo "the cluster did not form within a minute; see $dir/node-*.log" >&2
     exit 1
 fi
 "$bin" auth token create --name admin --grant cluster-admin | tail -1 > "$dir/admin.token"
 "$bin" auth token create --name reader --grant reader | tail -1 > "$dir/reader.token"
 chmod 600 "$dir/admin.token" "$dir/reader.token"
+trap - EXIT
 
 cat <<MSG
 secure cluster up: $(cat "$dir/http")

@@ -6,6 +6,7 @@ mod demo;
 mod demo_async;
 mod demo_zone;
 mod local;
+mod output;
 mod sim;
 
 use std::path::PathBuf;
@@ -17,10 +18,18 @@ use serde_json::{json, Value};
 
 use crate::client::Client;
 
+/// The version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MERIDIAN_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "meridian",
-    version,
+    version = VERSION,
     about = "Multi-region replicated key-value data service"
 )]
 struct Cli {
@@ -46,6 +55,16 @@ struct Cli {
         value_name = "FILE"
     )]
     key: Option<PathBuf>,
+    /// How answers are printed: table (aligned columns and key: value lines), json or yaml.
+    #[arg(
+        long,
+        short = 'o',
+        global = true,
+        value_enum,
+        env = "MERIDIAN_OUTPUT",
+        default_value = "table"
+    )]
+    output: output::Output,
     #[command(subcommand)]
     command: Command,
 }
@@ -312,6 +331,10 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Print a shell completion script: `meridian completions bash > /etc/bash_completion.d/meridian`,
+    /// `meridian completions zsh > "${fpath[1]}/_meridian"`, `meridian completions fish >
+    /// ~/.config/fish/completions/meridian.fish`.
+    Completions { shell: clap_complete::Shell },
     /// Show the cluster: nodes, health, and shard leaders.
     Cluster {
         #[arg(long, env = "MERIDIAN_NODE", default_value = "127.0.0.1:8101")]
@@ -629,7 +652,7 @@ async fn auth_cmd(c: Client, command: AuthCommand) -> Result<()> {
         }
         AuthCommand::Whoami => {
             let w = c.get_json("/v1/auth/whoami").await?;
-            println!("{}", serde_json::to_string_pretty(&w)?);
+            output::emit(&w, None);
         }
         AuthCommand::Token { command } => match command {
             TokenCommand::Create { name, grants } => {
@@ -649,8 +672,8 @@ async fn auth_cmd(c: Client, command: AuthCommand) -> Result<()> {
             }
             TokenCommand::List { json } => {
                 let r = c.get_json("/v1/auth/tokens").await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&r)?);
+                if output::structured(json) {
+                    output::emit_as(&r, json);
                     return Ok(());
                 }
                 println!(
@@ -771,8 +794,45 @@ impl tracing_subscriber::fmt::time::FormatTime for LogTime {
     }
 }
 
-fn main() -> Result<()> {
+/// Runs the command; an error is one line on stderr (with a hint where one helps) and exit
+/// status 1. `MERIDIAN_BACKTRACE=1` adds the error's chain and backtrace.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {line}");
+            if let Some(h) = hint(&line) {
+                eprintln!("hint: {h}");
+            }
+            if std::env::var("MERIDIAN_BACKTRACE").is_ok_and(|v| v == "1") {
+                eprintln!("{e:?}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// A next step for the errors users meet first.
+fn hint(error: &str) -> Option<&'static str> {
+    let e = error.to_ascii_lowercase();
+    if e.contains("unknownissuer")
+        || e.contains("invalid peer certificate")
+        || e.contains("certificate") && e.contains("verify")
+    {
+        Some("the node's certificate is not from a CA this client trusts: give the cluster CA with --ca FILE or MERIDIAN_CA")
+    } else if e.contains("cannot reach the node") {
+        Some("is a node running there? point --node (or MERIDIAN_NODE) at a node's HTTP address; if the cluster uses TLS, add --ca FILE (or MERIDIAN_CA)")
+    } else if e.contains("401") {
+        Some("send a token with --token or MERIDIAN_TOKEN (`meridian auth token create`), or a client certificate with --client-cert/--client-key")
+    } else {
+        None
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
+    output::set(cli.output);
     if let Some(t) = cli.token.clone() {
         client::set_token(t);
     }
@@ -888,8 +948,8 @@ fn main() -> Result<()> {
                 path.push_str(&format!("&since={s}"));
             }
             let c = Client::new(&node).get_json(&path).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&c)?);
+            if output::structured(json) {
+                output::emit_as(&c, json);
             } else {
                 print_conflicts(&c);
             }
@@ -908,9 +968,20 @@ fn main() -> Result<()> {
             runtime()?.block_on(audit_cmd(Client::new(&node), command))
         }
         Command::Certs { dir, days, command } => certs_cmd(&dir, days, command),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "meridian", &mut script);
+            use std::io::Write;
+            match std::io::stdout().write_all(&script) {
+                // Piped into `head` and the like: not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => r.context("writing the completion script"),
+            }
+        }
         Command::Cluster { node } => runtime()?.block_on(async {
             let c = Client::new(&node).get_json("/v1/cluster").await?;
-            println!("{}", serde_json::to_string_pretty(&c)?);
+            output::emit(&c, Some(&output::cluster_table));
             Ok(())
         }),
     }
@@ -935,8 +1006,8 @@ async fn failover(c: Client, by: &str, reason: &str, command: FailoverCommand) -
     match command {
         FailoverCommand::Status { json } => {
             let s = c.get_json("/v1/failover").await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+            if output::structured(json) {
+                output::emit_as(&s, json);
                 return Ok(());
             }
             println!(
@@ -986,8 +1057,8 @@ async fn failover(c: Client, by: &str, reason: &str, command: FailoverCommand) -
             let r = c
                 .post_json_waiting(&path, &body, std::time::Duration::from_secs(120))
                 .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+            if output::structured(json) {
+                output::emit_as(&r, json);
                 return Ok(());
             }
             match r["decision"].as_u64() {
@@ -1115,29 +1186,17 @@ async fn keyspace(client: Client, command: KeyspaceCommand) -> Result<()> {
                 .create_keyspace(&policy)
                 .await
                 .context("create keyspace")?;
-            println!("{}", serde_json::to_string_pretty(&r)?);
+            output::emit(&r, None);
         }
         KeyspaceCommand::List => {
             let r = client.get_json("/v1/keyspaces").await?;
-            for k in r["keyspaces"].as_array().into_iter().flatten() {
-                let p = &k["policy"];
-                println!(
-                    "{}\treplication={} survive={} home={} regions={} shards={} read={}",
-                    p["name"].as_str().unwrap_or(""),
-                    p["replication"],
-                    p["survive"],
-                    p["home_region"],
-                    p["regions"],
-                    p["shards"],
-                    p["read"]
-                );
-            }
+            output::emit(&r, Some(&output::keyspace_table));
         }
         KeyspaceCommand::Describe { name } => {
             let r = client
                 .get_json(&format!("/v1/keyspaces/{}", client::enc(&name)))
                 .await?;
-            println!("{}", serde_json::to_string_pretty(&r)?);
+            output::emit(&r, None);
         }
     }
     Ok(())
@@ -1199,7 +1258,7 @@ async fn admin(client: Client, command: AdminCommand) -> Result<()> {
                     }
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            output::emit(&Value::Array(out), None);
             if failed > 0 {
                 anyhow::bail!(
                     "{failed} node(s) did not {}; run it again once they are reachable",
@@ -1209,7 +1268,7 @@ async fn admin(client: Client, command: AdminCommand) -> Result<()> {
             return Ok(());
         }
     };
-    println!("{}", serde_json::to_string_pretty(&r)?);
+    output::emit(&r, None);
     Ok(())
 }
 

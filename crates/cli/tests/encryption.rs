@@ -106,7 +106,14 @@ async fn canaries_never_reach_the_disk_in_plaintext() {
 
     // Rotate on every node through the CLI; old values are re-sealed and the old key retired.
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["admin", "rotate-key", "--node", &cluster.node(2).http])
+        .args([
+            "admin",
+            "rotate-key",
+            "--output",
+            "json",
+            "--node",
+            &cluster.node(2).http,
+        ])
         .env("RUST_LOG", "error")
         .output()
         .unwrap();
