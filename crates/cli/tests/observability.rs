@@ -90,6 +90,25 @@ fn rendered_dom(chromium: &str, url: &str, profile: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The `<svg id="...">` element of `dom`, up to its end.
+fn svg_of(dom: &str, id: &str) -> String {
+    let start = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no element {id} in the console:\n{dom}"));
+    let end = dom[start..].find("</svg>").map_or(dom.len(), |e| start + e);
+    dom[start..end].to_string()
+}
+
+/// The value of attribute `name` in the element text `el` (empty: absent).
+fn attr(el: &str, name: &str) -> String {
+    el.find(&format!("{name}=\""))
+        .map(|i| {
+            let rest = &el[i + name.len() + 2..];
+            rest[..rest.find('"').unwrap_or(rest.len())].to_string()
+        })
+        .unwrap_or_default()
+}
+
 async fn metrics(cluster: &Cluster, id: u64) -> Option<String> {
     let r = cluster
         .http
@@ -208,6 +227,51 @@ async fn metrics_console_and_failover_accounting() {
         assert!(
             dom.contains("data-lag=\"us-east-1|us-west-2\">"),
             "the console draws the lag matrix:\n{dom}"
+        );
+        // The charts and the region graph are drawn, and their data moves with the load.
+        for chart in ["chart-tput", "chart-lag"] {
+            let svg = svg_of(&dom, chart);
+            assert!(svg.contains("<path"), "chart {chart} has a line:\n{svg}");
+        }
+        svg_of(&dom, "chart-read");
+        assert!(
+            dom.contains("data-link=\"us-east-1|us-west-2\"") && dom.contains("rtt "),
+            "the region graph labels links with round trips:\n{}",
+            svg_of(&dom, "graph")
+        );
+        let before = attr(&svg_of(&dom, "chart-tput"), "data-requests-total");
+        for i in 20..40 {
+            let key = format!("k{i}");
+            eventually("a put succeeds", Duration::from_secs(30), || async {
+                cluster.put(1, "obs", &key, "v").await.ok()
+            })
+            .await;
+        }
+        // Node 3 learns node 1's counts with its next probe.
+        eventually(
+            "node 3 sees the new writes",
+            Duration::from_secs(30),
+            || async {
+                let c = cluster.get_json(3, "/v1/cluster").await?;
+                let us = c["region_requests"]
+                    .as_array()?
+                    .iter()
+                    .find(|r| r["region"] == "us-east-1")?
+                    .clone();
+                (us["writes_total"].as_u64()? >= 40).then_some(())
+            },
+        )
+        .await;
+        let dom2 = rendered_dom(&chromium, &cluster.node(3).url("/"), &profile);
+        let after = attr(&svg_of(&dom2, "chart-tput"), "data-requests-total");
+        assert!(
+            after.parse::<u64>().unwrap() > before.parse::<u64>().unwrap(),
+            "the throughput chart's data moved with 20 more writes: {before} then {after}"
+        );
+        let write = svg_of(&dom2, "chart-write");
+        assert!(
+            write.contains("<path") && attr(&write, "data-last").contains("us-east-1"),
+            "the write latency chart draws the writes just made:\n{write}"
         );
     }
 

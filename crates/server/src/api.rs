@@ -118,6 +118,7 @@ fn observe(
         "outcome" => if served.is_some() { "ok" } else { "error" },
     )
     .record(started.elapsed().as_secs_f64());
+    node.requests.record(op, started.elapsed());
 }
 
 /// Request ids are 1 to 128 bytes.

@@ -673,6 +673,8 @@ pub fn cluster_state(node: &Node) -> serde_json::Value {
         "antientropy": node.antientropy_report(),
         "conflicts": crate::observe::conflicts_summary(node),
         "peers": node.observations.peers(),
+        "region_requests": crate::observe::region_requests(node),
+        "region_rtt": crate::observe::region_rtt(node),
         "failover": crate::failover::status(node),
     })
 }

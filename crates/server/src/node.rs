@@ -91,6 +91,8 @@ pub struct Node {
     pub(crate) write_outcomes: meridian_storage::OutcomeWindow,
     /// Lag, clock offsets and peer round trips, as last measured.
     pub observations: crate::observe::Observations,
+    /// The client requests this node received (the console's charts).
+    pub(crate) requests: crate::observe::RequestCounters,
     /// The hybrid logical clock that stamps this region's async writes on this node.
     pub(crate) hlc: Mutex<HlcClock>,
     /// Per async group: the term in which this node, leading, has applied everything earlier
@@ -189,6 +191,7 @@ impl Node {
             write_latency: Default::default(),
             write_outcomes: Default::default(),
             observations: Default::default(),
+            requests: Default::default(),
             hlc: Mutex::new(HlcClock::new(RegionTag::of(&cfg_region))),
             ready_terms: Mutex::new(BTreeMap::new()),
             shippers: Mutex::new(BTreeMap::new()),

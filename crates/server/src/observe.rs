@@ -56,6 +56,80 @@ pub struct PeerProbe {
     pub async_lag: Vec<AsyncLag>,
     #[serde(skip)]
     pub health: crate::failover::HealthReport,
+    #[serde(skip)]
+    pub requests: RequestStats,
+}
+
+/// What a node reports about the client requests it received (reads: gets and scans; writes:
+/// everything else), for the console's per-region charts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RequestStats {
+    /// Requests served since the node started (rates come from the difference of two reports).
+    pub writes_total: u64,
+    pub reads_total: u64,
+    /// Latency percentiles over the last [`REQUEST_WINDOW`].
+    pub write_p50_ms: Option<f64>,
+    pub write_p99_ms: Option<f64>,
+    pub read_p50_ms: Option<f64>,
+    pub read_p99_ms: Option<f64>,
+    /// The node's measured round trips to its peers: (peer, ms).
+    pub rtt_ms: Vec<(NodeId, f64)>,
+}
+
+/// How far back request latency percentiles look.
+pub const REQUEST_WINDOW: Duration = Duration::from_secs(30);
+
+/// The client requests this node received: counts and recent latencies.
+pub struct RequestCounters {
+    writes: std::sync::atomic::AtomicU64,
+    reads: std::sync::atomic::AtomicU64,
+    write_latency: meridian_storage::LatencyWindow,
+    read_latency: meridian_storage::LatencyWindow,
+}
+
+impl Default for RequestCounters {
+    fn default() -> Self {
+        RequestCounters {
+            writes: Default::default(),
+            reads: Default::default(),
+            write_latency: meridian_storage::LatencyWindow::new(REQUEST_WINDOW, 8192),
+            read_latency: meridian_storage::LatencyWindow::new(REQUEST_WINDOW, 8192),
+        }
+    }
+}
+
+impl RequestCounters {
+    /// Records one request of operation `op` that took `took`.
+    pub fn record(&self, op: &str, took: Duration) {
+        use std::sync::atomic::Ordering;
+        if matches!(op, "get" | "scan" | "read") {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            self.read_latency.record(took);
+        } else {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            self.write_latency.record(took);
+        }
+    }
+
+    fn stats(&self, peers: &[PeerProbe]) -> RequestStats {
+        use std::sync::atomic::Ordering;
+        let w = self.write_latency.quantiles_ms(&[0.5, 0.99]);
+        let r = self.read_latency.quantiles_ms(&[0.5, 0.99]);
+        RequestStats {
+            writes_total: self.writes.load(Ordering::Relaxed),
+            reads_total: self.reads.load(Ordering::Relaxed),
+            write_p50_ms: w.as_ref().map(|q| q[0]),
+            write_p99_ms: w.as_ref().map(|q| q[1]),
+            read_p50_ms: r.as_ref().map(|q| q[0]),
+            read_p99_ms: r.as_ref().map(|q| q[1]),
+            rtt_ms: peers.iter().map(|p| (p.node, p.rtt_ms)).collect(),
+        }
+    }
+}
+
+/// This node's request report.
+pub fn request_stats(node: &Node) -> RequestStats {
+    node.requests.stats(&node.observations.peers())
 }
 
 /// The node's measurements, refreshed by [`measure_lag`] and [`probe_loop`].
@@ -425,6 +499,7 @@ pub fn stats(node: &Node) -> NodeStats {
         lag: node.observations.lag(),
         async_lag: async_lag_own(node),
         health: crate::failover::own_health(node),
+        requests: request_stats(node),
     }
 }
 
@@ -536,6 +611,7 @@ async fn probe(node: &Arc<Node>, peer: &NodeRecord) -> Option<PeerProbe> {
         lag: stats.lag,
         async_lag: stats.async_lag,
         health: stats.health,
+        requests: stats.requests,
     })
 }
 
@@ -698,6 +774,81 @@ pub fn conflicts_summary(node: &Node) -> Vec<serde_json::Value> {
         }));
     }
     out
+}
+
+/// Client requests per region, from this node's report and its peers' last ones: totals
+/// summed (the console turns two readings into a rate) and latency percentiles the worst of the
+/// region's nodes (a conservative merge of percentiles that cannot be added).
+pub fn region_requests(node: &Node) -> Vec<serde_json::Value> {
+    let mut by_region: BTreeMap<String, Vec<RequestStats>> = BTreeMap::new();
+    by_region
+        .entry(node.cfg.region.clone())
+        .or_default()
+        .push(request_stats(node));
+    for p in node.observations.peers() {
+        by_region
+            .entry(p.region.clone())
+            .or_default()
+            .push(p.requests);
+    }
+    let worst = |v: &[RequestStats], f: fn(&RequestStats) -> Option<f64>| {
+        v.iter()
+            .filter_map(f)
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+    };
+    by_region
+        .into_iter()
+        .map(|(region, v)| {
+            serde_json::json!({
+                "region": region,
+                "nodes_reporting": v.len(),
+                "writes_total": v.iter().map(|s| s.writes_total).sum::<u64>(),
+                "reads_total": v.iter().map(|s| s.reads_total).sum::<u64>(),
+                "write_p50_ms": worst(&v, |s| s.write_p50_ms),
+                "write_p99_ms": worst(&v, |s| s.write_p99_ms),
+                "read_p50_ms": worst(&v, |s| s.read_p50_ms),
+                "read_p99_ms": worst(&v, |s| s.read_p99_ms),
+            })
+        })
+        .collect()
+}
+
+/// Measured round trips between regions: for each pair, the smallest any node measured to a
+/// node of the other region (this node's probes and its peers' reports).
+pub fn region_rtt(node: &Node) -> Vec<serde_json::Value> {
+    let region_of: BTreeMap<NodeId, String> = node
+        .catalog_nodes()
+        .into_iter()
+        .map(|n| (n.id, n.region))
+        .collect();
+    let mut best: BTreeMap<(String, String), f64> = BTreeMap::new();
+    let mut add = |a: &str, b: &str, ms: f64| {
+        if a == b {
+            return;
+        }
+        let key = if a < b {
+            (a.to_string(), b.to_string())
+        } else {
+            (b.to_string(), a.to_string())
+        };
+        let e = best.entry(key).or_insert(ms);
+        *e = e.min(ms);
+    };
+    for (peer, ms) in request_stats(node).rtt_ms {
+        if let Some(r) = region_of.get(&peer) {
+            add(&node.cfg.region, r, ms);
+        }
+    }
+    for p in node.observations.peers() {
+        for (peer, ms) in &p.requests.rtt_ms {
+            if let Some(r) = region_of.get(peer) {
+                add(&p.region, r, *ms);
+            }
+        }
+    }
+    best.into_iter()
+        .map(|((a, b), ms)| serde_json::json!({"a": a, "b": b, "rtt_ms": ms}))
+        .collect()
 }
 
 #[cfg(test)]

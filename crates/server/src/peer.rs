@@ -111,6 +111,9 @@ pub struct NodeStats {
     pub async_lag: Vec<crate::observe::AsyncLag>,
     /// Whom the node heard from lately and its latency percentiles (failover health).
     pub health: crate::failover::HealthReport,
+    /// The client requests it served and their latency, and its round trips to its peers (the
+    /// console's charts and region graph).
+    pub requests: crate::observe::RequestStats,
 }
 
 #[derive(Serialize, Deserialize)]

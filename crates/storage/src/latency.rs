@@ -63,6 +63,25 @@ impl LatencyWindow {
         self.0.record(d.as_secs_f64() * 1000.0);
     }
 
+    /// The `qs` quantiles (0 to 1) of the samples in the window, in milliseconds (`None`: no
+    /// sample).
+    pub fn quantiles_ms(&self, qs: &[f64]) -> Option<Vec<f64>> {
+        let mut v = self.0.current();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        Some(
+            qs.iter()
+                .map(|q| {
+                    debug_assert!((0.0..=1.0).contains(q), "a quantile is within 0 and 1");
+                    let rank = ((v.len() as f64) * q).ceil() as usize;
+                    v[rank.clamp(1, v.len()) - 1]
+                })
+                .collect(),
+        )
+    }
+
     /// The 99th percentile of the samples in the window, in milliseconds (`None`: no sample).
     pub fn p99_ms(&self) -> Option<f64> {
         let mut v = self.0.current();
