@@ -78,6 +78,26 @@ impl Timeline {
 }
 
 /// Polls `check` every 200 ms until it returns true or `timeout` passes.
+/// Waits until `client`'s node sees all `total` nodes joined and metadata voters that no one
+/// region can take down with it (the failover decisions the demos show need the metadata
+/// quorum); returns how long that took.
+pub(crate) async fn wait_formed(client: &Client, total: usize) -> Result<Duration> {
+    wait_for(
+        "every node has joined and the metadata voters span the regions",
+        SETTLE_TIMEOUT,
+        || {
+            let c = client.clone();
+            async move {
+                c.get_json("/v1/cluster").await.is_ok_and(|c| {
+                    c["nodes"].as_array().is_some_and(|n| n.len() == total)
+                        && c["meta_spread"] == true
+                })
+            }
+        },
+    )
+    .await
+}
+
 pub(crate) async fn wait_for<F, Fut>(
     what: &str,
     timeout: Duration,
@@ -424,22 +444,7 @@ async fn demo(duration_s: u64, report_path: Option<PathBuf>, insecure: bool) -> 
 
     let first = clients[0].clone();
     let total = nodes.len();
-    let t = wait_for(
-        "every node has joined and the metadata voters span the regions",
-        SETTLE_TIMEOUT,
-        || {
-            let first = first.clone();
-            async move {
-                first.get_json("/v1/cluster").await.is_ok_and(|c| {
-                    // Every node, and metadata voters no one region can take down with it
-                    // (the failover decisions the demo shows need the metadata quorum).
-                    c["nodes"].as_array().is_some_and(|n| n.len() == total)
-                        && c["meta_spread"] == true
-                })
-            }
-        },
-    )
-    .await?;
+    let t = wait_formed(&first, total).await?;
     println!(
         "cluster formed: {total} nodes joined in {:.1} s",
         t.as_secs_f64()

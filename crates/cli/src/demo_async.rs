@@ -17,7 +17,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::client::Client;
-use crate::demo::{percentile_ms, round1, wait_for, REGIONS};
+use crate::demo::{percentile_ms, round1, wait_for, wait_formed, REGIONS};
 use crate::local::LocalNode;
 
 const NODES_PER_REGION: usize = 3;
@@ -372,22 +372,7 @@ pub async fn demo(duration_s: u64, report_path: Option<PathBuf>, insecure: bool)
     crate::local::print_access(&token, &nodes[0].http());
     let first = clients[0].clone();
     let total = nodes.len();
-    let t = wait_for(
-        "every node has joined and the metadata voters span the regions",
-        SETTLE_TIMEOUT,
-        || {
-            let first = first.clone();
-            async move {
-                first.get_json("/v1/cluster").await.is_ok_and(|c| {
-                    // Every node, and metadata voters no one region can take down with it
-                    // (the failover decisions the demo shows need the metadata quorum).
-                    c["nodes"].as_array().is_some_and(|n| n.len() == total)
-                        && c["meta_spread"] == true
-                })
-            }
-        },
-    )
-    .await?;
+    let t = wait_formed(&first, total).await?;
     println!(
         "cluster formed: {total} nodes joined in {:.1} s",
         t.as_secs_f64()

@@ -136,22 +136,7 @@ async fn scenario(
     );
     crate::local::print_access(token, &nodes[NODES_PER_REGION].http());
     let total = nodes.len();
-    let t = wait_for(
-        "every node has joined and the metadata voters span the regions",
-        SETTLE_TIMEOUT,
-        || {
-            let o = observer.clone();
-            async move {
-                o.get_json("/v1/cluster").await.is_ok_and(|c| {
-                    // Every node, and metadata voters no one region can take down with it
-                    // (the failover decisions the demo shows need the metadata quorum).
-                    c["nodes"].as_array().is_some_and(|n| n.len() == total)
-                        && c["meta_spread"] == true
-                })
-            }
-        },
-    )
-    .await?;
+    let t = crate::demo::wait_formed(&observer, total).await?;
     println!("cluster formed: {total} nodes in {:.1} s", t.as_secs_f64());
     let policy = json!({"name": KEYSPACE, "replication": "sync", "survive": "zone",
                         "home_region": REGIONS[HOME], "regions": [REGIONS[HOME], REGIONS[TO]],

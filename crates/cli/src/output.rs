@@ -97,6 +97,11 @@ fn is_scalar(v: &Value) -> bool {
     !v.is_object() && !v.is_array()
 }
 
+/// A scalar, or a list of scalars (one cell each).
+fn shallow(v: &Value) -> bool {
+    is_scalar(v) || v.as_array().is_some_and(|a| a.iter().all(is_scalar))
+}
+
 /// Objects in an array as a table: one column per key whose values are mostly shallow.
 fn objects_table(items: &[Value]) -> String {
     let mut keys: Vec<String> = Vec::new();
@@ -138,7 +143,7 @@ pub fn generic(v: &Value) -> String {
                     {
                         tables.push_str(&format!("\n{}:\n{}", k, objects_table(items)));
                     }
-                    Value::Object(inner) if inner.values().all(is_scalar) && !inner.is_empty() => {
+                    Value::Object(inner) if !inner.is_empty() && inner.values().all(shallow) => {
                         out.push_str(&format!("{k}:\n"));
                         for (ik, iv) in inner {
                             out.push_str(&format!("  {ik}: {}\n", cell(iv)));

@@ -146,6 +146,26 @@ mod tests {
         );
     }
 
+    // Goal: walking back from the head finds the chain (orphans of lost appends ignored) and
+    // names a missing entry.
+    #[test]
+    fn walking_back_from_the_head() {
+        let good = log(4);
+        let mut stored: std::collections::BTreeMap<String, Entry> =
+            good.iter().map(|e| (e.hash.clone(), e.clone())).collect();
+        let mut orphan = good[3].clone();
+        orphan.target = "lost append".into();
+        let orphan = orphan.seal(&good[2].hash);
+        stored.insert(orphan.hash.clone(), orphan);
+        let head = &good[3];
+        let walked = crate::chain::walk_back(&stored, &head.hash, head.seq, "the audit log");
+        assert_eq!(walked.as_deref(), Ok(&good[..]));
+        stored.remove(&good[1].hash);
+        let e =
+            crate::chain::walk_back(&stored, &head.hash, head.seq, "the audit log").unwrap_err();
+        assert!(e.starts_with("the audit log's chain is broken"), "{e}");
+    }
+
     #[test]
     fn fields_are_bounded() {
         let long = "é".repeat(400);

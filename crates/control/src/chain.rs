@@ -16,6 +16,39 @@ pub trait Chained {
     fn compute_hash(&self) -> String;
 }
 
+/// The chain that ends at the head (`head_hash`, sequence `head_seq`), walked back through
+/// `by_hash` (every stored entry by its hash, orphans of lost appends too) to entry 0; oldest
+/// first. `Err` says where the chain breaks (an entry missing, or more entries than the head's
+/// sequence number allows) in terms of `what` ("the audit log").
+pub fn walk_back<E: Chained + Clone>(
+    by_hash: &std::collections::BTreeMap<String, E>,
+    head_hash: &str,
+    head_seq: u64,
+    what: &str,
+) -> Result<Vec<E>, String> {
+    let mut out: Vec<E> = Vec::new();
+    let mut want = Some(head_hash.to_string());
+    while let Some(h) = want {
+        let Some(e) = by_hash.get(&h) else {
+            return Err(format!(
+                "{what}'s chain is broken: no entry with hash {h} (head is entry {head_seq}); an entry was removed or edited in the data files"
+            ));
+        };
+        if let Some(newer) = out.last() {
+            debug_assert_eq!(newer.prev(), e.hash(), "the walk follows previous hashes");
+        }
+        out.push(e.clone());
+        if out.len() as u64 > head_seq + 1 {
+            return Err(format!(
+                "{what}'s chain is longer than its head's sequence number: entries were reordered in the data files"
+            ));
+        }
+        want = (e.seq() > 0).then(|| e.prev().to_string());
+    }
+    out.reverse();
+    Ok(out)
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(bytes);

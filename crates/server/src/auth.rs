@@ -474,22 +474,7 @@ pub async fn record(node: &Arc<Node>, rec: Record) -> Result<(), KvError> {
     // One append at a time from this node: they would only race each other for the head.
     let _one = node.auth.audit_lock.lock().await;
     for _ in 0..AUDIT_APPEND_ATTEMPTS {
-        let old = node
-            .execute(
-                META_GROUP,
-                Op::get(
-                    AUDIT_HEAD_KEY.as_bytes().to_vec(),
-                    ReadConsistency::Linearizable,
-                ),
-                0,
-            )
-            .await?
-            .value;
-        let head: Option<Head> = old
-            .as_ref()
-            .map(|b| serde_json::from_slice(b))
-            .transpose()
-            .map_err(|e| KvError::Internal(format!("the audit log's head: {e}")))?;
+        let (old, head) = read_head(node).await?;
         let (seq, prev) = match &head {
             Some(h) => (h.seq + 1, h.hash.clone()),
             None => (0, GENESIS.to_string()),
@@ -582,8 +567,10 @@ pub fn record_later(node: &Arc<Node>, rec: Record) {
 
 /// The audit log in order, read through the metadata leader: the chain from the head back to
 /// entry 0 (entries of appends that lost the race for the head are not part of it).
-pub async fn read_log(node: &Arc<Node>) -> Result<Vec<audit::Entry>, KvError> {
-    let head = node
+/// The audit log's head, read linearizably: its stored bytes (for a compare-and-swap) and its
+/// decoded form (`None`: an empty log).
+async fn read_head(node: &Arc<Node>) -> Result<(Option<Vec<u8>>, Option<Head>), KvError> {
+    let raw = node
         .execute(
             META_GROUP,
             Op::get(
@@ -594,11 +581,18 @@ pub async fn read_log(node: &Arc<Node>) -> Result<Vec<audit::Entry>, KvError> {
         )
         .await?
         .value;
-    let Some(head) = head else {
+    let head = raw
+        .as_ref()
+        .map(|b| serde_json::from_slice(b))
+        .transpose()
+        .map_err(|e| KvError::Internal(format!("the audit log's head: {e}")))?;
+    Ok((raw, head))
+}
+
+pub async fn read_log(node: &Arc<Node>) -> Result<Vec<audit::Entry>, KvError> {
+    let Some(head) = read_head(node).await?.1 else {
         return Ok(Vec::new());
     };
-    let head: Head = serde_json::from_slice(&head)
-        .map_err(|e| KvError::Internal(format!("the audit log's head: {e}")))?;
     let rows = node
         .execute(
             META_GROUP,
@@ -617,23 +611,6 @@ pub async fn read_log(node: &Arc<Node>) -> Result<Vec<audit::Entry>, KvError> {
         .filter_map(|(_, v)| serde_json::from_slice::<audit::Entry>(v).ok())
         .map(|e| (e.hash.clone(), e))
         .collect();
-    let mut out = Vec::new();
-    let mut want = Some(head.hash.clone());
-    while let Some(h) = want {
-        let Some(e) = by_hash.get(&h) else {
-            return Err(KvError::Internal(format!(
-                "the audit log's chain is broken: no entry with hash {h} (head is entry {}); an entry was removed or edited in the data files",
-                head.seq
-            )));
-        };
-        out.push(e.clone());
-        want = (e.seq > 0).then(|| e.prev.clone());
-        if out.len() as u64 > head.seq + 1 {
-            return Err(KvError::Internal(
-                "the audit log's chain is longer than its head's sequence number: entries were reordered in the data files".into(),
-            ));
-        }
-    }
-    out.reverse();
-    Ok(out)
+    meridian_control::chain::walk_back(&by_hash, &head.hash, head.seq, "the audit log")
+        .map_err(KvError::Internal)
 }

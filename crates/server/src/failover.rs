@@ -69,24 +69,8 @@ fn chain(head: Option<Head>, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Entry>, 
         .filter_map(|(_, v)| serde_json::from_slice::<Entry>(v).ok())
         .map(|e| (e.hash.clone(), e))
         .collect();
-    let mut out = Vec::new();
-    let mut want = Some(head.hash.clone());
-    while let Some(h) = want {
-        let Some(e) = by_hash.get(&h) else {
-            return Err(KvError::Internal(format!(
-                "the failover log's chain is broken: no entry with hash {h} (head is entry {})",
-                head.seq
-            )));
-        };
-        out.push(e.clone());
-        want = (e.seq > 0).then(|| e.prev.clone());
-        assert!(
-            out.len() as u64 <= head.seq + 1,
-            "the failover log's chain is longer than its head's sequence number"
-        );
-    }
-    out.reverse();
-    Ok(out)
+    meridian_control::chain::walk_back(&by_hash, &head.hash, head.seq, "the failover log")
+        .map_err(KvError::Internal)
 }
 
 fn state_of(log: &[Entry]) -> FailoverState {
