@@ -39,6 +39,13 @@ fn denied(d: Denied) -> Status {
     }
 }
 
+/// The principal a request's verified client certificate stands for, if any.
+fn cert_of<T>(req: &Request<T>) -> Option<Arc<Principal>> {
+    req.extensions()
+        .get::<crate::conn_limit::ConnInfo>()
+        .and_then(|c| c.cert.clone())
+}
+
 /// The principal behind a request's `authorization` metadata, if it may do what `need` says.
 #[allow(clippy::result_large_err)]
 async fn allow<T>(node: &Arc<Node>, req: &Request<T>, need: Need) -> Result<Principal, Status> {
@@ -46,10 +53,7 @@ async fn allow<T>(node: &Arc<Node>, req: &Request<T>, need: Need) -> Result<Prin
         .metadata()
         .get("authorization")
         .and_then(|v| v.to_str().ok());
-    let cert = req
-        .extensions()
-        .get::<crate::conn_limit::ConnInfo>()
-        .and_then(|c| c.cert.clone());
+    let cert = cert_of(req);
     auth::check(node, header, cert.as_deref(), &need)
         .await
         .map_err(|d| {
@@ -77,10 +81,7 @@ async fn allow_audited<T>(
                 .metadata()
                 .get("authorization")
                 .and_then(|v| v.to_str().ok());
-            let cert = req
-                .extensions()
-                .get::<crate::conn_limit::ConnInfo>()
-                .and_then(|c| c.cert.clone());
+            let cert = cert_of(req);
             let principal = auth::authenticate(node, header, cert.as_deref())
                 .await
                 .map_or_else(|_| "anonymous".to_string(), |p| p.name);

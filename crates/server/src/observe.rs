@@ -834,12 +834,11 @@ pub fn region_rtt(node: &Node) -> Vec<serde_json::Value> {
         let e = best.entry(key).or_insert(ms);
         *e = e.min(ms);
     };
-    for (peer, ms) in request_stats(node).rtt_ms {
-        if let Some(r) = region_of.get(&peer) {
-            add(&node.cfg.region, r, ms);
-        }
+    let peers = node.observations.peers();
+    for p in &peers {
+        add(&node.cfg.region, &p.region, p.rtt_ms);
     }
-    for p in node.observations.peers() {
+    for p in &peers {
         for (peer, ms) in &p.requests.rtt_ms {
             if let Some(r) = region_of.get(peer) {
                 add(&p.region, r, *ms);
